@@ -1,0 +1,126 @@
+//! The command line: argument parsing (clap) and the commands' output. Each command calls the
+//! library; nothing here decides an authorization question.
+//!
+//! Architecture invariant: clap and anyhow are used only here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::conditions::Conditions;
+use crate::schema;
+
+#[derive(Parser)]
+#[command(name = "pemba", version, about = "An authorization database: relationships plus rhai conditions")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check and format schema files.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Parse and compile schema files; print every problem and exit 1 if there is one.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the canonical text of schema files.
+    Fmt {
+        /// Print nothing; exit 1 and name the files whose text is not canonical.
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+        /// Rewrite the files in place.
+        #[arg(long)]
+        write: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Writes to standard output, ignoring a closed pipe (`pemba … | head` must not panic).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Runs the command line; the process exit code follows.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Schema { command: SchemaCommand::Check { files } } => schema_check(&files),
+        Command::Schema { command: SchemaCommand::Fmt { check, write, files } } => schema_fmt(&files, check, write),
+    }
+}
+
+fn read(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
+}
+
+fn schema_check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let conditions = Conditions::new();
+    let mut failed = 0;
+    for path in files {
+        let source = read(path)?;
+        match schema::compile_text(&source, &conditions) {
+            Ok(compiled) => {
+                out!("{}: ok ({} definitions, {} caveats)\n", path.display(), compiled.definitions().count(), compiled.caveats().count());
+            }
+            Err(diags) => {
+                failed += 1;
+                eprint!("{}", schema::diagnostic::render_all(&diags, &path.display().to_string(), &source));
+            }
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn schema_fmt(files: &[PathBuf], check: bool, write: bool) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for path in files {
+        let source = read(path)?;
+        let formatted = match schema::format_text(&source) {
+            Ok(f) => f,
+            Err(diags) => {
+                failed = true;
+                eprint!("{}", schema::diagnostic::render_all(&diags, &path.display().to_string(), &source));
+                continue;
+            }
+        };
+        if check {
+            if formatted != source {
+                failed = true;
+                eprintln!("{}: not formatted", path.display());
+            }
+        } else if write {
+            if formatted != source {
+                std::fs::write(path, &formatted).with_context(|| format!("cannot write `{}`", path.display()))?;
+            }
+        } else {
+            out!("{formatted}");
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,519 @@
+//! Conditions (caveats) written in rhai: the hardened engine, compilation of caveat bodies, typed
+//! conversion of context values and three-valued evaluation.
+//!
+//! This is the only module that knows rhai. It knows nothing about schemas' other contents,
+//! relationships or storage: it is handed a caveat's parameters and body, and later the context
+//! values, the endpoints' attributes and `now`.
+//!
+//! The rules that keep rhai's permissive defaults from turning into an allow:
+//! - a caveat's value must be a `bool`; anything else is an error, never a truthy value;
+//! - variables must be declared (parameters, `resource`, `subject`, `now`), checked at compile time;
+//! - reading a missing map key is an error, not `()`;
+//! - comparing values of different types (`"1" == 1`, `() < 3`) is an error, not `false`; only
+//!   `int` and `double` mix, numerically;
+//! - a context value of the wrong type for its parameter is an error naming the parameter;
+//! - the engine has no I/O, no modules, no `eval`, and hard limits on operations, depth and sizes.
+
+use std::net::IpAddr;
+
+use rhai::packages::{
+    BasicArrayPackage, BasicMapPackage, BasicMathPackage, BasicStringPackage, CorePackage,
+    LogicPackage, MoreStringPackage, Package,
+};
+use rhai::{Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, Position, Scope};
+use serde_json::{Map, Value};
+
+use crate::model::{Duration, ParamType, Timestamp};
+
+/// Most rhai operations one caveat evaluation may take.
+pub const MAX_OPERATIONS: u64 = 100_000;
+/// Deepest expression nesting in a caveat body (and in functions it defines).
+pub const MAX_EXPR_DEPTH: usize = 64;
+/// Longest string a caveat may build, in bytes.
+pub const MAX_STRING_SIZE: usize = 64 * 1024;
+/// Largest array or map a caveat may build or receive.
+pub const MAX_COLLECTION_SIZE: usize = 10_000;
+/// Deepest function-call nesting (closures passed to `all` / `some` count).
+pub const MAX_CALL_LEVELS: usize = 16;
+
+/// Names every condition sees besides its parameters.
+pub const BUILTIN_VARIABLES: [&str; 3] = ["resource", "subject", "now"];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    /// The body does not compile; the position is relative to the start of the body (1-based).
+    #[error("{message}")]
+    Compile { message: String, line: usize, column: usize },
+    #[error("context value for parameter `{param}` of caveat `{caveat}` is not a valid {expected}: {detail}")]
+    WrongType { caveat: String, param: String, expected: String, detail: String },
+    #[error("caveat `{caveat}` failed: {message}")]
+    Runtime { caveat: String, message: String },
+    #[error("caveat `{caveat}` returned a value of type `{got}`, not a bool")]
+    NotBool { caveat: String, got: String },
+}
+
+/// The result of evaluating one caveat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    True,
+    False,
+    /// Declared parameters for which no context value was supplied, sorted.
+    Missing(Vec<String>),
+}
+
+/// A caveat body compiled once per schema version.
+#[derive(Debug, Clone)]
+pub struct CompiledCondition {
+    name: String,
+    params: Vec<(String, ParamType)>,
+    ast: rhai::AST,
+}
+
+impl CompiledCondition {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn params(&self) -> &[(String, ParamType)] {
+        &self.params
+    }
+}
+
+/// What a condition sees besides its parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    pub now: Timestamp,
+    /// Stored attributes of the relationship's resource (empty until the store exists).
+    pub resource: &'a Map<String, Value>,
+    /// Stored attributes of the relationship's subject.
+    pub subject: &'a Map<String, Value>,
+}
+
+/// The hardened rhai engine. Build one and share it: it is `Send + Sync`.
+pub struct Conditions {
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Conditions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conditions")
+    }
+}
+
+impl Default for Conditions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn runtime_err(msg: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), Position::NONE))
+}
+
+fn type_label(v: &Dynamic) -> String {
+    if v.is::<Timestamp>() {
+        "timestamp".into()
+    } else if v.is::<Duration>() {
+        "duration".into()
+    } else if v.is::<IpAddr>() {
+        "ipaddress".into()
+    } else {
+        v.type_name().rsplit("::").next().unwrap_or("?").to_string()
+    }
+}
+
+/// Refuses a comparison between values that rhai would otherwise silently call unequal.
+fn mismatched(op: &str, a: &Dynamic, b: &Dynamic) -> Box<EvalAltResult> {
+    runtime_err(format!(
+        "cannot apply `{op}` to a `{}` and a `{}`",
+        type_label(a),
+        type_label(b)
+    ))
+}
+
+impl Conditions {
+    pub fn new() -> Conditions {
+        let mut engine = Engine::new_raw();
+        let packages = [
+            CorePackage::new().as_shared_module(),
+            LogicPackage::new().as_shared_module(),
+            BasicArrayPackage::new().as_shared_module(),
+            BasicMapPackage::new().as_shared_module(),
+            BasicStringPackage::new().as_shared_module(),
+            MoreStringPackage::new().as_shared_module(),
+            BasicMathPackage::new().as_shared_module(),
+        ];
+        for p in packages {
+            engine.register_global_module(p);
+        }
+        engine
+            .set_max_operations(MAX_OPERATIONS)
+            .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_EXPR_DEPTH)
+            .set_max_string_size(MAX_STRING_SIZE)
+            .set_max_array_size(MAX_COLLECTION_SIZE)
+            .set_max_map_size(MAX_COLLECTION_SIZE)
+            .set_max_call_levels(MAX_CALL_LEVELS)
+            .set_strict_variables(true)
+            .set_fail_on_invalid_map_property(true)
+            // Registered comparison functions must be consulted before rhai's built-in fallback
+            // for mixed types (see `register_strict_comparisons`), and constant folding must not
+            // apply that fallback at compile time.
+            .set_fast_operators(false)
+            .set_optimization_level(rhai::OptimizationLevel::None);
+        // Loops are statements, and a caveat is one expression; keep them out anyway so that the
+        // operation limit is the only thing standing between a body and a long run.
+        for symbol in ["eval", "while", "loop", "for", "do", "import", "export"] {
+            engine.disable_symbol(symbol);
+        }
+        register_types(&mut engine);
+        register_strict_comparisons(&mut engine);
+        Conditions { engine }
+    }
+
+    /// Compiles a caveat body. Parameters must have distinct names; the body may use them and
+    /// [`BUILTIN_VARIABLES`].
+    pub fn compile(
+        &self,
+        name: &str,
+        params: &[(String, ParamType)],
+        body: &str,
+    ) -> Result<CompiledCondition, ConditionError> {
+        let mut scope = Scope::new();
+        for v in BUILTIN_VARIABLES {
+            scope.push_dynamic(v, Dynamic::UNIT);
+        }
+        for (p, _) in params {
+            scope.push_dynamic(p.as_str(), Dynamic::UNIT);
+        }
+        let ast = self.engine.compile_expression_with_scope(&scope, body).map_err(|e| {
+            let pos = e.position();
+            ConditionError::Compile {
+                message: e.err_type().to_string(),
+                line: pos.line().unwrap_or(1),
+                column: pos.position().unwrap_or(1),
+            }
+        })?;
+        Ok(CompiledCondition { name: name.to_string(), params: params.to_vec(), ast })
+    }
+
+    /// Evaluates a caveat: `stored` (context on the relationship) wins over `request` (context
+    /// sent with the check). If any parameter is missing from both, the outcome is
+    /// [`Outcome::Missing`] listing all of them and the body is not run.
+    pub fn evaluate(
+        &self,
+        cond: &CompiledCondition,
+        stored: &Map<String, Value>,
+        request: &Map<String, Value>,
+        env: Env<'_>,
+    ) -> Result<Outcome, ConditionError> {
+        let mut missing: Vec<String> = cond
+            .params
+            .iter()
+            .filter(|(p, _)| !stored.contains_key(p) && !request.contains_key(p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        if !missing.is_empty() {
+            missing.sort();
+            return Ok(Outcome::Missing(missing));
+        }
+        let mut scope = Scope::new();
+        let any = ParamType::Any;
+        let attrs = |m: &Map<String, Value>, what: &str| {
+            to_dynamic(&Value::Object(m.clone()), &any).map_err(|detail| ConditionError::WrongType {
+                caveat: cond.name.clone(),
+                param: what.to_string(),
+                expected: "attribute map".into(),
+                detail,
+            })
+        };
+        scope.push_dynamic("resource", attrs(env.resource, "resource")?);
+        scope.push_dynamic("subject", attrs(env.subject, "subject")?);
+        scope.push_dynamic("now", Dynamic::from(env.now));
+        for (p, ty) in &cond.params {
+            let Some(raw) = stored.get(p).or_else(|| request.get(p)) else {
+                continue;
+            };
+            let value = to_dynamic(raw, ty).map_err(|detail| ConditionError::WrongType {
+                caveat: cond.name.clone(),
+                param: p.clone(),
+                expected: ty.to_string(),
+                detail,
+            })?;
+            scope.push_dynamic(p.as_str(), value);
+        }
+        let result = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &cond.ast)
+            .map_err(|e| ConditionError::Runtime { caveat: cond.name.clone(), message: e.to_string() })?;
+        match result.as_bool() {
+            Ok(true) => Ok(Outcome::True),
+            Ok(false) => Ok(Outcome::False),
+            Err(_) => Err(ConditionError::NotBool { caveat: cond.name.clone(), got: type_label(&result) }),
+        }
+    }
+
+    /// Checks that a context value fits a declared type (used when writing relationships).
+    pub fn check_value(value: &Value, ty: &ParamType) -> Result<(), String> {
+        to_dynamic(value, ty).map(|_| ())
+    }
+}
+
+/// Converts a JSON context value to the rhai value of its declared type.
+fn to_dynamic(value: &Value, ty: &ParamType) -> Result<Dynamic, String> {
+    let wrong = || format!("got `{value}`");
+    let s = || value.as_str().ok_or_else(wrong);
+    Ok(match ty {
+        ParamType::Int => Dynamic::from(value.as_i64().ok_or_else(wrong)? as INT),
+        ParamType::Uint => {
+            let u = value.as_u64().ok_or_else(wrong)?;
+            let i = INT::try_from(u).map_err(|_| format!("`{u}` is above the largest supported uint ({})", INT::MAX))?;
+            Dynamic::from(i)
+        }
+        ParamType::Double => Dynamic::from(value.as_f64().ok_or_else(wrong)? as FLOAT),
+        ParamType::Bool => Dynamic::from(value.as_bool().ok_or_else(wrong)?),
+        ParamType::String => Dynamic::from(ImmutableString::from(s()?)),
+        ParamType::Bytes => match value {
+            Value::String(st) => Dynamic::from_blob(st.as_bytes().to_vec()),
+            Value::Array(items) => {
+                let mut blob = Vec::with_capacity(items.len());
+                for it in items {
+                    let b = it.as_u64().and_then(|b| u8::try_from(b).ok()).ok_or_else(wrong)?;
+                    blob.push(b);
+                }
+                Dynamic::from_blob(blob)
+            }
+            _ => return Err(wrong()),
+        },
+        ParamType::Duration => Dynamic::from(Duration::parse(s()?).map_err(|e| e.to_string())?),
+        ParamType::Timestamp => Dynamic::from(Timestamp::parse(s()?).map_err(|e| e.to_string())?),
+        ParamType::IpAddress => {
+            let ip: IpAddr = s()?.parse().map_err(|_| format!("`{value}` is not an IP address"))?;
+            Dynamic::from(ip)
+        }
+        ParamType::List(inner) => {
+            let items = value.as_array().ok_or_else(wrong)?;
+            if items.len() > MAX_COLLECTION_SIZE {
+                return Err(format!("list of {} items exceeds the limit of {MAX_COLLECTION_SIZE}", items.len()));
+            }
+            let mut out = rhai::Array::with_capacity(items.len());
+            for it in items {
+                out.push(to_dynamic(it, inner)?);
+            }
+            Dynamic::from_array(out)
+        }
+        ParamType::Map(inner) => {
+            let obj = value.as_object().ok_or_else(wrong)?;
+            if obj.len() > MAX_COLLECTION_SIZE {
+                return Err(format!("map of {} entries exceeds the limit of {MAX_COLLECTION_SIZE}", obj.len()));
+            }
+            let mut out = rhai::Map::new();
+            for (k, v) in obj {
+                out.insert(k.as_str().into(), to_dynamic(v, inner)?);
+            }
+            Dynamic::from_map(out)
+        }
+        ParamType::Any => match value {
+            Value::Null => Dynamic::UNIT,
+            Value::Bool(b) => Dynamic::from(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Dynamic::from(i as INT),
+                None => Dynamic::from(n.as_f64().unwrap_or(f64::NAN) as FLOAT),
+            },
+            Value::String(st) => Dynamic::from(ImmutableString::from(st.as_str())),
+            Value::Array(_) => to_dynamic(value, &ParamType::List(Box::new(ParamType::Any)))?,
+            Value::Object(_) => to_dynamic(value, &ParamType::Map(Box::new(ParamType::Any)))?,
+        },
+    })
+}
+
+fn register_types(engine: &mut Engine) {
+    engine.register_type_with_name::<Timestamp>("timestamp");
+    engine.register_type_with_name::<Duration>("duration");
+    engine.register_type_with_name::<IpAddr>("ipaddress");
+    engine.register_fn("timestamp", |s: &str| -> Result<Timestamp, Box<EvalAltResult>> {
+        Timestamp::parse(s).map_err(|e| runtime_err(e.to_string()))
+    });
+    engine.register_fn("duration", |s: &str| -> Result<Duration, Box<EvalAltResult>> {
+        Duration::parse(s).map_err(|e| runtime_err(e.to_string()))
+    });
+    engine.register_fn("ipaddress", |s: &str| -> Result<IpAddr, Box<EvalAltResult>> {
+        s.parse::<IpAddr>().map_err(|_| runtime_err(format!("`{s}` is not an IP address")))
+    });
+    engine.register_fn("in_cidr", in_cidr);
+    engine.register_fn("to_string", |t: &mut Timestamp| t.to_string());
+    engine.register_fn("to_string", |d: &mut Duration| d.to_string());
+    engine.register_fn("to_string", |ip: &mut IpAddr| ip.to_string());
+    let over = |e: &str| runtime_err(format!("time arithmetic overflowed in `{e}`"));
+    engine.register_fn("+", move |t: Timestamp, d: Duration| -> Result<Timestamp, Box<EvalAltResult>> {
+        t.0.checked_add(d.0).map(Timestamp).ok_or_else(|| over("+"))
+    });
+    engine.register_fn("-", move |t: Timestamp, d: Duration| -> Result<Timestamp, Box<EvalAltResult>> {
+        t.0.checked_sub(d.0).map(Timestamp).ok_or_else(|| over("-"))
+    });
+    engine.register_fn("-", move |a: Timestamp, b: Timestamp| -> Result<Duration, Box<EvalAltResult>> {
+        a.0.checked_sub(b.0).map(Duration).ok_or_else(|| over("-"))
+    });
+    engine.register_fn("+", move |a: Duration, b: Duration| -> Result<Duration, Box<EvalAltResult>> {
+        a.0.checked_add(b.0).map(Duration).ok_or_else(|| over("+"))
+    });
+    engine.register_fn("-", move |a: Duration, b: Duration| -> Result<Duration, Box<EvalAltResult>> {
+        a.0.checked_sub(b.0).map(Duration).ok_or_else(|| over("-"))
+    });
+    macro_rules! ordered {
+        ($t:ty) => {
+            engine.register_fn("==", |a: $t, b: $t| a == b);
+            engine.register_fn("!=", |a: $t, b: $t| a != b);
+            engine.register_fn("<", |a: $t, b: $t| a < b);
+            engine.register_fn("<=", |a: $t, b: $t| a <= b);
+            engine.register_fn(">", |a: $t, b: $t| a > b);
+            engine.register_fn(">=", |a: $t, b: $t| a >= b);
+        };
+    }
+    ordered!(Timestamp);
+    ordered!(Duration);
+    engine.register_fn("==", |a: IpAddr, b: IpAddr| a == b);
+    engine.register_fn("!=", |a: IpAddr, b: IpAddr| a != b);
+}
+
+/// `ip.in_cidr("10.0.0.0/8")`: whether the address lies in the network.
+fn in_cidr(ip: &mut IpAddr, cidr: &str) -> Result<bool, Box<EvalAltResult>> {
+    let bad = || runtime_err(format!("`{cidr}` is not a CIDR network such as `10.0.0.0/8`"));
+    let (net, len) = cidr.split_once('/').ok_or_else(bad)?;
+    let net: IpAddr = net.parse().map_err(|_| bad())?;
+    let len: u32 = len.parse().map_err(|_| bad())?;
+    match (*ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            Ok(u32::from(a) & mask == u32::from(n) & mask)
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            Ok(u128::from(a) & mask == u128::from(n) & mask)
+        }
+        (_, IpAddr::V4(_)) if len <= 32 => Ok(false),
+        (_, IpAddr::V6(_)) if len <= 128 => Ok(false),
+        _ => Err(bad()),
+    }
+}
+
+/// The comparison operators for rhai's primitive types. rhai's own fallback answers `false` (and
+/// `true` for `!=`) when the operand types differ; with fast operators turned off, registered
+/// functions are tried before that fallback, and these answer a type mismatch with an error.
+/// Exact-type registrations (timestamps, arrays, maps) still win over these `Dynamic` ones.
+fn register_strict_comparisons(engine: &mut Engine) {
+    use std::cmp::Ordering;
+    fn compare(op: &str, a: &Dynamic, b: &Dynamic) -> Result<Ordering, Box<EvalAltResult>> {
+        let ordering = if let (Ok(x), Ok(y)) = (a.as_int(), b.as_int()) {
+            Some(x.cmp(&y))
+        } else if let (Some(x), Some(y)) = (number(a), number(b)) {
+            x.partial_cmp(&y)
+        } else if let (Some(x), Some(y)) = (a.read_lock::<ImmutableString>(), b.read_lock::<ImmutableString>()) {
+            Some(x.as_str().cmp(y.as_str()))
+        } else if let (Ok(x), Ok(y)) = (a.as_char(), b.as_char()) {
+            Some(x.cmp(&y))
+        } else if let (Ok(x), Ok(y)) = (a.as_bool(), b.as_bool()) {
+            if op == "==" || op == "!=" { Some(x.cmp(&y)) } else { return Err(mismatched(op, a, b)) }
+        } else if a.is_unit() && b.is_unit() && (op == "==" || op == "!=") {
+            Some(Ordering::Equal)
+        } else {
+            return Err(mismatched(op, a, b));
+        };
+        // NaN compares with nothing: every comparison but `!=` is false.
+        ordering.ok_or_else(|| runtime_err(format!("cannot apply `{op}` to NaN")))
+    }
+    fn number(v: &Dynamic) -> Option<FLOAT> {
+        v.as_int().map(|i| i as FLOAT).ok().or_else(|| v.as_float().ok())
+    }
+    macro_rules! strict {
+        ($op:literal, $test:expr) => {
+            engine.register_fn($op, |a: Dynamic, b: Dynamic| -> Result<bool, Box<EvalAltResult>> {
+                compare($op, &a, &b).map($test)
+            });
+        };
+    }
+    strict!("==", |o: Ordering| o == Ordering::Equal);
+    strict!("!=", |o: Ordering| o != Ordering::Equal);
+    strict!("<", |o: Ordering| o == Ordering::Less);
+    strict!("<=", |o: Ordering| o != Ordering::Greater);
+    strict!(">", |o: Ordering| o == Ordering::Greater);
+    strict!(">=", |o: Ordering| o != Ordering::Less);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(params: &[(&str, ParamType)], body: &str, ctx: Value) -> Result<Outcome, ConditionError> {
+        let c = Conditions::new();
+        let params: Vec<_> = params.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
+        let cond = c.compile("t", &params, body)?;
+        let empty = Map::new();
+        let ctx = ctx.as_object().cloned().unwrap_or_default();
+        let env = Env { now: Timestamp::from_unix_seconds(0), resource: &empty, subject: &empty };
+        c.evaluate(&cond, &Map::new(), &ctx, env)
+    }
+
+    #[test]
+    fn mismatched_types_are_errors_not_false() {
+        let p = [("a", ParamType::Any), ("b", ParamType::Any)];
+        let r = eval(&p, "a == b", serde_json::json!({"a": "1", "b": 1}));
+        assert!(matches!(r, Err(ConditionError::Runtime { .. })), "{r:?}");
+        let r = eval(&p, "a != b", serde_json::json!({"a": "1", "b": 1}));
+        assert!(matches!(r, Err(ConditionError::Runtime { .. })), "{r:?}");
+        let r = eval(&p, "a < b", serde_json::json!({"a": null, "b": 1}));
+        assert!(matches!(r, Err(ConditionError::Runtime { .. })), "{r:?}");
+        assert_eq!(eval(&p, "a == b", serde_json::json!({"a": 1, "b": 1.0})), Ok(Outcome::True));
+        assert_eq!(eval(&p, "a == b", serde_json::json!({"a": "x", "b": "x"})), Ok(Outcome::True));
+    }
+
+    #[test]
+    fn missing_map_key_is_an_error() {
+        let p = [("m", ParamType::Map(Box::new(ParamType::Any)))];
+        let r = eval(&p, "m.missing == 1", serde_json::json!({"m": {}}));
+        assert!(matches!(r, Err(ConditionError::Runtime { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn timestamps_and_durations() {
+        let p = [("t", ParamType::Timestamp), ("d", ParamType::Duration)];
+        let ctx = serde_json::json!({"t": "2025-01-01T01:00:00+01:00", "d": "1h30m"});
+        assert_eq!(eval(&p, r#"t == timestamp("2025-01-01T00:00:00Z")"#, ctx.clone()), Ok(Outcome::True));
+        assert_eq!(eval(&p, r#"t + d > timestamp("2025-01-01T01:29:00Z")"#, ctx.clone()), Ok(Outcome::True));
+        assert_eq!(eval(&p, r#"d == duration("90m")"#, ctx), Ok(Outcome::True));
+    }
+
+    #[test]
+    fn ip_in_cidr() {
+        let p = [("ip", ParamType::IpAddress)];
+        assert_eq!(eval(&p, r#"ip.in_cidr("10.0.0.0/8")"#, serde_json::json!({"ip": "10.2.3.4"})), Ok(Outcome::True));
+        assert_eq!(eval(&p, r#"ip.in_cidr("10.1.0.0/16")"#, serde_json::json!({"ip": "10.2.3.4"})), Ok(Outcome::False));
+        let r = eval(&p, "ip.in_cidr(\"nonsense\")", serde_json::json!({"ip": "10.2.3.4"}));
+        assert!(matches!(r, Err(ConditionError::Runtime { .. })));
+    }
+
+    #[test]
+    fn missing_parameters_are_listed() {
+        let p = [("b", ParamType::Int), ("a", ParamType::Int)];
+        assert_eq!(eval(&p, "a == b", serde_json::json!({})), Ok(Outcome::Missing(vec!["a".into(), "b".into()])));
+    }
+
+    #[test]
+    fn non_bool_and_unbounded_bodies_are_errors() {
+        let p = [("a", ParamType::Int)];
+        assert!(matches!(eval(&p, "a + 1", serde_json::json!({"a": 1})), Err(ConditionError::NotBool { .. })));
+        let r = eval(&[], "[1,2,3].all(|x| x > 0) && \"x\".pad(100000, 'x') == \"\"", serde_json::json!({}));
+        assert!(matches!(r, Err(ConditionError::Runtime { .. })), "{r:?}");
+        assert!(matches!(eval(&[], "undefined_var", serde_json::json!({})), Err(ConditionError::Compile { .. })));
+        let wrong = eval(&p, "a == 1", serde_json::json!({"a": "one"}));
+        assert!(matches!(wrong, Err(ConditionError::WrongType { .. })));
+    }
+
+    #[test]
+    fn closures_work_for_all_and_some() {
+        let p = [("l", ParamType::List(Box::new(ParamType::Int)))];
+        assert_eq!(eval(&p, "l.all(|i| i >= 42)", serde_json::json!({"l": [42, 43]})), Ok(Outcome::True));
+        assert_eq!(eval(&p, "l.all(|i| i >= 42)", serde_json::json!({"l": []})), Ok(Outcome::True));
+        assert_eq!(eval(&p, "l.some(|i| i >= 42)", serde_json::json!({"l": [1]})), Ok(Outcome::False));
+        assert_eq!(eval(&p, "42 in l", serde_json::json!({"l": [1, 42]})), Ok(Outcome::True));
+    }
+}

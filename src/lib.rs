@@ -1,0 +1,11 @@
+//! Pemba: an authorization database. Zanzibar-style relationships evaluated through a SpiceDB
+//! schema, with run-time conditions written in rhai.
+//!
+//! The layers, from the bottom: [`model`] (value types), [`conditions`] (rhai), [`schema`]
+//! (language and compiler). See ARCHITECTURE.md for the code map.
+
+pub mod cli;
+pub mod conditions;
+pub mod graph;
+pub mod model;
+pub mod schema;

@@ -1,0 +1,24 @@
+//! SpiceDB's validation files (read from `../shared/conformance/spicedb`, never copied): every
+//! schema compiles.
+
+use pemba::conditions::Conditions;
+
+#[test]
+fn every_conformance_schema_compiles() {
+    let files = super::conformance_files();
+    if files.is_empty() {
+        return;
+    }
+    assert_eq!(files.len(), 73, "expected SpiceDB's 73 validation files");
+    let conditions = Conditions::new();
+    let mut failures = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let schema = doc.get("schema").and_then(|s| s.as_str()).unwrap();
+        if let Err(diags) = pemba::schema::compile_text(schema, &conditions) {
+            failures.push(pemba::schema::diagnostic::render_all(&diags, &path.display().to_string(), schema));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,71 @@
+//! House rules checked by grep: each foreign crate is used only in its home module, and every
+//! source file opens with a `//!` paragraph.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// (crate, the paths under `src/` allowed to use it)
+const HOMES: &[(&str, &[&str])] = &[
+    ("rhai", &["src/conditions.rs"]),
+    ("petgraph", &["src/graph.rs"]),
+    ("clap", &["src/cli.rs"]),
+    ("anyhow", &["src/cli.rs"]),
+    ("serde_yaml_ng", &["src/validation/"]),
+    ("sled", &["src/store/"]),
+    ("roaring", &["src/index/"]),
+    ("tonic", &["src/server/"]),
+    ("prost", &["src/server/"]),
+];
+
+#[test]
+fn foreign_crates_stay_in_their_home_module() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut offences = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(root()).unwrap().to_string_lossy().replace('\\', "/");
+        let text = std::fs::read_to_string(file).unwrap();
+        for (krate, homes) in HOMES {
+            if homes.iter().any(|h| rel.starts_with(h)) {
+                continue;
+            }
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if code.contains(&format!("{krate}::")) || code.contains(&format!("use {krate}")) {
+                    offences.push(format!("{rel}:{}: uses `{krate}` outside {homes:?}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(offences.is_empty(), "{}", offences.join("\n"));
+}
+
+#[test]
+fn every_source_file_starts_with_a_module_doc() {
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "benches"] {
+        if root().join(dir).is_dir() {
+            rust_files(&root().join(dir), &mut files);
+        }
+    }
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` paragraph:\n{}", missing.join("\n"));
+}
