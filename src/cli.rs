@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::conditions::Conditions;
 use crate::schema;
+use crate::validation;
 
 #[derive(Parser)]
 #[command(name = "pemba", version, about = "An authorization database: relationships plus rhai conditions")]
@@ -25,6 +26,14 @@ enum Command {
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+    /// Run validation files in SpiceDB's `zed validate` format.
+    Validate {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -72,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Schema { command: SchemaCommand::Check { files } } => schema_check(&files),
         Command::Schema { command: SchemaCommand::Fmt { check, write, files } } => schema_fmt(&files, check, write),
+        Command::Validate { json, files } => validate(&files, json),
     }
 }
 
@@ -123,4 +133,42 @@ fn schema_fmt(files: &[PathBuf], check: bool, write: bool) -> anyhow::Result<Exi
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let conditions = Conditions::new();
+    let now = crate::model::Timestamp::now();
+    let mut reports = Vec::new();
+    for path in files {
+        let report = match validation::load(path, &conditions) {
+            Ok(file) => validation::run(&file, &conditions, now),
+            Err(errors) => validation::FileReport { errors, ..Default::default() },
+        };
+        if !json {
+            out!("{}", report.render(&path.display().to_string()));
+        }
+        reports.push((path.display().to_string(), report));
+    }
+    let failed = reports.iter().filter(|(_, r)| !r.passed()).count();
+    let passed = reports.len() - failed;
+    let assertions: usize = reports.iter().map(|(_, r)| r.assertions).sum();
+    let assertions_passed: usize = reports.iter().map(|(_, r)| r.assertions_passed).sum();
+    if json {
+        let files: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(f, r)| serde_json::json!({"file": f, "passed": r.passed(), "report": r}))
+            .collect();
+        let doc = serde_json::json!({
+            "files": files,
+            "passed": passed,
+            "failed": failed,
+            "assertions": assertions,
+            "assertions_passed": assertions_passed,
+        });
+        out!("{}\n", serde_json::to_string_pretty(&doc)?);
+    } else {
+        out!("assertions: {} passed, {} failed\n", assertions_passed, assertions - assertions_passed);
+        out!("{passed} passed, {failed} failed\n");
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod conditions;
+pub mod engine;
 pub mod graph;
 pub mod model;
+pub mod validation;
 pub mod schema;

@@ -12,7 +12,7 @@ use super::ast::*;
 use super::diagnostic::{Diagnostic, Span};
 use crate::conditions::{BUILTIN_VARIABLES, CompiledCondition, ConditionError, Conditions};
 use crate::graph;
-use crate::model::{ParamType, valid_relation_name, valid_type_name};
+use crate::model::{ParamType, Relationship, valid_relation_name, valid_type_name};
 
 /// Features a schema may turn on with `use`.
 pub const KNOWN_FEATURES: [&str; 1] = ["expiration"];
@@ -159,10 +159,81 @@ impl CompiledSchema {
         self.inner.features.contains(feature)
     }
 
+    /// Checks that a relationship fits the schema: its resource relation exists and is a
+    /// relation, its subject is one of the allowed subject types (with the same caveat), and
+    /// its caveat context has values of the declared types. Expiration needs `with expiration`.
+    pub fn check_relationship(&self, rel: &Relationship) -> Result<(), SchemaViolation> {
+        let def = self.definition(&rel.resource.ty).ok_or_else(|| SchemaViolation::UnknownType(rel.resource.ty.clone()))?;
+        let relation = match def.member_kind(&rel.relation) {
+            Some(MemberKind::Relation) => def.relations.get(&rel.relation),
+            Some(MemberKind::Permission) => return Err(SchemaViolation::WriteToPermission { ty: def.name.clone(), name: rel.relation.clone() }),
+            None => None,
+        }
+        .ok_or_else(|| SchemaViolation::UnknownRelation { ty: def.name.clone(), name: rel.relation.clone() })?;
+        let subject_def = self.definition(&rel.subject.object.ty).ok_or_else(|| SchemaViolation::UnknownType(rel.subject.object.ty.clone()))?;
+        let kind = match &rel.subject.relation {
+            _ if rel.subject.is_wildcard() => AllowedKind::Wildcard,
+            None => AllowedKind::Direct,
+            Some(r) => {
+                if subject_def.member_kind(r).is_none() {
+                    return Err(SchemaViolation::UnknownRelation { ty: subject_def.name.clone(), name: r.clone() });
+                }
+                AllowedKind::Relation(r.clone())
+            }
+        };
+        let caveat = rel.caveat.as_ref().map(|c| c.name.as_str());
+        let allowed = relation.allowed.iter().any(|a| {
+            a.ty == rel.subject.object.ty && a.kind == kind && a.caveat.as_deref() == caveat && (a.expiration || rel.expiration.is_none())
+        });
+        if !allowed {
+            let shown = AllowedType { ty: rel.subject.object.ty.clone(), kind, caveat: caveat.map(str::to_string), expiration: rel.expiration.is_some() };
+            let list: Vec<String> = relation.allowed.iter().map(|a| format!("`{a}`")).collect();
+            return Err(SchemaViolation::SubjectNotAllowed {
+                relation: format!("{}#{}", def.name, relation.name),
+                subject: shown.to_string(),
+                allowed: list.join(", "),
+            });
+        }
+        if let Some(c) = &rel.caveat {
+            let cav = self.caveat(&c.name).ok_or_else(|| SchemaViolation::UnknownCaveat(c.name.clone()))?;
+            for (key, value) in &c.context {
+                let Some((_, ty)) = cav.params.iter().find(|(p, _)| p == key) else {
+                    return Err(SchemaViolation::UnknownParameter { caveat: c.name.clone(), param: key.clone() });
+                };
+                Conditions::check_value(value, ty).map_err(|detail| SchemaViolation::WrongContextType {
+                    caveat: c.name.clone(),
+                    param: key.clone(),
+                    expected: ty.to_string(),
+                    detail,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The tree the schema was compiled from (for `fmt` and for reading the schema back).
     pub fn ast(&self) -> &SchemaAst {
         &self.inner.ast
     }
+}
+
+/// Why a relationship does not fit the schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaViolation {
+    #[error("unknown object type `{0}`")]
+    UnknownType(String),
+    #[error("type `{ty}` has no relation `{name}`")]
+    UnknownRelation { ty: String, name: String },
+    #[error("`{ty}#{name}` is a permission; relationships can only be written to relations")]
+    WriteToPermission { ty: String, name: String },
+    #[error("relation `{relation}` does not allow subject `{subject}`; it allows {allowed}")]
+    SubjectNotAllowed { relation: String, subject: String, allowed: String },
+    #[error("unknown caveat `{0}`")]
+    UnknownCaveat(String),
+    #[error("caveat `{caveat}` has no parameter `{param}`")]
+    UnknownParameter { caveat: String, param: String },
+    #[error("context value for parameter `{param}` of caveat `{caveat}` is not a valid {expected}: {detail}")]
+    WrongContextType { caveat: String, param: String, expected: String, detail: String },
 }
 
 /// Compiles a parsed tree. All problems are reported, each with its span.

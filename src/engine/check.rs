@@ -1,0 +1,340 @@
+//! The reference evaluator for Check: the least fixpoint of the schema's equations over the data,
+//! computed on the part of the graph a request can reach.
+//!
+//! How it works, and why it is obviously correct:
+//! 1. Explore from `resource#permission`: each node `object#member` gets an equation (a `Term`)
+//!    over other nodes and constants. Constants are decided here: whether a relationship's subject
+//!    is the requested subject (or a wildcard of its type), and its caveat's three-valued outcome.
+//!    A node equal to the requested subject set (`doc:1#view` checked for `doc:1#view`) is true.
+//! 2. Split the node graph into strongly connected components, dependencies first.
+//! 3. Solve each component by Kleene iteration from "all false" until nothing changes. Inside a
+//!    component every operation is monotone (the compiler rejects recursion through the
+//!    right-hand side of `-`, and data edges follow schema edges), so this reaches the least
+//!    fixpoint: cycles in the data add nothing, and deep nesting is only more nodes, never native
+//!    stack.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde_json::Map;
+
+use super::{CheckRequest, Decision, Env, EvalError, Tri, Tuples};
+use crate::conditions::{self, Conditions, Outcome};
+use crate::graph;
+use crate::model::{ObjectRef, Relationship, SubjectRef};
+use crate::schema::ast::ArrowKind;
+use crate::schema::{CompiledSchema, MemberKind, Rewrite};
+
+/// An equation's right-hand side.
+#[derive(Debug, Clone)]
+pub(crate) enum Term {
+    Const(Tri),
+    Node(usize),
+    Or(Vec<Term>),
+    And(Vec<Term>),
+    AndNot(Box<Term>, Box<Term>),
+}
+
+/// The explored part of the graph for one subject, and its solution.
+pub(crate) struct Graph<'a> {
+    schema: &'a CompiledSchema,
+    data: &'a Tuples,
+    conditions: &'a Conditions,
+    subject: &'a SubjectRef,
+    context: &'a Map<String, serde_json::Value>,
+    env: Env,
+    started: Instant,
+    work: usize,
+    ids: HashMap<(ObjectRef, String), usize>,
+    pub(crate) nodes: Vec<(ObjectRef, String)>,
+    equations: Vec<Term>,
+    pub(crate) values: Vec<Tri>,
+}
+
+impl<'a> Graph<'a> {
+    pub(crate) fn new(
+        schema: &'a CompiledSchema,
+        data: &'a Tuples,
+        conditions: &'a Conditions,
+        subject: &'a SubjectRef,
+        context: &'a Map<String, serde_json::Value>,
+        env: Env,
+    ) -> Graph<'a> {
+        Graph {
+            schema,
+            data,
+            conditions,
+            subject,
+            context,
+            env,
+            started: Instant::now(),
+            work: 0,
+            ids: HashMap::new(),
+            nodes: Vec::new(),
+            equations: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, n: usize) -> Result<(), EvalError> {
+        self.work += n;
+        if self.work > self.env.limits.max_work {
+            return Err(EvalError::WorkLimit(self.env.limits.max_work));
+        }
+        if self.work % 1024 < n && self.started.elapsed() > self.env.limits.deadline {
+            return Err(EvalError::Deadline(self.env.limits.deadline));
+        }
+        Ok(())
+    }
+
+    /// The node id of `object#member`, allocated (and queued for exploration) on first sight.
+    pub(crate) fn node(&mut self, object: &ObjectRef, member: &str, queue: &mut Vec<usize>) -> usize {
+        if let Some(&id) = self.ids.get(&(object.clone(), member.to_string())) {
+            return id;
+        }
+        let id = self.nodes.len();
+        self.ids.insert((object.clone(), member.to_string()), id);
+        self.nodes.push((object.clone(), member.to_string()));
+        self.equations.push(Term::Const(Tri::False));
+        self.values.push(Tri::False);
+        queue.push(id);
+        id
+    }
+
+    /// Explores everything reachable from the queued nodes, building their equations.
+    pub(crate) fn explore(&mut self, mut queue: Vec<usize>) -> Result<(), EvalError> {
+        while let Some(id) = queue.pop() {
+            self.step(1)?;
+            let Some((object, member)) = self.nodes.get(id).cloned() else { continue };
+            let term = self.equation(&object, &member, &mut queue)?;
+            if let Some(slot) = self.equations.get_mut(id) {
+                *slot = term;
+            }
+        }
+        Ok(())
+    }
+
+    fn caveat(&self, rel: &Relationship) -> Result<Tri, EvalError> {
+        let Some(c) = &rel.caveat else { return Ok(Tri::True) };
+        let caveat = self.schema.caveat(&c.name).ok_or_else(|| EvalError::UnknownCaveat(c.name.clone()))?;
+        let env = conditions::Env {
+            now: self.env.now,
+            resource: self.data.attributes(&rel.resource),
+            subject: self.data.attributes(&rel.subject.object),
+        };
+        Ok(match self.conditions.evaluate(&caveat.condition, &c.context, self.context, env)? {
+            Outcome::True => Tri::True,
+            Outcome::False => Tri::False,
+            Outcome::Missing(m) => Tri::Unknown(m.into_iter().collect()),
+        })
+    }
+
+    /// Relationships `object#relation@…` that have not expired.
+    fn live_edges(&self, object: &ObjectRef, relation: &str) -> Vec<&'a Relationship> {
+        let now = self.env.now;
+        self.data.edges(object, relation).iter().filter(|r| r.expiration.is_none_or(|e| e > now)).collect()
+    }
+
+    fn equation(&mut self, object: &ObjectRef, member: &str, queue: &mut Vec<usize>) -> Result<Term, EvalError> {
+        if self.subject.relation.as_deref() == Some(member) && &self.subject.object == object {
+            return Ok(Term::Const(Tri::True));
+        }
+        let Some(def) = self.schema.definition(&object.ty) else { return Ok(Term::Const(Tri::False)) };
+        match def.member_kind(member) {
+            None => Ok(Term::Const(Tri::False)),
+            Some(MemberKind::Relation) => {
+                let edges = self.live_edges(object, member);
+                self.step(edges.len())?;
+                let mut terms = Vec::new();
+                for rel in edges {
+                    let s = &rel.subject;
+                    let reach = match &s.relation {
+                        Some(r) => Term::Node(self.node(&s.object, r, queue)),
+                        None if self.subject.relation.is_some() => continue,
+                        None if s.object == self.subject.object => Term::Const(Tri::True),
+                        None if s.is_wildcard() && s.object.ty == self.subject.object.ty => Term::Const(Tri::True),
+                        None => continue,
+                    };
+                    terms.push(with_caveat(reach, self.caveat(rel)?));
+                }
+                Ok(Term::Or(terms))
+            }
+            Some(MemberKind::Permission) => {
+                let rewrite = def.permissions.get(member).map(|p| p.rewrite.clone()).unwrap_or(Rewrite::Nil);
+                self.rewrite(object, &rewrite, queue)
+            }
+        }
+    }
+
+    fn rewrite(&mut self, object: &ObjectRef, rw: &Rewrite, queue: &mut Vec<usize>) -> Result<Term, EvalError> {
+        Ok(match rw {
+            Rewrite::Nil => Term::Const(Tri::False),
+            Rewrite::Computed(m) => Term::Node(self.node(object, m, queue)),
+            Rewrite::Union(a, b) => Term::Or(vec![self.rewrite(object, a, queue)?, self.rewrite(object, b, queue)?]),
+            Rewrite::Intersection(a, b) => {
+                Term::And(vec![self.rewrite(object, a, queue)?, self.rewrite(object, b, queue)?])
+            }
+            Rewrite::Exclusion(a, b) => {
+                Term::AndNot(Box::new(self.rewrite(object, a, queue)?), Box::new(self.rewrite(object, b, queue)?))
+            }
+            Rewrite::Arrow { tupleset, computed, kind } => {
+                let edges = self.live_edges(object, tupleset);
+                self.step(edges.len())?;
+                let mut terms = Vec::new();
+                for rel in edges {
+                    let target = &rel.subject.object;
+                    // A subject whose type lacks the computed member contributes nothing to
+                    // `.any` and fails `.all`.
+                    let has_member = self.schema.definition(&target.ty).is_some_and(|d| d.member_kind(computed).is_some());
+                    let reach = if has_member && !target.is_wildcard() {
+                        Term::Node(self.node(target, computed, queue))
+                    } else {
+                        Term::Const(Tri::False)
+                    };
+                    terms.push(with_caveat(reach, self.caveat(rel)?));
+                }
+                match kind {
+                    ArrowKind::Arrow | ArrowKind::Any => Term::Or(terms),
+                    ArrowKind::All if terms.is_empty() => Term::Const(Tri::False),
+                    ArrowKind::All => Term::And(terms),
+                }
+            }
+        })
+    }
+
+    fn eval(&self, t: &Term) -> Tri {
+        match t {
+            Term::Const(v) => v.clone(),
+            Term::Node(n) => self.values.get(*n).cloned().unwrap_or(Tri::False),
+            Term::Or(ts) => {
+                let mut acc = Tri::False;
+                for t in ts {
+                    acc = acc.or(self.eval(t));
+                    if acc.is_true() {
+                        break;
+                    }
+                }
+                acc
+            }
+            Term::And(ts) => {
+                let mut acc = Tri::True;
+                for t in ts {
+                    acc = acc.and(self.eval(t));
+                    if acc.is_false() {
+                        break;
+                    }
+                }
+                acc
+            }
+            Term::AndNot(a, b) => self.eval(a).minus(self.eval(b)),
+        }
+    }
+
+    fn dependencies(t: &Term, out: &mut Vec<usize>) {
+        let mut stack = vec![t];
+        while let Some(t) = stack.pop() {
+            match t {
+                Term::Const(_) => {}
+                Term::Node(n) => out.push(*n),
+                Term::Or(ts) | Term::And(ts) => stack.extend(ts),
+                Term::AndNot(a, b) => {
+                    stack.push(a);
+                    stack.push(b);
+                }
+            }
+        }
+    }
+
+    /// Solves every explored node: components in dependency order, each by Kleene iteration.
+    pub(crate) fn solve(&mut self) -> Result<(), EvalError> {
+        let mut edges = Vec::new();
+        let mut deps = Vec::new();
+        for (from, eq) in self.equations.iter().enumerate() {
+            deps.clear();
+            Self::dependencies(eq, &mut deps);
+            edges.extend(deps.iter().map(|&to| (from, to)));
+        }
+        self.step(edges.len())?;
+        let components = graph::strongly_connected_components(self.nodes.len(), &edges);
+        for comp in components {
+            loop {
+                let mut changed = false;
+                for &n in &comp {
+                    let Some(eq) = self.equations.get(n) else { continue };
+                    let v = self.eval(eq);
+                    if self.values.get(n) != Some(&v) {
+                        if let Some(slot) = self.values.get_mut(n) {
+                            *slot = v;
+                        }
+                        changed = true;
+                    }
+                }
+                self.step(comp.len())?;
+                // A single node without a self-edge is solved by one evaluation.
+                if !changed || comp.len() == 1 && !self.self_dependent(comp.first().copied()) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn self_dependent(&self, n: Option<usize>) -> bool {
+        let Some(n) = n else { return false };
+        let mut deps = Vec::new();
+        if let Some(eq) = self.equations.get(n) {
+            Self::dependencies(eq, &mut deps);
+        }
+        deps.contains(&n)
+    }
+}
+
+fn with_caveat(reach: Term, caveat: Tri) -> Term {
+    match caveat {
+        Tri::True => reach,
+        c => Term::And(vec![reach, Term::Const(c)]),
+    }
+}
+
+/// Checks that the request names things the schema knows.
+pub(crate) fn validate_request(schema: &CompiledSchema, resource: &ObjectRef, permission: &str, subject: &SubjectRef) -> Result<(), EvalError> {
+    let def = schema.definition(&resource.ty).ok_or_else(|| EvalError::UnknownType(resource.ty.clone()))?;
+    if def.member_kind(permission).is_none() {
+        return Err(EvalError::UnknownMember { ty: resource.ty.clone(), name: permission.to_string() });
+    }
+    let sdef = schema.definition(&subject.object.ty).ok_or_else(|| EvalError::UnknownType(subject.object.ty.clone()))?;
+    if let Some(r) = &subject.relation {
+        if sdef.member_kind(r).is_none() {
+            return Err(EvalError::UnknownMember { ty: subject.object.ty.clone(), name: r.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Decides one Check with the reference evaluator.
+pub fn check(
+    schema: &CompiledSchema,
+    data: &Tuples,
+    conditions: &Conditions,
+    req: &CheckRequest,
+    env: Env,
+) -> Result<Decision, EvalError> {
+    validate_request(schema, &req.resource, &req.permission, &req.subject)?;
+    let mut g = Graph::new(schema, data, conditions, &req.subject, &req.context, env);
+    let mut queue = Vec::new();
+    let root = g.node(&req.resource, &req.permission, &mut queue);
+    g.explore(queue)?;
+    g.solve()?;
+    Ok(Decision::from_tri(g.values.get(root).unwrap_or(&Tri::False)))
+}
+
+/// Decides many Checks at one `now`; each item gets its own answer or error.
+pub fn check_bulk(
+    schema: &CompiledSchema,
+    data: &Tuples,
+    conditions: &Conditions,
+    reqs: &[CheckRequest],
+    env: Env,
+) -> Vec<Result<Decision, EvalError>> {
+    reqs.iter().map(|r| check(schema, data, conditions, r, env)).collect()
+}

@@ -1,0 +1,90 @@
+//! An in-memory set of relationships at one revision, indexed by resource and relation, with the
+//! stored attributes of objects. The reference evaluator reads only this.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use crate::model::{ObjectRef, Relationship};
+
+#[derive(Debug, Clone, Default)]
+pub struct Tuples {
+    by_resource: BTreeMap<ObjectRef, BTreeMap<String, Vec<Relationship>>>,
+    /// Every object id seen, per type, as a resource or a subject (wildcards excluded).
+    objects: BTreeMap<String, BTreeSet<String>>,
+    attributes: BTreeMap<ObjectRef, Map<String, Value>>,
+    len: usize,
+}
+
+static EMPTY_MAP: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+impl Tuples {
+    pub fn new() -> Tuples {
+        Tuples::default()
+    }
+
+    /// Adds a relationship; returns false (and changes nothing) if one with the same resource,
+    /// relation and subject is already present.
+    pub fn insert(&mut self, rel: Relationship) -> bool {
+        let list = self.by_resource.entry(rel.resource.clone()).or_default().entry(rel.relation.clone()).or_default();
+        if list.iter().any(|r| r.subject == rel.subject) {
+            return false;
+        }
+        self.objects.entry(rel.resource.ty.clone()).or_default().insert(rel.resource.id.clone());
+        if !rel.subject.is_wildcard() {
+            self.objects.entry(rel.subject.object.ty.clone()).or_default().insert(rel.subject.object.id.clone());
+        }
+        list.push(rel);
+        self.len += 1;
+        true
+    }
+
+    /// Removes the relationship with this resource, relation and subject; returns whether it was there.
+    pub fn remove(&mut self, rel: &Relationship) -> bool {
+        let Some(list) = self.by_resource.get_mut(&rel.resource).and_then(|m| m.get_mut(&rel.relation)) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|r| r.subject != rel.subject);
+        let removed = list.len() != before;
+        if removed {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    pub fn set_attributes(&mut self, object: ObjectRef, attrs: Map<String, Value>) {
+        self.objects.entry(object.ty.clone()).or_default().insert(object.id.clone());
+        self.attributes.insert(object, attrs);
+    }
+
+    /// Relationships `resource#relation@…`, expired ones included (the evaluator filters them).
+    pub fn edges(&self, resource: &ObjectRef, relation: &str) -> &[Relationship] {
+        self.by_resource.get(resource).and_then(|m| m.get(relation)).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn attributes(&self, object: &ObjectRef) -> &Map<String, Value> {
+        self.attributes.get(object).unwrap_or(&EMPTY_MAP)
+    }
+
+    /// Ids of every object of a type that appears in the data, sorted.
+    pub fn object_ids(&self, ty: &str) -> impl Iterator<Item = &str> {
+        self.objects.get(ty).into_iter().flatten().map(String::as_str)
+    }
+
+    pub fn object_types(&self) -> impl Iterator<Item = &str> {
+        self.objects.keys().map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Relationship> {
+        self.by_resource.values().flat_map(|m| m.values()).flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}

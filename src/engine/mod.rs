@@ -1,0 +1,106 @@
+//! Evaluation of permissions over relationships at one revision: the request and result types,
+//! the limits, and the reference evaluator.
+//!
+//! Architecture invariant: the engine reads relationships only through [`Tuples`], knows nothing
+//! about storage or gRPC, and never recurses on the native stack in proportion to data depth.
+
+pub mod check;
+pub mod data;
+pub mod tri;
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+pub use check::{check, check_bulk};
+pub use data::Tuples;
+pub use tri::Tri;
+
+use crate::conditions::ConditionError;
+use crate::model::{ObjectRef, SubjectRef, Timestamp};
+
+/// The answer to "may this subject do this on this resource?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Has,
+    No,
+    /// The answer depends on context that was not supplied; lists every missing parameter.
+    Conditional(Vec<String>),
+}
+
+impl Decision {
+    pub fn from_tri(t: &Tri) -> Decision {
+        match t {
+            Tri::True => Decision::Has,
+            Tri::False => Decision::No,
+            Tri::Unknown(m) => Decision::Conditional(m.iter().cloned().collect()),
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Has => f.write_str("HAS_PERMISSION"),
+            Decision::No => f.write_str("NO_PERMISSION"),
+            Decision::Conditional(m) => write!(f, "CONDITIONAL (missing {})", m.join(", ")),
+        }
+    }
+}
+
+/// One Check.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    pub resource: ObjectRef,
+    pub permission: String,
+    pub subject: SubjectRef,
+    /// Request context for caveats; context stored on a relationship wins over it.
+    pub context: Map<String, Value>,
+}
+
+/// Explicit bounds on one evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most graph nodes plus relationships one request may visit.
+    pub max_work: usize,
+    /// Wall-clock budget for one request.
+    pub deadline: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_work: 5_000_000, deadline: std::time::Duration::from_secs(10) }
+    }
+}
+
+/// What every evaluation of one request shares: `now` is captured once.
+#[derive(Debug, Clone, Copy)]
+pub struct Env {
+    pub now: Timestamp,
+    pub limits: Limits,
+}
+
+impl Env {
+    pub fn new(now: Timestamp) -> Env {
+        Env { now, limits: Limits::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("unknown object type `{0}`")]
+    UnknownType(String),
+    #[error("type `{ty}` has no relation or permission `{name}`")]
+    UnknownMember { ty: String, name: String },
+    #[error("relationship references unknown caveat `{0}`")]
+    UnknownCaveat(String),
+    #[error(transparent)]
+    Condition(#[from] ConditionError),
+    #[error("evaluation exceeded its work limit of {0} steps")]
+    WorkLimit(usize),
+    #[error("evaluation exceeded its deadline of {0:?}")]
+    Deadline(std::time::Duration),
+}
+
+/// The set of missing parameter names carried by a conditional answer.
+pub type Missing = BTreeSet<String>;

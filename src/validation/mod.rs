@@ -1,0 +1,201 @@
+//! Validation files in SpiceDB's `zed validate` format: a schema (inline or `schemaFile`),
+//! relationships one per line, assertions (`assertTrue`, `assertFalse`, `assertCaveated`, each
+//! optionally `… with {json context}`) and expected relations (`validation:`). Loading turns a
+//! file into checked values; [`run`] decides them with the reference evaluator.
+//!
+//! Architecture invariant: the only module that knows YAML. It decides nothing itself: every
+//! answer comes from `engine`.
+
+pub mod expected;
+pub mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::conditions::Conditions;
+use crate::engine::{self, CheckRequest, Decision, Env, Tuples};
+use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp, parse_context};
+use crate::schema::{self, CompiledSchema};
+
+pub use report::{FileReport, Failure};
+
+/// Largest validation file accepted, in bytes.
+pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawFile {
+    schema: Option<String>,
+    schema_file: Option<String>,
+    relationships: Option<String>,
+    assertions: Option<RawAssertions>,
+    validation: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawAssertions {
+    assert_true: Option<Vec<String>>,
+    assert_false: Option<Vec<String>>,
+    assert_caveated: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertKind {
+    True,
+    False,
+    Caveated,
+}
+
+impl AssertKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AssertKind::True => "assertTrue",
+            AssertKind::False => "assertFalse",
+            AssertKind::Caveated => "assertCaveated",
+        }
+    }
+
+    fn accepts(self, d: &Decision) -> bool {
+        matches!(
+            (self, d),
+            (AssertKind::True, Decision::Has) | (AssertKind::False, Decision::No) | (AssertKind::Caveated, Decision::Conditional(_))
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    pub kind: AssertKind,
+    pub text: String,
+    pub request: CheckRequest,
+}
+
+/// A loaded validation file: the schema compiled, relationships checked against it.
+#[derive(Debug, Clone)]
+pub struct ValidationFile {
+    pub schema: CompiledSchema,
+    pub schema_text: String,
+    pub tuples: Tuples,
+    pub assertions: Vec<Assertion>,
+    /// `resource#relation` → expected subject lines, as written.
+    pub expected: BTreeMap<String, Vec<String>>,
+}
+
+/// Parses `resource#permission@subject` with an optional ` with {json}` context.
+pub fn parse_check(text: &str) -> Result<CheckRequest, String> {
+    let (rel_text, context) = match text.split_once(" with ") {
+        Some((r, c)) => (r.trim(), parse_context(c.trim()).map_err(|e| e.to_string())?),
+        None => (text.trim(), Map::new()),
+    };
+    let (resource, rest) = rel_text.split_once('#').ok_or_else(|| format!("`{rel_text}` is not of the form `type:id#permission@subject`"))?;
+    let (permission, subject) = rest.split_once('@').ok_or_else(|| format!("`{rel_text}` is not of the form `type:id#permission@subject`"))?;
+    let resource = ObjectRef::parse(resource, false).map_err(|e| e.to_string())?;
+    let subject = SubjectRef::parse(subject).map_err(|e| e.to_string())?;
+    if !crate::model::valid_relation_name(permission) {
+        return Err(format!("invalid permission name `{permission}`"));
+    }
+    Ok(CheckRequest { resource, permission: permission.to_string(), subject, context })
+}
+
+/// Loads and checks a validation file. Every problem is reported, not only the first.
+pub fn load(path: &Path, conditions: &Conditions) -> Result<ValidationFile, Vec<String>> {
+    let meta = std::fs::metadata(path).map_err(|e| vec![format!("cannot read `{}`: {e}", path.display())])?;
+    if meta.len() > MAX_FILE_BYTES as u64 {
+        return Err(vec![format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len())]);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read `{}`: {e}", path.display())])?;
+    load_text(&text, path.parent().unwrap_or(Path::new(".")), &path.display().to_string(), conditions)
+}
+
+/// Loads validation-file text; `base` resolves `schemaFile`, `name` labels diagnostics.
+pub fn load_text(text: &str, base: &Path, name: &str, conditions: &Conditions) -> Result<ValidationFile, Vec<String>> {
+    let raw: RawFile = serde_yaml_ng::from_str(text).map_err(|e| vec![format!("invalid validation file: {e}")])?;
+    let (schema_text, schema_name) = match (&raw.schema, &raw.schema_file) {
+        (Some(s), None) => (s.clone(), format!("{name} (schema)")),
+        (None, Some(f)) => {
+            let p = base.join(f);
+            let s = std::fs::read_to_string(&p).map_err(|e| vec![format!("cannot read schemaFile `{}`: {e}", p.display())])?;
+            (s, p.display().to_string())
+        }
+        (Some(_), Some(_)) => return Err(vec!["give either `schema` or `schemaFile`, not both".into()]),
+        (None, None) => return Err(vec!["the file has neither `schema` nor `schemaFile`".into()]),
+    };
+    let schema = schema::compile_text(&schema_text, conditions)
+        .map_err(|diags| vec![schema::diagnostic::render_all(&diags, &schema_name, &schema_text).trim_end().to_string()])?;
+    let mut errors = Vec::new();
+    let mut tuples = Tuples::new();
+    let mut seen = BTreeSet::new();
+    for (i, line) in raw.relationships.as_deref().unwrap_or("").lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        let at = format!("relationship line {}", i + 1);
+        match Relationship::parse(line) {
+            Err(e) => errors.push(format!("{at}: {e}")),
+            Ok(rel) => {
+                if let Err(e) = schema.check_relationship(&rel) {
+                    errors.push(format!("{at}: `{line}`: {e}"));
+                } else if !seen.insert(rel.key()) {
+                    errors.push(format!("{at}: `{line}` is a duplicate of an earlier relationship"));
+                } else {
+                    tuples.insert(rel);
+                }
+            }
+        }
+    }
+    let mut assertions = Vec::new();
+    let raw_assertions = raw.assertions.unwrap_or_default();
+    for (kind, list) in [
+        (AssertKind::True, raw_assertions.assert_true),
+        (AssertKind::False, raw_assertions.assert_false),
+        (AssertKind::Caveated, raw_assertions.assert_caveated),
+    ] {
+        for text in list.unwrap_or_default() {
+            match parse_check(&text) {
+                Ok(request) => assertions.push(Assertion { kind, text, request }),
+                Err(e) => errors.push(format!("{} `{text}`: {e}", kind.name())),
+            }
+        }
+    }
+    let expected = match expected::parse_section(raw.validation.as_ref()) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(e);
+            BTreeMap::new()
+        }
+    };
+    if errors.is_empty() {
+        Ok(ValidationFile { schema, schema_text, tuples, assertions, expected })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Runs a loaded file: every assertion by Check, then the expected relations.
+pub fn run(file: &ValidationFile, conditions: &Conditions, now: Timestamp) -> FileReport {
+    let env = Env::new(now);
+    let mut report = FileReport::default();
+    for a in &file.assertions {
+        report.assertions += 1;
+        match engine::check(&file.schema, &file.tuples, conditions, &a.request, env) {
+            Ok(d) if a.kind.accepts(&d) => report.assertions_passed += 1,
+            Ok(d) => report.failures.push(Failure {
+                what: format!("{} `{}`", a.kind.name(), a.text),
+                detail: format!("got {d}"),
+            }),
+            Err(e) => report.failures.push(Failure { what: format!("{} `{}`", a.kind.name(), a.text), detail: format!("error: {e}") }),
+        }
+    }
+    expected::check_all(file, conditions, env, &mut report);
+    report
+}
+
+/// Context values carried by an assertion, for display.
+pub fn context_text(ctx: &Map<String, Value>) -> String {
+    Value::Object(ctx.clone()).to_string()
+}
