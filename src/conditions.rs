@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 
 use rhai::packages::{
-    BasicArrayPackage, BasicMapPackage, BasicMathPackage, BasicStringPackage, CorePackage,
+    BasicArrayPackage, BasicBlobPackage, BasicMapPackage, BasicMathPackage, BasicStringPackage, CorePackage,
     LogicPackage, MoreStringPackage, Package,
 };
 use rhai::{Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, Position, Scope};
@@ -35,6 +35,9 @@ pub const MAX_STRING_SIZE: usize = 64 * 1024;
 pub const MAX_COLLECTION_SIZE: usize = 10_000;
 /// Deepest function-call nesting (closures passed to `all` / `some` count).
 pub const MAX_CALL_LEVELS: usize = 16;
+
+/// Longest wall-clock time one caveat evaluation may take.
+pub const MAX_EVAL_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Names every condition sees besides its parameters.
 pub const BUILTIN_VARIABLES: [&str; 3] = ["resource", "subject", "now"];
@@ -106,6 +109,24 @@ impl Default for Conditions {
     }
 }
 
+thread_local! {
+    /// Operations counted and the deadline of the evaluation running on this thread.
+    static BUDGET: std::cell::Cell<(u64, Option<std::time::Instant>)> = const { std::cell::Cell::new((0, None)) };
+}
+
+/// The message of a rhai error: a limit's own words when the progress callback stopped it,
+/// otherwise rhai's text (which names the call chain).
+fn error_message(e: EvalAltResult) -> String {
+    let mut cause = &e;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _) = cause {
+        cause = inner;
+    }
+    match cause {
+        EvalAltResult::ErrorTerminated(reason, _) => reason.to_string(),
+        _ => e.to_string(),
+    }
+}
+
 fn runtime_err(msg: impl Into<String>) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), Position::NONE))
 }
@@ -139,6 +160,7 @@ impl Conditions {
             LogicPackage::new().as_shared_module(),
             BasicArrayPackage::new().as_shared_module(),
             BasicMapPackage::new().as_shared_module(),
+            BasicBlobPackage::new().as_shared_module(),
             BasicStringPackage::new().as_shared_module(),
             MoreStringPackage::new().as_shared_module(),
             BasicMathPackage::new().as_shared_module(),
@@ -165,6 +187,24 @@ impl Conditions {
         for symbol in ["eval", "while", "loop", "for", "do", "import", "export"] {
             engine.disable_symbol(symbol);
         }
+        // rhai restarts its own operation count inside closures called from native functions
+        // (`list.all(|x| …)`), so a nested map over two lists could run for seconds under
+        // `set_max_operations`. The progress callback counts every operation of an evaluation
+        // on this thread, and also enforces a wall-clock limit.
+        engine.on_progress(|_| {
+            BUDGET.with(|b| {
+                let (ops, deadline) = b.get();
+                let ops = ops + 1;
+                b.set((ops, deadline));
+                if ops > MAX_OPERATIONS {
+                    return Some(Dynamic::from(format!("exceeded the limit of {MAX_OPERATIONS} operations")));
+                }
+                if ops % 256 == 0 && deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                    return Some(Dynamic::from(format!("exceeded the time limit of {MAX_EVAL_TIME:?}")));
+                }
+                None
+            })
+        });
         register_types(&mut engine);
         register_strict_comparisons(&mut engine);
         Conditions { engine }
@@ -241,10 +281,11 @@ impl Conditions {
             })?;
             scope.push_dynamic(p.as_str(), value);
         }
+        BUDGET.with(|b| b.set((0, std::time::Instant::now().checked_add(MAX_EVAL_TIME))));
         let result = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &cond.ast)
-            .map_err(|e| ConditionError::Runtime { caveat: cond.name.clone(), message: e.to_string() })?;
+            .map_err(|e| ConditionError::Runtime { caveat: cond.name.clone(), message: error_message(*e) })?;
         match result.as_bool() {
             Ok(true) => Ok(Outcome::True),
             Ok(false) => Ok(Outcome::False),

@@ -22,3 +22,17 @@ fn every_conformance_schema_compiles() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn pemba_validate_passes_every_conformance_file() {
+    let files = super::conformance_files();
+    if files.is_empty() {
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pemba")).arg("validate").args(&files).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failures: Vec<&str> = stdout.lines().filter(|l| !l.contains(": ok (")).collect();
+    assert!(out.status.success(), "{}\n{}", failures.join("\n"), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\nassertions: 411 passed, 0 failed\n"), "{stdout}");
+    assert!(stdout.ends_with("\n73 passed, 0 failed\n"), "{stdout}");
+}

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, modules by topic.
 
+mod check;
 mod conformance;
 mod schema_errors;
 mod schema_props;

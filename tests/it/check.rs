@@ -1,0 +1,167 @@
+//! Check and `pemba validate` on bad and hostile input: each gets a clear error or the
+//! documented answer, and none panics or hangs.
+
+use std::path::Path;
+
+use pemba::conditions::Conditions;
+use pemba::engine::{self, CheckRequest, Decision, Env, EvalError, Limits, Tuples};
+use pemba::model::{Relationship, Timestamp};
+use pemba::validation;
+
+fn load(text: &str) -> Result<validation::ValidationFile, Vec<String>> {
+    validation::load_text(text, Path::new("."), "test.yaml", &Conditions::new())
+}
+
+fn check(file: &validation::ValidationFile, text: &str) -> Result<Decision, EvalError> {
+    let req = validation::parse_check(text).unwrap();
+    engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, Env::new(Timestamp::now()))
+}
+
+const GROUPS: &str = "schema: |\n  definition user {}\n  definition group {\n    relation member: user | group#member\n  }\n";
+
+#[test]
+fn malformed_relationship_lines_are_named() {
+    let text = format!(
+        "{GROUPS}relationships: |\n  group:a#member@user:tom\n  group:a#member\n  group:a#member@user:tom[broken\n  group:*#member@user:tom\n  group:a#member@user:tom[expiration:yesterday]\n"
+    );
+    let errors = load(&text).unwrap_err();
+    expect_test::expect![[r#"
+        [
+            "relationship line 2: `group:a#member` is not a relationship: expected `type:id#relation@type:id[#relation]`",
+            "relationship line 3: `group:a#member@user:tom[broken` is not a relationship: expected `type:id#relation@type:id[#relation]`",
+            "relationship line 4: a wildcard `*` may only be a subject id",
+            "relationship line 5: invalid timestamp `yesterday`: expected RFC 3339, such as `2025-01-01T00:00:00Z`",
+        ]
+    "#]]
+    .assert_debug_eq(&errors);
+}
+
+#[test]
+fn relationships_that_break_the_schema_are_rejected() {
+    let text = format!(
+        "{GROUPS}relationships: |\n  group:a#owner@user:tom\n  group:a#member@group:b\n  group:a#member@user:tom[nocaveat]\n  group:a#member@group:b#owner\n  group:a#member@user:*\n  group:a#member@user:tom\n  group:a#member@user:tom\n"
+    );
+    let errors = load(&text).unwrap_err();
+    expect_test::expect![[r#"
+        [
+            "relationship line 1: `group:a#owner@user:tom`: type `group` has no relation `owner`",
+            "relationship line 2: `group:a#member@group:b`: relation `group#member` does not allow subject `group`; it allows `user`, `group#member`",
+            "relationship line 3: `group:a#member@user:tom[nocaveat]`: relation `group#member` does not allow subject `user with nocaveat`; it allows `user`, `group#member`",
+            "relationship line 4: `group:a#member@group:b#owner`: type `group` has no relation `owner`",
+            "relationship line 5: `group:a#member@user:*`: relation `group#member` does not allow subject `user:*`; it allows `user`, `group#member`",
+            "relationship line 7: `group:a#member@user:tom` is a duplicate of an earlier relationship",
+        ]
+    "#]]
+    .assert_debug_eq(&errors);
+}
+
+const CAVEATED: &str = "schema: |\n  definition user {}\n  caveat c(n int, m map<int>) {\n    n == 1\n  }\n  caveat spin(l list<int>, m list<int>) {\n    l.map(|x| m.reduce(|a, b| a + b, 0)).len() > 0\n  }\n  caveat grow(s string) {\n    (s + s + s + s + s + s + s + s).len() > 0\n  }\n  definition doc {\n    relation viewer: user with c | user with spin | user with grow\n    permission view = viewer\n  }\n";
+
+#[test]
+fn mistyped_context_is_an_error_naming_the_parameter() {
+    let text = format!("{CAVEATED}relationships: |\n  doc:1#viewer@user:tom[c:{{\"n\":\"one\"}}]\n");
+    let errors = load(&text).unwrap_err();
+    assert_eq!(errors, ["relationship line 1: `doc:1#viewer@user:tom[c:{\"n\":\"one\"}]`: context value for parameter `n` of caveat `c` is not a valid int: got `\"one\"`"]);
+
+    let file = load(&format!("{CAVEATED}relationships: |\n  doc:1#viewer@user:tom[c]\n")).unwrap();
+    let err = check(&file, r#"doc:1#view@user:tom with {"n": 1.5, "m": {}}"#).unwrap_err();
+    assert_eq!(err.to_string(), "context value for parameter `n` of caveat `c` is not a valid int: got `1.5`");
+    let err = check(&file, r#"doc:1#view@user:tom with {"n": 1, "m": {"a": "b"}}"#).unwrap_err();
+    assert_eq!(err.to_string(), "context value for parameter `m` of caveat `c` is not a valid map<int>: got `\"b\"`");
+    assert_eq!(check(&file, r#"doc:1#view@user:tom with {"n": 1}"#), Ok(Decision::Conditional(vec!["m".into()])));
+    assert_eq!(check(&file, r#"doc:1#view@user:tom with {"n": 1, "m": {}}"#), Ok(Decision::Has));
+    assert_eq!(check(&file, "doc:1#view@user:tom"), Ok(Decision::Conditional(vec!["m".into(), "n".into()])));
+}
+
+#[test]
+fn conditions_that_loop_or_allocate_without_bound_are_stopped() {
+    let file = load(&format!("{CAVEATED}relationships: |\n  doc:1#viewer@user:tom[spin]\n  doc:2#viewer@user:tom[grow]\n")).unwrap();
+    let list: Vec<u32> = (0..3_000).collect();
+    let err = check(&file, &format!("doc:1#view@user:tom with {{\"l\": {list:?}, \"m\": {list:?}}}")).unwrap_err();
+    assert_eq!(err.to_string(), "caveat `spin` failed: exceeded the limit of 100000 operations");
+    let long = "x".repeat(10_000);
+    let err = check(&file, &format!("doc:2#view@user:tom with {{\"s\": \"{long}\"}}")).unwrap_err();
+    assert!(err.to_string().contains("Length of string too large"), "{err}");
+}
+
+#[test]
+fn cyclic_data_terminates_and_adds_nothing() {
+    let text = format!(
+        "{GROUPS}relationships: |\n  group:a#member@group:b#member\n  group:b#member@group:c#member\n  group:c#member@group:a#member\n  group:b#member@user:tom\n"
+    );
+    let file = load(&text).unwrap();
+    for g in ["a", "b", "c"] {
+        assert_eq!(check(&file, &format!("group:{g}#member@user:tom")), Ok(Decision::Has));
+        assert_eq!(check(&file, &format!("group:{g}#member@user:jill")), Ok(Decision::No));
+    }
+}
+
+fn deep_chain(depth: usize) -> validation::ValidationFile {
+    let mut file = load(&format!("{GROUPS}relationships: |\n  group:g0#member@user:tom\n")).unwrap();
+    let mut tuples = Tuples::new();
+    for i in 1..depth {
+        tuples.insert(Relationship::parse(&format!("group:g{i}#member@group:g{}#member", i - 1)).unwrap());
+    }
+    tuples.insert(Relationship::parse("group:g0#member@user:tom").unwrap());
+    file.tuples = tuples;
+    file
+}
+
+#[test]
+fn deep_nesting_is_not_an_error_and_does_not_overflow_the_stack() {
+    let file = deep_chain(100_000);
+    assert_eq!(check(&file, "group:g99999#member@user:tom"), Ok(Decision::Has));
+    assert_eq!(check(&file, "group:g99999#member@user:jill"), Ok(Decision::No));
+}
+
+#[test]
+fn work_limit_is_an_error() {
+    let file = deep_chain(10_000);
+    let req: CheckRequest = validation::parse_check("group:g9999#member@user:tom").unwrap();
+    let env = Env { now: Timestamp::now(), limits: Limits { max_work: 1000, ..Limits::default() } };
+    let err = engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, env).unwrap_err();
+    assert_eq!(err, EvalError::WorkLimit(1000));
+    let env = Env { now: Timestamp::now(), limits: Limits { deadline: std::time::Duration::ZERO, ..Limits::default() } };
+    let err = engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, env).unwrap_err();
+    assert!(matches!(err, EvalError::Deadline(_)), "{err}");
+}
+
+#[test]
+fn unknown_names_in_a_check_are_errors() {
+    let file = load(GROUPS).unwrap();
+    assert_eq!(check(&file, "doc:1#member@user:tom").unwrap_err().to_string(), "unknown object type `doc`");
+    assert_eq!(check(&file, "group:1#view@user:tom").unwrap_err().to_string(), "type `group` has no relation or permission `view`");
+    assert_eq!(check(&file, "group:1#member@group:2#owner").unwrap_err().to_string(), "type `group` has no relation or permission `owner`");
+}
+
+#[test]
+fn project_fixtures_validate() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pemba"))
+        .args(["validate", "schema/drive.yaml", "schema/caveats.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.ends_with("2 passed, 0 failed\n"), "{stdout}");
+}
+
+#[test]
+fn validate_fails_with_a_diff_and_exit_status_1() {
+    let dir = std::env::temp_dir().join(format!("pemba-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("wrong.yaml");
+    std::fs::write(&path, format!("{GROUPS}relationships: |\n  group:a#member@user:tom\nassertions:\n  assertFalse:\n    - group:a#member@user:tom\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pemba")).arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout).replace(&path.display().to_string(), "wrong.yaml");
+    expect_test::expect![[r#"
+        wrong.yaml: FAILED
+          assertFalse `group:a#member@user:tom`
+            got HAS_PERMISSION
+        assertions: 0 passed, 1 failed
+        0 passed, 1 failed
+    "#]]
+    .assert_eq(&stdout);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
