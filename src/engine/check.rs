@@ -279,6 +279,11 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
+    /// The solved value of `object#member`, if it was explored.
+    pub(crate) fn value_of(&self, object: &ObjectRef, member: &str) -> Option<&Tri> {
+        self.ids.get(&(object.clone(), member.to_string())).and_then(|&id| self.values.get(id))
+    }
+
     fn self_dependent(&self, n: Option<usize>) -> bool {
         let Some(n) = n else { return false };
         let mut deps = Vec::new();
@@ -311,6 +316,27 @@ pub(crate) fn validate_request(schema: &CompiledSchema, resource: &ObjectRef, pe
     Ok(())
 }
 
+/// Explores and solves the graph of `resource#permission` for one subject; the root's value is
+/// the Check answer, and every explored node's value is available for explanations.
+pub(crate) fn solve<'a>(
+    schema: &'a CompiledSchema,
+    data: &'a Tuples,
+    conditions: &'a Conditions,
+    resource: &ObjectRef,
+    permission: &str,
+    subject: &'a SubjectRef,
+    context: &'a Map<String, serde_json::Value>,
+    env: Env,
+) -> Result<(Graph<'a>, Tri), EvalError> {
+    let mut g = Graph::new(schema, data, conditions, subject, context, env);
+    let mut queue = Vec::new();
+    let root = g.node(resource, permission, &mut queue);
+    g.explore(queue)?;
+    g.solve()?;
+    let value = g.values.get(root).cloned().unwrap_or(Tri::False);
+    Ok((g, value))
+}
+
 /// Decides one Check with the reference evaluator.
 pub fn check(
     schema: &CompiledSchema,
@@ -320,12 +346,8 @@ pub fn check(
     env: Env,
 ) -> Result<Decision, EvalError> {
     validate_request(schema, &req.resource, &req.permission, &req.subject)?;
-    let mut g = Graph::new(schema, data, conditions, &req.subject, &req.context, env);
-    let mut queue = Vec::new();
-    let root = g.node(&req.resource, &req.permission, &mut queue);
-    g.explore(queue)?;
-    g.solve()?;
-    Ok(Decision::from_tri(g.values.get(root).unwrap_or(&Tri::False)))
+    let (_, value) = solve(schema, data, conditions, &req.resource, &req.permission, &req.subject, &req.context, env)?;
+    Ok(Decision::from_tri(&value))
 }
 
 /// Decides many Checks at one `now`; each item gets its own answer or error.

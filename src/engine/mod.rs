@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod data;
+pub mod expand;
 pub mod tri;
 
 use std::collections::BTreeSet;
@@ -98,6 +99,8 @@ pub enum EvalError {
     Condition(#[from] ConditionError),
     #[error("evaluation exceeded its work limit of {0} steps")]
     WorkLimit(usize),
+    #[error("expansion exceeded its depth limit of {0}")]
+    DepthLimit(usize),
     #[error("evaluation exceeded its deadline of {0:?}")]
     Deadline(std::time::Duration),
 }

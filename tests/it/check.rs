@@ -165,3 +165,42 @@ fn validate_fails_with_a_diff_and_exit_status_1() {
     .assert_eq(&stdout);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn expected_relations_report_each_kind_of_mismatch() {
+    let text = r#"schema: |
+  definition user {}
+  caveat c(x int) {
+    x == 1
+  }
+  definition doc {
+    relation viewer: user | user:* | user with c
+    relation banned: user
+    permission view = viewer - banned
+  }
+relationships: |
+  doc:1#viewer@user:*
+  doc:1#viewer@user:tom
+  doc:1#viewer@user:ann[c]
+  doc:1#banned@user:bob
+validation:
+  doc:1#view:
+    - "[user:*[...] - {user:carl}] is <doc:1#viewer>"
+    - "[user:tom] is <doc:1#banned>"
+    - "[user:ann] is <doc:1#viewer>"
+    - "[user:zed] is <doc:1#viewer>"
+    - "user:nobody"
+"#;
+    let file = load(text).unwrap();
+    let report = validation::run(&file, &Conditions::new(), Timestamp::now());
+    expect_test::expect![[r#"
+        test.yaml: FAILED
+          validation `doc:1#view`
+            For object and permission/relation `doc:1#view`, found different excluded subjects for subject `user:*`: Specified: `user:carl`, Computed: `user:bob`
+            For object and permission/relation `doc:1#view`, found caveat mismatch for subject `user:*`
+            For object and permission/relation `doc:1#view`, found different relationships for subject `user:tom`: Specified: `<doc:1#banned>`, Computed: `<doc:1#viewer>`
+            For object and permission/relation `doc:1#view`, missing expected subject `user:zed`
+            no expected subject specified in `user:nobody`
+    "#]]
+    .assert_eq(&report.render("test.yaml"));
+}

@@ -1,0 +1,309 @@
+//! Expand: the one-level permission tree (the shape of SpiceDB's v1 ExpandPermissionTree), and
+//! the recursive expansion that follows subject sets down to every subject found, with the
+//! relationships that name each one directly (the `validation:` section and the agreement checks
+//! are built on it).
+//!
+//! The recursive expansion explores only the positive side of the rewrite (unions, both sides of
+//! intersections, the left side of exclusions, arrows, subject sets) to find candidate subjects,
+//! then decides each candidate with Check, so it can never disagree with Check.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde_json::Map;
+
+use super::check::{self, validate_request};
+use super::{Env, EvalError, Tri, Tuples};
+use crate::conditions::Conditions;
+use crate::model::{ObjectRef, Relationship, SubjectRef};
+use crate::schema::ast::ArrowKind;
+use crate::schema::{CompiledSchema, MemberKind, Rewrite};
+
+/// One node of an expansion tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExpandTree {
+    /// The direct subjects of a relation (subject sets are leaves, not followed).
+    Leaf { object: ObjectRef, relation: String, subjects: Vec<ExpandSubject> },
+    Union { object: ObjectRef, relation: String, children: Vec<ExpandTree> },
+    Intersection { object: ObjectRef, relation: String, children: Vec<ExpandTree> },
+    /// The first child minus the rest.
+    Exclusion { object: ObjectRef, relation: String, children: Vec<ExpandTree> },
+}
+
+/// A subject in a leaf, with whether its relationship carries a caveat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpandSubject {
+    pub subject: SubjectRef,
+    pub caveated: bool,
+}
+
+/// The most nodes one expansion tree may have.
+pub const MAX_EXPAND_NODES: usize = 10_000;
+/// The deepest an expansion tree may be (permissions reached through arrows, and the operators
+/// of each rewrite, count one level each); deeper trees are an error, not a stack overflow.
+pub const MAX_EXPAND_DEPTH: usize = 256;
+
+fn live<'a>(data: &'a Tuples, env: Env, object: &ObjectRef, relation: &str) -> impl Iterator<Item = &'a Relationship> {
+    let now = env.now;
+    data.edges(object, relation).iter().filter(move |r| r.expiration.is_none_or(|e| e > now))
+}
+
+/// Expands `object#member` one level: permissions are expanded through their rewrite on this
+/// object (arrows into one child per walked subject), relations become leaves of their direct
+/// subjects. Subject sets are not followed.
+pub fn expand(schema: &CompiledSchema, data: &Tuples, object: &ObjectRef, member: &str, env: Env) -> Result<ExpandTree, EvalError> {
+    let def = schema.definition(&object.ty).ok_or_else(|| EvalError::UnknownType(object.ty.clone()))?;
+    if def.member_kind(member).is_none() {
+        return Err(EvalError::UnknownMember { ty: object.ty.clone(), name: member.to_string() });
+    }
+    let mut budget = MAX_EXPAND_NODES;
+    let mut on_path = Vec::new();
+    expand_member(schema, data, object, member, env, &mut budget, &mut on_path)
+}
+
+fn expand_member(
+    schema: &CompiledSchema,
+    data: &Tuples,
+    object: &ObjectRef,
+    member: &str,
+    env: Env,
+    budget: &mut usize,
+    on_path: &mut Vec<(ObjectRef, String)>,
+) -> Result<ExpandTree, EvalError> {
+    *budget = budget.checked_sub(1).ok_or(EvalError::WorkLimit(MAX_EXPAND_NODES))?;
+    if on_path.len() >= MAX_EXPAND_DEPTH {
+        return Err(EvalError::DepthLimit(MAX_EXPAND_DEPTH));
+    }
+    let key = (object.clone(), member.to_string());
+    let kind = schema.definition(&object.ty).and_then(|d| d.member_kind(member));
+    let leaf = |subjects| ExpandTree::Leaf { object: object.clone(), relation: member.to_string(), subjects };
+    // A permission that reaches itself again on this path (through arrows over cyclic data, or
+    // through permissions that name each other) is shown as a leaf naming it, which is what it
+    // contributes: nothing new.
+    if kind != Some(MemberKind::Permission) || on_path.contains(&key) {
+        let subjects = match kind {
+            Some(MemberKind::Relation) => live(data, env, object, member)
+                .map(|r| ExpandSubject { subject: r.subject.clone(), caveated: r.caveat.is_some() })
+                .collect(),
+            Some(MemberKind::Permission) => {
+                vec![ExpandSubject { subject: SubjectRef::new(object.clone(), Some(member.to_string())), caveated: false }]
+            }
+            None => Vec::new(),
+        };
+        return Ok(leaf(subjects));
+    }
+    let Some(rewrite) = schema.definition(&object.ty).and_then(|d| d.permissions.get(member)).map(|p| p.rewrite.clone()) else {
+        return Ok(leaf(Vec::new()));
+    };
+    on_path.push(key);
+    let tree = expand_rewrite(schema, data, object, member, &rewrite, env, budget, on_path);
+    on_path.pop();
+    tree
+}
+
+#[allow(clippy::too_many_arguments)]
+fn expand_rewrite(
+    schema: &CompiledSchema,
+    data: &Tuples,
+    object: &ObjectRef,
+    member: &str,
+    rw: &Rewrite,
+    env: Env,
+    budget: &mut usize,
+    on_path: &mut Vec<(ObjectRef, String)>,
+) -> Result<ExpandTree, EvalError> {
+    let node = |children| (object.clone(), member.to_string(), children);
+    if on_path.len() >= MAX_EXPAND_DEPTH {
+        return Err(EvalError::DepthLimit(MAX_EXPAND_DEPTH));
+    }
+    Ok(match rw {
+        Rewrite::Nil => ExpandTree::Leaf { object: object.clone(), relation: member.to_string(), subjects: Vec::new() },
+        Rewrite::Computed(m) => expand_member(schema, data, object, m, env, budget, on_path)?,
+        Rewrite::Arrow { tupleset, computed, kind } => {
+            let mut children = Vec::new();
+            for rel in live(data, env, object, tupleset) {
+                let target = &rel.subject.object;
+                if schema.definition(&target.ty).is_some_and(|d| d.member_kind(computed).is_some()) {
+                    children.push(expand_member(schema, data, target, computed, env, budget, on_path)?);
+                }
+            }
+            let (object, relation, children) = node(children);
+            match kind {
+                ArrowKind::All => ExpandTree::Intersection { object, relation, children },
+                _ => ExpandTree::Union { object, relation, children },
+            }
+        }
+        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
+            // Operator levels count toward the depth limit too: push a marker that can never
+            // equal a real member (names cannot be empty).
+            on_path.push((object.clone(), String::new()));
+            let children = [a, b].into_iter().map(|x| expand_rewrite(schema, data, object, member, x, env, budget, on_path)).collect::<Result<Vec<_>, _>>();
+            on_path.pop();
+            let children = children?;
+            let (object, relation, children) = node(children);
+            match rw {
+                Rewrite::Union(..) => ExpandTree::Union { object, relation, children },
+                Rewrite::Intersection(..) => ExpandTree::Intersection { object, relation, children },
+                _ => ExpandTree::Exclusion { object, relation, children },
+            }
+        }
+    })
+}
+
+/// A subject found by the recursive expansion, decided by Check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundSubject {
+    pub subject: SubjectRef,
+    /// `Tri::True` or `Tri::Unknown` (a subject decided false is not found).
+    pub value: Tri,
+    /// For a wildcard: the subjects of its type that it does not include, each with whether the
+    /// exclusion is conditional.
+    pub excluded: Vec<(SubjectRef, bool)>,
+    /// The `resource#relation` of each relationship that names the subject directly and counts.
+    pub paths: BTreeSet<(ObjectRef, String)>,
+}
+
+impl FoundSubject {
+    /// zed's text for the subject: `user:tom`, `user:tom[...]`, `user:* - {user:bob}`.
+    pub fn validation_subject(&self) -> String {
+        let mut s = self.subject.to_string();
+        if matches!(self.value, Tri::Unknown(_)) {
+            s.push_str("[...]");
+        }
+        if !self.excluded.is_empty() {
+            let mut ex: Vec<String> = self
+                .excluded
+                .iter()
+                .map(|(x, caveated)| if *caveated { format!("{x}[...]") } else { x.to_string() })
+                .collect();
+            ex.sort();
+            s.push_str(&format!(" - {{{}}}", ex.join(", ")));
+        }
+        s
+    }
+
+    /// zed's line: `[user:tom] is <document:1#viewer>/<group:eng#member>`.
+    pub fn validation_line(&self) -> String {
+        let paths: Vec<String> = self.paths.iter().map(|(o, r)| format!("<{o}#{r}>")).collect();
+        format!("[{}] is {}", self.validation_subject(), paths.join("/"))
+    }
+}
+
+/// Follows `object#member` down through every subject set and arrow on the positive side and
+/// returns every subject found there that Check confirms (true or conditional), in order.
+pub fn found_subjects(
+    schema: &CompiledSchema,
+    data: &Tuples,
+    conditions: &Conditions,
+    object: &ObjectRef,
+    member: &str,
+    env: Env,
+) -> Result<Vec<FoundSubject>, EvalError> {
+    let def = schema.definition(&object.ty).ok_or_else(|| EvalError::UnknownType(object.ty.clone()))?;
+    if def.member_kind(member).is_none() {
+        return Err(EvalError::UnknownMember { ty: object.ty.clone(), name: member.to_string() });
+    }
+    let candidates = positive_subjects(schema, data, object, member, env)?;
+    let context = Map::new();
+    let mut out = Vec::new();
+    for (subject, paths) in candidates {
+        validate_request(schema, object, member, &subject)?;
+        let (graph, value) = check::solve(schema, data, conditions, object, member, &subject, &context, env)?;
+        if value.is_false() {
+            continue;
+        }
+        let paths: BTreeSet<(ObjectRef, String)> =
+            paths.into_iter().filter(|(o, r)| graph.value_of(o, r).is_some_and(|v| !v.is_false())).collect();
+        let excluded = if subject.is_wildcard() {
+            wildcard_exclusions(schema, data, conditions, object, member, &subject, &value, env)?
+        } else {
+            Vec::new()
+        };
+        out.push(FoundSubject { subject, value, excluded, paths });
+    }
+    Ok(out)
+}
+
+/// Subjects of `subject.object.ty` in the data that a wildcard result does not cover.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn wildcard_exclusions(
+    schema: &CompiledSchema,
+    data: &Tuples,
+    conditions: &Conditions,
+    object: &ObjectRef,
+    member: &str,
+    wildcard: &SubjectRef,
+    wildcard_value: &Tri,
+    env: Env,
+) -> Result<Vec<(SubjectRef, bool)>, EvalError> {
+    let context = Map::new();
+    let mut excluded = Vec::new();
+    let ty = wildcard.object.ty.clone();
+    for id in data.object_ids(&ty) {
+        let s = SubjectRef::new(ObjectRef::new(ty.clone(), id), None);
+        let (_, v) = check::solve(schema, data, conditions, object, member, &s, &context, env)?;
+        match (&v, wildcard_value) {
+            (Tri::False, _) => excluded.push((s, false)),
+            (Tri::Unknown(_), Tri::True) => excluded.push((s, true)),
+            _ => {}
+        }
+    }
+    Ok(excluded)
+}
+
+/// Every subject named by a live relationship on the positive side of `object#member`, with the
+/// relation nodes that name it directly.
+pub(crate) fn positive_subjects(
+    schema: &CompiledSchema,
+    data: &Tuples,
+    object: &ObjectRef,
+    member: &str,
+    env: Env,
+) -> Result<BTreeMap<SubjectRef, BTreeSet<(ObjectRef, String)>>, EvalError> {
+    let mut found: BTreeMap<SubjectRef, BTreeSet<(ObjectRef, String)>> = BTreeMap::new();
+    let mut visited: HashSet<(ObjectRef, String)> = HashSet::new();
+    let mut stack = vec![(object.clone(), member.to_string())];
+    while let Some((obj, m)) = stack.pop() {
+        if !visited.insert((obj.clone(), m.clone())) {
+            continue;
+        }
+        if visited.len() > env.limits.max_work {
+            return Err(EvalError::WorkLimit(env.limits.max_work));
+        }
+        let Some(def) = schema.definition(&obj.ty) else { continue };
+        match def.member_kind(&m) {
+            None => {}
+            Some(MemberKind::Relation) => {
+                for rel in live(data, env, &obj, &m) {
+                    found.entry(rel.subject.clone()).or_default().insert((obj.clone(), m.clone()));
+                    if let Some(r) = &rel.subject.relation {
+                        stack.push((rel.subject.object.clone(), r.clone()));
+                    }
+                }
+            }
+            Some(MemberKind::Permission) => {
+                let Some(p) = def.permissions.get(&m) else { continue };
+                let mut rewrites = vec![&p.rewrite];
+                while let Some(rw) = rewrites.pop() {
+                    match rw {
+                        Rewrite::Nil => {}
+                        Rewrite::Computed(x) => stack.push((obj.clone(), x.clone())),
+                        Rewrite::Arrow { tupleset, computed, .. } => {
+                            for rel in live(data, env, &obj, tupleset) {
+                                let t = &rel.subject.object;
+                                if !t.is_wildcard() && schema.definition(&t.ty).is_some_and(|d| d.member_kind(computed).is_some()) {
+                                    stack.push((t.clone(), computed.clone()));
+                                }
+                            }
+                        }
+                        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) => {
+                            rewrites.push(a);
+                            rewrites.push(b);
+                        }
+                        Rewrite::Exclusion(a, _) => rewrites.push(a),
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
