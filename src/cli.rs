@@ -32,6 +32,10 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Skip the agreement checks between Check, CheckBulk, LookupResources, LookupSubjects
+        /// and Expand (run only assertions and expected relations, as `zed validate` does).
+        #[arg(long)]
+        skip_agreement: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -81,7 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Schema { command: SchemaCommand::Check { files } } => schema_check(&files),
         Command::Schema { command: SchemaCommand::Fmt { check, write, files } } => schema_fmt(&files, check, write),
-        Command::Validate { json, files } => validate(&files, json),
+        Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
     }
 }
 
@@ -135,13 +139,13 @@ fn schema_fmt(files: &[PathBuf], check: bool, write: bool) -> anyhow::Result<Exi
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+fn validate(files: &[PathBuf], json: bool, agreement: bool) -> anyhow::Result<ExitCode> {
     let conditions = Conditions::new();
     let now = crate::model::Timestamp::now();
     let mut reports = Vec::new();
     for path in files {
         let report = match validation::load(path, &conditions) {
-            Ok(file) => validation::run(&file, &conditions, now),
+            Ok(file) => validation::run_with(&file, &conditions, now, agreement),
             Err(errors) => validation::FileReport { errors, ..Default::default() },
         };
         if !json {

@@ -88,3 +88,35 @@ impl Tuples {
         self.len == 0
     }
 }
+
+/// Every revision of a relationship set, for reads at older revisions (paging, tests). Each
+/// write copies the head: this is the model the versioned store is tested against, not a store.
+#[derive(Debug, Clone)]
+pub struct History {
+    revisions: Vec<(u64, std::sync::Arc<Tuples>)>,
+}
+
+impl History {
+    /// Starts at revision 1 with `initial`.
+    pub fn new(initial: Tuples) -> History {
+        History { revisions: vec![(1, std::sync::Arc::new(initial))] }
+    }
+
+    pub fn head(&self) -> (u64, std::sync::Arc<Tuples>) {
+        self.revisions.last().map(|(r, t)| (*r, t.clone())).unwrap_or((0, std::sync::Arc::new(Tuples::new())))
+    }
+
+    /// The relationships as of `revision`, if it exists.
+    pub fn at(&self, revision: u64) -> Option<std::sync::Arc<Tuples>> {
+        self.revisions.iter().find(|(r, _)| *r == revision).map(|(_, t)| t.clone())
+    }
+
+    /// Applies a change to a copy of the head and makes it the next revision.
+    pub fn write(&mut self, change: impl FnOnce(&mut Tuples)) -> u64 {
+        let (rev, head) = self.head();
+        let mut next = (*head).clone();
+        change(&mut next);
+        self.revisions.push((rev + 1, std::sync::Arc::new(next)));
+        rev + 1
+    }
+}

@@ -3,9 +3,9 @@
 //! relationships that name each one directly (the `validation:` section and the agreement checks
 //! are built on it).
 //!
-//! The recursive expansion explores only the positive side of the rewrite (unions, both sides of
-//! intersections, the left side of exclusions, arrows, subject sets) to find candidate subjects,
-//! then decides each candidate with Check, so it can never disagree with Check.
+//! The recursive expansion walks the whole rewrite (unions, intersections, both sides of
+//! exclusions, arrows, subject sets) to find candidate subjects, then decides each candidate with
+//! Check, so it can never disagree with Check.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -188,8 +188,8 @@ impl FoundSubject {
     }
 }
 
-/// Follows `object#member` down through every subject set and arrow on the positive side and
-/// returns every subject found there that Check confirms (true or conditional), in order.
+/// Follows `object#member` down through every subject set and arrow and returns every subject
+/// found there that Check confirms (true or conditional), in order.
 pub fn found_subjects(
     schema: &CompiledSchema,
     data: &Tuples,
@@ -202,7 +202,7 @@ pub fn found_subjects(
     if def.member_kind(member).is_none() {
         return Err(EvalError::UnknownMember { ty: object.ty.clone(), name: member.to_string() });
     }
-    let candidates = positive_subjects(schema, data, object, member, env)?;
+    let candidates = reachable_subjects(schema, data, object, member, env)?.found;
     let context = Map::new();
     let mut out = Vec::new();
     for (subject, paths) in candidates {
@@ -214,7 +214,7 @@ pub fn found_subjects(
         let paths: BTreeSet<(ObjectRef, String)> =
             paths.into_iter().filter(|(o, r)| graph.value_of(o, r).is_some_and(|v| !v.is_false())).collect();
         let excluded = if subject.is_wildcard() {
-            wildcard_exclusions(schema, data, conditions, object, member, &subject, &value, env)?
+            wildcard_exclusions(schema, data, conditions, object, member, &subject, &value, &context, env)?
         } else {
             Vec::new()
         };
@@ -233,14 +233,14 @@ pub(crate) fn wildcard_exclusions(
     member: &str,
     wildcard: &SubjectRef,
     wildcard_value: &Tri,
+    context: &Map<String, serde_json::Value>,
     env: Env,
 ) -> Result<Vec<(SubjectRef, bool)>, EvalError> {
-    let context = Map::new();
     let mut excluded = Vec::new();
     let ty = wildcard.object.ty.clone();
     for id in data.object_ids(&ty) {
         let s = SubjectRef::new(ObjectRef::new(ty.clone(), id), None);
-        let (_, v) = check::solve(schema, data, conditions, object, member, &s, &context, env)?;
+        let (_, v) = check::solve(schema, data, conditions, object, member, &s, context, env)?;
         match (&v, wildcard_value) {
             (Tri::False, _) => excluded.push((s, false)),
             (Tri::Unknown(_), Tri::True) => excluded.push((s, true)),
@@ -250,15 +250,16 @@ pub(crate) fn wildcard_exclusions(
     Ok(excluded)
 }
 
-/// Every subject named by a live relationship on the positive side of `object#member`, with the
-/// relation nodes that name it directly.
-pub(crate) fn positive_subjects(
+/// Every subject named by a live relationship anywhere below `object#member` (both sides of an
+/// exclusion: excluding an exclusion makes its subjects members again), with the relation nodes
+/// that name it directly.
+pub(crate) fn reachable_subjects(
     schema: &CompiledSchema,
     data: &Tuples,
     object: &ObjectRef,
     member: &str,
     env: Env,
-) -> Result<BTreeMap<SubjectRef, BTreeSet<(ObjectRef, String)>>, EvalError> {
+) -> Result<Reachable, EvalError> {
     let mut found: BTreeMap<SubjectRef, BTreeSet<(ObjectRef, String)>> = BTreeMap::new();
     let mut visited: HashSet<(ObjectRef, String)> = HashSet::new();
     let mut stack = vec![(object.clone(), member.to_string())];
@@ -295,15 +296,22 @@ pub(crate) fn positive_subjects(
                                 }
                             }
                         }
-                        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) => {
+                        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
                             rewrites.push(a);
                             rewrites.push(b);
                         }
-                        Rewrite::Exclusion(a, _) => rewrites.push(a),
                     }
                 }
             }
         }
     }
-    Ok(found)
+    Ok(Reachable { found, visited })
+}
+
+/// What an expansion reaches.
+pub(crate) struct Reachable {
+    /// Subjects named by live relationships, with the relation nodes naming them.
+    pub(crate) found: BTreeMap<SubjectRef, BTreeSet<(ObjectRef, String)>>,
+    /// Every `object#member` node visited.
+    pub(crate) visited: HashSet<(ObjectRef, String)>,
 }

@@ -5,8 +5,10 @@
 //! about storage or gRPC, and never recurses on the native stack in proportion to data depth.
 
 pub mod check;
+pub mod cursor;
 pub mod data;
 pub mod expand;
+pub mod lookup;
 pub mod tri;
 
 use std::collections::BTreeSet;
@@ -14,7 +16,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 pub use check::{check, check_bulk};
-pub use data::Tuples;
+pub use data::{History, Tuples};
 pub use tri::Tri;
 
 use crate::conditions::ConditionError;
@@ -99,6 +101,12 @@ pub enum EvalError {
     Condition(#[from] ConditionError),
     #[error("evaluation exceeded its work limit of {0} steps")]
     WorkLimit(usize),
+    #[error(transparent)]
+    Cursor(cursor::CursorError),
+    #[error("invalid page size: {0}")]
+    InvalidLimit(String),
+    #[error("revision {0} is no longer available")]
+    RevisionGone(u64),
     #[error("expansion exceeded its depth limit of {0}")]
     DepthLimit(usize),
     #[error("evaluation exceeded its deadline of {0:?}")]

@@ -6,6 +6,7 @@
 //! Architecture invariant: the only module that knows YAML. It decides nothing itself: every
 //! answer comes from `engine`.
 
+pub mod agreement;
 pub mod expected;
 pub mod report;
 
@@ -176,7 +177,17 @@ pub fn load_text(text: &str, base: &Path, name: &str, conditions: &Conditions) -
     }
 }
 
-/// Runs a loaded file: every assertion by Check, then the expected relations.
+/// Runs a loaded file: every assertion by Check, the expected relations, and (when `agreement`
+/// is set) the agreement checks between every evaluation path.
+pub fn run_with(file: &ValidationFile, conditions: &Conditions, now: Timestamp, agreement: bool) -> FileReport {
+    let mut report = run(file, conditions, now);
+    if agreement {
+        agreement::check_agreement(file, conditions, Env::new(now), &mut report);
+    }
+    report
+}
+
+/// Runs a loaded file's assertions and expected relations.
 pub fn run(file: &ValidationFile, conditions: &Conditions, now: Timestamp) -> FileReport {
     let env = Env::new(now);
     let mut report = FileReport::default();

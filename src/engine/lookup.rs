@@ -1,0 +1,213 @@
+//! LookupResources and LookupSubjects for the reference evaluator: candidates from the data,
+//! each decided by Check, in id order, paged by a limit and a signed cursor. A cursor pins the
+//! revision and `now` of the first page, so resuming reads the same snapshot whatever was
+//! written in between, and returns exactly the rest.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::check::{self, validate_request};
+use super::cursor::{Cursor, CursorError, CursorKey, query_digest};
+use super::data::History;
+use super::expand::{reachable_subjects, wildcard_exclusions};
+use super::{Decision, Env, EvalError, Tri, Tuples};
+use crate::conditions::Conditions;
+use crate::model::{ObjectRef, SubjectRef, Timestamp};
+use crate::schema::CompiledSchema;
+
+/// Largest page a lookup may ask for.
+pub const MAX_PAGE_SIZE: usize = 10_000;
+
+/// What a lookup reads: the schema, the revisions of the data, the cursor key and the tenant.
+pub struct Reader<'a> {
+    pub schema: &'a CompiledSchema,
+    pub conditions: &'a Conditions,
+    pub history: &'a History,
+    pub key: &'a CursorKey,
+    pub tenant: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct LookupResourcesRequest {
+    pub resource_type: String,
+    pub permission: String,
+    pub subject: SubjectRef,
+    pub context: Map<String, Value>,
+    /// Page size; `None` returns every result.
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceResult {
+    pub id: String,
+    /// `Has` or `Conditional`.
+    pub decision: Decision,
+}
+
+#[derive(Debug, Clone)]
+pub struct LookupSubjectsRequest {
+    pub resource: ObjectRef,
+    pub permission: String,
+    pub subject_type: String,
+    /// Look for subject sets `type:id#relation` instead of terminal subjects.
+    pub subject_relation: Option<String>,
+    pub context: Map<String, Value>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectResult {
+    pub subject: SubjectRef,
+    pub decision: Decision,
+    /// For a wildcard: the subjects it does not include, each `No` or `Conditional`.
+    pub excluded: Vec<(SubjectRef, Decision)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Present when more results follow; pass it back to get them.
+    pub cursor: Option<String>,
+    /// The revision every page of this lookup reads.
+    pub revision: u64,
+}
+
+/// Resolves the snapshot a lookup reads: the cursor's, or the head with a fresh `now`.
+fn snapshot(reader: &Reader<'_>, cursor: Option<&str>, query: [u8; 16], now: Timestamp) -> Result<(u64, Timestamp, String, Arc<Tuples>), EvalError> {
+    match cursor {
+        None => {
+            let (rev, data) = reader.history.head();
+            Ok((rev, now, String::new(), data))
+        }
+        Some(text) => {
+            let c = reader.key.open(text, query, reader.tenant)?;
+            let data = reader.history.at(c.revision).ok_or(EvalError::RevisionGone(c.revision))?;
+            Ok((c.revision, c.now, c.after, data))
+        }
+    }
+}
+
+fn check_limit(limit: Option<usize>) -> Result<(), EvalError> {
+    match limit {
+        Some(0) => Err(EvalError::InvalidLimit("a page size must be at least 1".into())),
+        Some(n) if n > MAX_PAGE_SIZE => Err(EvalError::InvalidLimit(format!("page size {n} is above the limit of {MAX_PAGE_SIZE}"))),
+        _ => Ok(()),
+    }
+}
+
+fn context_key(ctx: &Map<String, Value>) -> String {
+    Value::Object(ctx.clone()).to_string()
+}
+
+/// Every resource of a type on which the subject has the permission (or conditionally has it).
+pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: Timestamp) -> Result<Page<ResourceResult>, EvalError> {
+    check_limit(req.limit)?;
+    let probe = ObjectRef::new(req.resource_type.clone(), "probe");
+    validate_request(reader.schema, &probe, &req.permission, &req.subject)?;
+    let query = query_digest(&["lookup_resources", &req.resource_type, &req.permission, &req.subject.to_string(), &context_key(&req.context)]);
+    let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
+    let env = Env::new(now);
+    let mut candidates: BTreeSet<&str> = data.object_ids(&req.resource_type).collect();
+    if req.subject.object.ty == req.resource_type && !req.subject.is_wildcard() {
+        candidates.insert(&req.subject.object.id);
+    }
+    let want = req.limit.map_or(usize::MAX, |l| l + 1);
+    let mut items = Vec::new();
+    for id in candidates.into_iter().filter(|id| *id > after.as_str()) {
+        let resource = ObjectRef::new(req.resource_type.clone(), id);
+        let (_, v) = check::solve(reader.schema, &data, reader.conditions, &resource, &req.permission, &req.subject, &req.context, env)?;
+        if !v.is_false() {
+            items.push(ResourceResult { id: id.to_string(), decision: Decision::from_tri(&v) });
+            if items.len() >= want {
+                break;
+            }
+        }
+    }
+    Ok(finish(reader, items, req.limit, revision, now, query, |r| r.id.clone()))
+}
+
+fn finish<T>(reader: &Reader<'_>, mut items: Vec<T>, limit: Option<usize>, revision: u64, now: Timestamp, query: [u8; 16], id: impl Fn(&T) -> String) -> Page<T> {
+    let cursor = match limit {
+        Some(l) if items.len() > l => {
+            items.truncate(l);
+            items.last().map(|last| {
+                reader.key.seal(&Cursor { revision, now, tenant: reader.tenant.to_string(), query, after: id(last) })
+            })
+        }
+        _ => None,
+    };
+    Page { items, cursor, revision }
+}
+
+/// Every subject of a type (or subject set of a type and relation) that has the permission on
+/// the resource, with a wildcard result listing the subjects it excludes.
+pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Timestamp) -> Result<Page<SubjectResult>, EvalError> {
+    check_limit(req.limit)?;
+    let probe = SubjectRef::new(ObjectRef::new(req.subject_type.clone(), "probe"), req.subject_relation.clone());
+    validate_request(reader.schema, &req.resource, &req.permission, &probe)?;
+    let query = query_digest(&[
+        "lookup_subjects",
+        &req.resource.to_string(),
+        &req.permission,
+        &req.subject_type,
+        req.subject_relation.as_deref().unwrap_or("..."),
+        &context_key(&req.context),
+    ]);
+    let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
+    let env = Env::new(now);
+    let reachable = reachable_subjects(reader.schema, &data, &req.resource, &req.permission, env)?;
+    let mut candidates: BTreeSet<SubjectRef> = reachable
+        .found
+        .into_keys()
+        .filter(|s| s.object.ty == req.subject_type && s.relation == req.subject_relation)
+        .collect();
+    if let Some(rel) = &req.subject_relation {
+        // A subject set is reached when evaluation visits its node, even with no relationship
+        // naming it (`doc:1#view` has `view` on `doc:1`).
+        candidates.extend(
+            reachable.visited.iter().filter(|(o, m)| &o.ty == &req.subject_type && m == rel).map(|(o, m)| SubjectRef::new(o.clone(), Some(m.clone()))),
+        );
+    }
+    let want = req.limit.map_or(usize::MAX, |l| l + 1);
+    let mut items = Vec::new();
+    for subject in candidates.into_iter().filter(|s| s.object.id.as_str() > after.as_str()) {
+        let (_, v) = check::solve(reader.schema, &data, reader.conditions, &req.resource, &req.permission, &subject, &req.context, env)?;
+        if v.is_false() {
+            continue;
+        }
+        let excluded = if subject.is_wildcard() {
+            wildcard_exclusions(reader.schema, &data, reader.conditions, &req.resource, &req.permission, &subject, &v, &req.context, env)?
+                .into_iter()
+                .map(|(s, conditional)| {
+                    let d = if conditional { conditional_decision(reader, &data, req, &s, env) } else { Decision::No };
+                    (s, d)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        items.push(SubjectResult { subject, decision: Decision::from_tri(&v), excluded });
+        if items.len() >= want {
+            break;
+        }
+    }
+    Ok(finish(reader, items, req.limit, revision, now, query, |r| r.subject.object.id.clone()))
+}
+
+/// The conditional answer for one excluded subject (which names its missing context).
+fn conditional_decision(reader: &Reader<'_>, data: &Tuples, req: &LookupSubjectsRequest, s: &SubjectRef, env: Env) -> Decision {
+    match check::solve(reader.schema, data, reader.conditions, &req.resource, &req.permission, s, &req.context, env) {
+        Ok((_, Tri::Unknown(m))) => Decision::Conditional(m.into_iter().collect()),
+        _ => Decision::Conditional(Vec::new()),
+    }
+}
+
+impl From<CursorError> for EvalError {
+    fn from(e: CursorError) -> Self {
+        EvalError::Cursor(e)
+    }
+}
