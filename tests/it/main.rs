@@ -2,6 +2,8 @@
 
 mod check;
 mod conformance;
+mod engine_props;
+mod oracle;
 mod schema_errors;
 mod schema_props;
 mod tidy;

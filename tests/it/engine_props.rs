@@ -1,0 +1,236 @@
+//! Random schemas (unions, intersections, exclusions, arrows with `.any` / `.all`, wildcards,
+//! caveats, expiration, recursion) and random relationship sets: the reference evaluator agrees
+//! with the naive oracle on every Check, and every evaluation path agrees with Check (the
+//! agreement checks of `pemba validate`). Paging with writes between pages returns the unpaged
+//! answer at the cursor's revision.
+
+use std::path::Path;
+
+use pemba::conditions::Conditions;
+use pemba::engine::cursor::CursorKey;
+use pemba::engine::lookup::{LookupResourcesRequest, LookupSubjectsRequest, Reader, lookup_resources, lookup_subjects};
+use pemba::engine::{self, CheckRequest, Env, History, Tuples};
+use pemba::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
+use pemba::validation::{self, FileReport, ValidationFile};
+use proptest::prelude::*;
+use serde_json::Map;
+
+use super::oracle::Oracle;
+
+const TYPES: [&str; 2] = ["aa", "bb"];
+const RELATIONS: [&str; 2] = ["r1", "r2"];
+const PERMISSIONS: [&str; 2] = ["p1", "p2"];
+
+/// One allowed subject type of a relation.
+fn allowed() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "user", "user:*", "user with cav", "user with expiration", "aa#r1", "bb#r1", "aa#p1", "bb#p2", "aa#r2",
+    ])
+}
+
+fn leaf() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["r1", "r2", "p1", "p2", "nil"]).prop_map(String::from),
+        2 => (prop::sample::select(vec!["->", ".any", ".all"]), prop::sample::select(vec!["r1", "r2", "p1", "p2"])).prop_map(|(k, t)| match k {
+            "->" => format!("parent->{t}"),
+            f => format!("parent{f}({t})"),
+        }),
+    ]
+}
+
+fn expr() -> impl Strategy<Value = String> {
+    leaf().prop_recursive(3, 8, 2, |inner| {
+        (inner.clone(), prop::sample::select(vec!["+", "&", "-"]), inner).prop_map(|(a, op, b)| format!("({a} {op} {b})"))
+    })
+}
+
+fn schema_text() -> impl Strategy<Value = String> {
+    let def = (
+        prop::collection::vec(prop::collection::btree_set(allowed(), 1..4), 2),
+        prop::collection::btree_set(prop::sample::select(vec!["aa", "bb", "aa with cav"]), 1..3),
+        prop::collection::vec(expr(), 2),
+    );
+    prop::collection::vec(def, 2).prop_map(|defs| {
+        let mut text = String::from("use expiration\ndefinition user {}\ncaveat cav(x int) {\n  x == 1\n}\n");
+        for (ty, (rels, parent, perms)) in TYPES.iter().zip(defs) {
+            text.push_str(&format!("definition {ty} {{\n"));
+            for (name, allowed) in RELATIONS.iter().zip(rels) {
+                text.push_str(&format!("  relation {name}: {}\n", allowed.into_iter().collect::<Vec<_>>().join(" | ")));
+            }
+            text.push_str(&format!("  relation parent: {}\n", parent.into_iter().collect::<Vec<_>>().join(" | ")));
+            for (name, e) in PERMISSIONS.iter().zip(perms) {
+                text.push_str(&format!("  permission {name} = {e}\n"));
+            }
+            text.push_str("}\n");
+        }
+        text
+    })
+}
+
+/// Raw material for relationships: (resource type, resource id, relation index, choice of
+/// allowed entry, subject id, caveat context choice, expiration choice).
+type RawRel = (usize, u8, usize, usize, u8, u8, u8);
+
+fn raw_rels() -> impl Strategy<Value = Vec<RawRel>> {
+    prop::collection::vec((0..2usize, 0..3u8, 0..3usize, 0..4usize, 0..3u8, 0..3u8, 0..3u8), 0..24)
+}
+
+/// Turns raw choices into relationships the schema accepts.
+fn build(schema: &pemba::schema::CompiledSchema, raw: &[RawRel]) -> Tuples {
+    let mut tuples = Tuples::new();
+    for &(t, rid, rel, choice, sid, ctx, exp) in raw {
+        let ty = TYPES[t];
+        let relation = ["r1", "r2", "parent"][rel];
+        let def = schema.definition(ty).unwrap();
+        let allowed = &def.relations[relation].allowed;
+        let a = &allowed[choice % allowed.len()];
+        let subject_id = match a.kind {
+            pemba::schema::AllowedKind::Wildcard => "*".to_string(),
+            _ => format!("{}{sid}", &a.ty[..1]),
+        };
+        let mut text = format!("{ty}:{}{rid}#{relation}@{}:{subject_id}", &ty[..1], a.ty);
+        if let pemba::schema::AllowedKind::Relation(r) = &a.kind {
+            text.push_str(&format!("#{r}"));
+        }
+        if a.caveat.is_some() {
+            text.push_str(["[cav]", "[cav:{\"x\":1}]", "[cav:{\"x\":2}]"][ctx as usize]);
+        }
+        if a.expiration {
+            text.push_str(["", "[expiration:2000-01-01T00:00:00Z]", "[expiration:2999-01-01T00:00:00Z]"][exp as usize]);
+        }
+        let r = Relationship::parse(&text).unwrap();
+        schema.check_relationship(&r).unwrap();
+        tuples.insert(r);
+    }
+    tuples
+}
+
+fn subjects(tuples: &Tuples) -> Vec<SubjectRef> {
+    let mut out: Vec<SubjectRef> = (0..3).map(|i| SubjectRef::new(ObjectRef::new("user", format!("u{i}")), None)).collect();
+    for t in TYPES {
+        for i in 0..3 {
+            for m in ["r1", "p1"] {
+                out.push(SubjectRef::new(ObjectRef::new(t, format!("{}{i}", &t[..1])), Some(m.to_string())));
+            }
+        }
+    }
+    out.extend(tuples.iter().map(|r| r.subject.clone()).filter(|s| !s.is_wildcard()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reference_agrees_with_the_oracle_and_all_paths_agree(text in schema_text(), raw in raw_rels(), with_ctx in any::<bool>()) {
+        let conditions = Conditions::new();
+        let schema = pemba::schema::compile_text(&text, &conditions);
+        prop_assume!(schema.is_ok());
+        let schema = schema.unwrap();
+        let tuples = build(&schema, &raw);
+        let now = Timestamp::now();
+        let ctx: Map<String, serde_json::Value> = if with_ctx { serde_json::from_str(r#"{"x": 1}"#).unwrap() } else { Map::new() };
+        let oracle = Oracle::new(&schema, &tuples, &conditions, now);
+        for s in subjects(&tuples) {
+            for t in TYPES {
+                for i in 0..3 {
+                    let resource = ObjectRef::new(t, format!("{}{i}", &t[..1]));
+                    for p in ["r1", "r2", "p1", "p2"] {
+                        let req = CheckRequest { resource: resource.clone(), permission: p.into(), subject: s.clone(), context: ctx.clone() };
+                        let got = engine::check(&schema, &tuples, &conditions, &req, Env::new(now));
+                        let want = oracle.check(&resource, p, &s, &ctx);
+                        prop_assert_eq!(got.map_err(|e| e.to_string()), want, "{}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+                    }
+                }
+            }
+        }
+        let file = ValidationFile { schema: schema.clone(), schema_text: text.clone(), tuples, assertions: Vec::new(), expected: Default::default() };
+        let mut report = FileReport::default();
+        validation::agreement::check_agreement(&file, &conditions, Env::new(now), &mut report);
+        prop_assert!(report.failures.is_empty(), "{}\n{}", report.render("random"), text);
+    }
+
+    #[test]
+    fn pages_with_writes_between_them_equal_the_unpaged_answer(raw in raw_rels(), writes in raw_rels(), page in 1..5usize) {
+        let conditions = Conditions::new();
+        let text = "use expiration\ndefinition user {}\ncaveat cav(x int) {\n  x == 1\n}\ndefinition aa {\n  relation r1: user | user:* | user with cav | aa#r1\n  relation r2: user | bb#r1\n  relation parent: aa | bb\n  permission p1 = r1 + parent->p1 - r2\n  permission p2 = p1 & r2\n}\ndefinition bb {\n  relation r1: user | user with expiration\n  relation r2: user | aa#p1\n  relation parent: aa\n  permission p1 = r1 + r2 + parent->p2\n  permission p2 = r1\n}\n";
+        let schema = pemba::schema::compile_text(text, &conditions).unwrap();
+        let mut history = History::new(build(&schema, &raw));
+        let key = CursorKey::random();
+        let now = Timestamp::now();
+        for s in [SubjectRef::parse("user:u0").unwrap(), SubjectRef::parse("user:u1").unwrap()] {
+            for perm in ["p1", "p2"] {
+                let mut req = LookupResourcesRequest { resource_type: "aa".into(), permission: perm.into(), subject: s.clone(), context: Map::new(), limit: None, cursor: None };
+                let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
+                let full = lookup_resources(&reader, &req, now).unwrap();
+                req.limit = Some(page);
+                let mut got = Vec::new();
+                let mut n = 0;
+                loop {
+                    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
+                    let p = lookup_resources(&reader, &req, now).unwrap();
+                    prop_assert_eq!(p.revision, full.revision);
+                    got.extend(p.items);
+                    let Some(c) = p.cursor else { break };
+                    req.cursor = Some(c);
+                    // A write between pages: the rest of the answer is still read at the first page's revision.
+                    let w = writes.get(n).copied();
+                    n += 1;
+                    if let Some(w) = w {
+                        let extra = build(&schema, &[w]);
+                        history.write(|t| for r in extra.iter() { t.insert(r.clone()); });
+                    }
+                }
+                prop_assert_eq!(got, full.items);
+            }
+        }
+        // LookupSubjects pages the same way.
+        let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
+        for i in 0..3 {
+            let mut req = LookupSubjectsRequest { resource: ObjectRef::new("aa", format!("a{i}")), permission: "p1".into(), subject_type: "user".into(), subject_relation: None, context: Map::new(), limit: None, cursor: None };
+            let full = lookup_subjects(&reader, &req, now).unwrap();
+            req.limit = Some(page);
+            let mut got = Vec::new();
+            loop {
+                let p = lookup_subjects(&reader, &req, now).unwrap();
+                got.extend(p.items);
+                let Some(c) = p.cursor else { break };
+                req.cursor = Some(c);
+            }
+            prop_assert_eq!(got, full.items);
+        }
+    }
+}
+
+#[test]
+fn a_cursor_from_another_query_or_tenant_is_rejected() {
+    let conditions = Conditions::new();
+    let file = validation::load_text(
+        "schema: |\n  definition user {}\n  definition doc {\n    relation viewer: user\n  }\nrelationships: |\n  doc:1#viewer@user:tom\n  doc:2#viewer@user:tom\n  doc:3#viewer@user:tom\n",
+        Path::new("."),
+        "t.yaml",
+        &conditions,
+    )
+    .unwrap();
+    let history = History::new(file.tuples.clone());
+    let key = CursorKey::random();
+    let reader = Reader { schema: &file.schema, conditions: &conditions, history: &history, key: &key, tenant: "acme" };
+    let mut req = LookupResourcesRequest { resource_type: "doc".into(), permission: "viewer".into(), subject: SubjectRef::parse("user:tom").unwrap(), context: Map::new(), limit: Some(1), cursor: None };
+    let first = lookup_resources(&reader, &req, Timestamp::now()).unwrap();
+    assert_eq!(first.items.len(), 1);
+    let cursor = first.cursor.unwrap();
+    let mut other = req.clone();
+    other.subject = SubjectRef::parse("user:jill").unwrap();
+    other.cursor = Some(cursor.clone());
+    assert_eq!(lookup_resources(&reader, &other, Timestamp::now()).unwrap_err().to_string(), "cursor belongs to a different query");
+    let foreign = Reader { tenant: "globex", ..reader };
+    req.cursor = Some(cursor.clone());
+    assert_eq!(lookup_resources(&foreign, &req, Timestamp::now()).unwrap_err().to_string(), "cursor belongs to a different tenant");
+    req.cursor = Some(cursor.replace('a', "b"));
+    assert!(lookup_resources(&reader, &req, Timestamp::now()).is_err());
+    req.limit = Some(0);
+    req.cursor = None;
+    assert_eq!(lookup_resources(&reader, &req, Timestamp::now()).unwrap_err().to_string(), "invalid page size: a page size must be at least 1");
+}
