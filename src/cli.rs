@@ -27,6 +27,11 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Run benchmarks on generated data and print their figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Run validation files in SpiceDB's `zed validate` format.
     Validate {
         /// Print one JSON object instead of text.
@@ -38,6 +43,22 @@ enum Command {
         skip_agreement: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The reference evaluator on the Drive data set.
+    Reference {
+        /// Data set size: `s` (about 50k relationships) or `m` (about 1M).
+        #[arg(long, default_value = "s")]
+        size: String,
+        /// Samples per Check probe.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Print the figures as one JSON object (the only output format).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -85,6 +106,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Schema { command: SchemaCommand::Check { files } } => schema_check(&files),
         Command::Schema { command: SchemaCommand::Fmt { check, write, files } } => schema_fmt(&files, check, write),
+        Command::Bench { command: BenchCommand::Reference { size, iterations, json: _ } } => {
+            let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            let figures = crate::benchmark::reference(&size, drive, iterations.max(1))?;
+            out!("{}\n", serde_json::to_string_pretty(&figures)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
     }
 }

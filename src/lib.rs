@@ -4,10 +4,12 @@
 //! The layers, from the bottom: [`model`] (value types), [`conditions`] (rhai), [`schema`]
 //! (language and compiler). See ARCHITECTURE.md for the code map.
 
+pub mod benchmark;
 pub mod cli;
 pub mod conditions;
 pub mod engine;
 pub mod graph;
 pub mod model;
 pub mod validation;
+pub mod workload;
 pub mod schema;

@@ -1,0 +1,84 @@
+//! What's measured: the reference evaluator (the correctness oracle, not the fast path) on the
+//! generated Drive data set at size S (about 50k relationships): Check for each probe (direct
+//! grant, 6 levels of groups, 8 levels of folders, a denial, a rhai caveat), CheckBulk of 100
+//! items, and LookupResources (all pages of 1000) for a user who sees about 1,000 documents.
+//! These are the baseline the fast evaluator's figures are compared with.
+//!
+//! Run with: `cargo bench --bench reference`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use pemba::conditions::Conditions;
+use pemba::engine::cursor::CursorKey;
+use pemba::engine::lookup::{LookupResourcesRequest, Reader, lookup_resources};
+use pemba::engine::{self, CheckRequest, Env, History, Tuples};
+use pemba::model::{ObjectRef, SubjectRef, Timestamp, parse_context};
+use pemba::workload::{self, DriveSize};
+use serde_json::Map;
+
+fn bench(c: &mut Criterion) {
+    let conditions = Conditions::new();
+    let schema = pemba::schema::compile_text(workload::DRIVE_SCHEMA, &conditions).unwrap();
+    let size = DriveSize::small();
+    let drive = workload::generate(size);
+    let mut tuples = Tuples::new();
+    for r in &drive.relationships {
+        tuples.insert(r.clone());
+    }
+    let env = Env::new(Timestamp::now());
+    let mut group = c.benchmark_group("reference/check");
+    for p in &drive.probes {
+        let req = CheckRequest {
+            resource: p.resource.clone(),
+            permission: p.permission.into(),
+            subject: p.subject.clone(),
+            context: parse_context(p.context).unwrap(),
+        };
+        group.bench_function(p.name, |b| b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap())));
+    }
+    group.finish();
+
+    let bulk: Vec<CheckRequest> = (0..100)
+        .map(|i| CheckRequest {
+            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents)),
+            permission: "view".into(),
+            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users)), None),
+            context: Map::new(),
+        })
+        .collect();
+    c.bench_function("reference/check_bulk_100", |b| b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env))));
+
+    let history = History::new(tuples);
+    let key = CursorKey::random();
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "" };
+    let (_, staff) = &drive.lookup_users[0];
+    let mut group = c.benchmark_group("reference/lookup_resources");
+    group.sample_size(10);
+    group.bench_function("lr_staff_all_pages", |b| {
+        b.iter(|| {
+            let mut req = LookupResourcesRequest {
+                resource_type: "document".into(),
+                permission: "view".into(),
+                subject: staff.clone(),
+                context: Map::new(),
+                limit: Some(1000),
+                cursor: None,
+            };
+            let mut n = 0;
+            loop {
+                let page = lookup_resources(&reader, &req, env.now).unwrap();
+                n += page.items.len();
+                match page.cursor {
+                    Some(c) => req.cursor = Some(c),
+                    None => break,
+                }
+            }
+            black_box(n)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
