@@ -32,6 +32,12 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Tools for tests (not a stable interface).
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
     /// Run validation files in SpiceDB's `zed validate` format.
     Validate {
         /// Print one JSON object instead of text.
@@ -59,6 +65,16 @@ enum BenchCommand {
         /// Print the figures as one JSON object (the only output format).
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Writes batches of 5 relationships forever, printing `ack REVISION` after each durable
+    /// write (the crash test kills it and checks what survived).
+    CrashWriter {
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -112,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out!("{}\n", serde_json::to_string_pretty(&figures)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),
         Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
     }
 }
@@ -202,4 +219,28 @@ fn validate(files: &[PathBuf], json: bool, agreement: bool) -> anyhow::Result<Ex
         out!("{passed} passed, {failed} failed\n");
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The schema the crash writer uses.
+pub const CRASH_SCHEMA: &str = "definition user {}\ndefinition doc {\n  relation viewer: user\n}";
+
+fn crash_writer(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use crate::db::{Database, WriteRequest};
+    use crate::model::Relationship;
+    use crate::store::Mutation;
+    let db = Database::open(dir)?;
+    if !db.tenants()?.contains(&"t".to_string()) {
+        db.create_tenant("t")?;
+        db.write_schema("t", CRASH_SCHEMA)?;
+    }
+    loop {
+        // One writer: the batch written now gets the next revision, and its ids name it.
+        let next = db.revision("t")? + 1;
+        let batch = (0..5)
+            .map(|j| Relationship::parse(&format!("doc:b{next}_{j}#viewer@user:u{j}")).map(Mutation::Touch))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rev = db.write("t", WriteRequest::new(batch))?;
+        anyhow::ensure!(rev == next, "revision {rev} is not the expected {next}");
+        out!("ack {rev}\n");
+    }
 }

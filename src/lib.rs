@@ -7,9 +7,11 @@
 pub mod benchmark;
 pub mod cli;
 pub mod conditions;
+pub mod db;
 pub mod engine;
 pub mod graph;
 pub mod model;
 pub mod validation;
 pub mod workload;
 pub mod schema;
+pub mod store;

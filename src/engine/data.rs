@@ -53,6 +53,15 @@ impl Tuples {
         removed
     }
 
+    pub fn remove_attributes(&mut self, object: &ObjectRef) -> bool {
+        self.attributes.remove(object).is_some()
+    }
+
+    /// Every object with stored attributes.
+    pub fn all_attributes(&self) -> impl Iterator<Item = (&ObjectRef, &Map<String, Value>)> {
+        self.attributes.iter()
+    }
+
     pub fn set_attributes(&mut self, object: ObjectRef, attrs: Map<String, Value>) {
         self.objects.entry(object.ty.clone()).or_default().insert(object.id.clone());
         self.attributes.insert(object, attrs);

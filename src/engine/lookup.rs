@@ -20,11 +20,29 @@ use crate::schema::CompiledSchema;
 /// Largest page a lookup may ask for.
 pub const MAX_PAGE_SIZE: usize = 10_000;
 
+/// Where a lookup finds the data at a revision: the head for a first page, the cursor's revision
+/// for the next ones.
+pub trait Snapshots {
+    fn head(&self) -> (u64, Arc<Tuples>);
+    fn at(&self, revision: u64) -> Result<Arc<Tuples>, EvalError>;
+}
+
+impl Snapshots for History {
+    fn head(&self) -> (u64, Arc<Tuples>) {
+        History::head(self)
+    }
+
+    fn at(&self, revision: u64) -> Result<Arc<Tuples>, EvalError> {
+        History::at(self, revision).ok_or(EvalError::RevisionGone(revision))
+    }
+}
+
 /// What a lookup reads: the schema, the revisions of the data, the cursor key and the tenant.
+#[derive(Clone, Copy)]
 pub struct Reader<'a> {
     pub schema: &'a CompiledSchema,
     pub conditions: &'a Conditions,
-    pub history: &'a History,
+    pub history: &'a dyn Snapshots,
     pub key: &'a CursorKey,
     pub tenant: &'a str,
 }
@@ -85,7 +103,7 @@ fn snapshot(reader: &Reader<'_>, cursor: Option<&str>, query: [u8; 16], now: Tim
         }
         Some(text) => {
             let c = reader.key.open(text, query, reader.tenant)?;
-            let data = reader.history.at(c.revision).ok_or(EvalError::RevisionGone(c.revision))?;
+            let data = reader.history.at(c.revision)?;
             Ok((c.revision, c.now, c.after, data))
         }
     }

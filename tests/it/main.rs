@@ -5,6 +5,7 @@ mod conformance;
 mod engine_props;
 mod oracle;
 mod schema_errors;
+mod store;
 mod schema_props;
 mod tidy;
 

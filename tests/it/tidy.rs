@@ -25,7 +25,7 @@ const HOMES: &[(&str, &[&str])] = &[
     ("clap", &["src/cli.rs"]),
     ("anyhow", &["src/cli.rs"]),
     ("serde_yaml_ng", &["src/validation/"]),
-    ("sled", &["src/store/"]),
+    ("sled", &["src/store/sled_store.rs"]),
     ("roaring", &["src/index/"]),
     ("tonic", &["src/server/"]),
     ("prost", &["src/server/"]),

@@ -1,0 +1,182 @@
+//! The versioned store: tenants, each with relationships, object attributes, schema versions and
+//! a changelog, all versioned by revision (MVCC). Behind the [`Datastore`] trait with two
+//! implementations: [`SledStore`] (durable, embedded) and [`MemoryStore`] (a plain in-memory
+//! model the sled store is tested against).
+//!
+//! Architecture invariant: the store knows nothing about schemas or evaluation; callers validate
+//! writes before handing them over. Only `sled_store.rs` knows sled.
+
+pub mod memory;
+pub mod sled_store;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u64 = 1;
+/// Default retention window for old revisions, expired relationships and the changelog.
+pub const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("tenant `{0}` does not exist")]
+    NoSuchTenant(String),
+    #[error("tenant `{0}` already exists")]
+    TenantExists(String),
+    #[error("invalid tenant name `{0}`: use 1 to 64 characters of `a-z 0-9 _ -`")]
+    InvalidTenantName(String),
+    #[error("relationship `{0}` already exists")]
+    AlreadyExists(String),
+    #[error("revision {revision} is older than the retention window ({window:?}); the oldest readable revision is {oldest}")]
+    OutsideWindow { revision: u64, oldest: u64, window: std::time::Duration },
+    #[error("revision {revision} is in the future; the head is {head}")]
+    FutureRevision { revision: u64, head: u64 },
+    #[error("unknown on-disk format version {found}; this build reads version {FORMAT_VERSION}")]
+    UnknownFormat { found: String },
+    #[error("corrupt record in the store: {0}")]
+    Corrupt(String),
+    #[error("storage I/O error: {0}")]
+    Io(String),
+}
+
+/// Selects relationships; every field left `None` matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationshipFilter {
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub relation: Option<String>,
+    pub subject_type: Option<String>,
+    pub subject_id: Option<String>,
+    /// `Some(None)` matches terminal subjects only; `Some(Some(r))` subject sets with relation `r`.
+    pub subject_relation: Option<Option<String>>,
+}
+
+impl RelationshipFilter {
+    pub fn matches(&self, r: &Relationship) -> bool {
+        let eq = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
+        eq(&self.resource_type, &r.resource.ty)
+            && eq(&self.resource_id, &r.resource.id)
+            && eq(&self.relation, &r.relation)
+            && eq(&self.subject_type, &r.subject.object.ty)
+            && eq(&self.subject_id, &r.subject.object.id)
+            && self.subject_relation.as_ref().is_none_or(|want| want == &r.subject.relation)
+    }
+}
+
+/// One change in a write batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    /// Adds a relationship; the batch fails if it already exists.
+    Create(Relationship),
+    /// Adds or replaces a relationship (caveat and expiration included).
+    Touch(Relationship),
+    /// Removes the relationship with this resource, relation and subject, if present.
+    Delete(Relationship),
+    /// Removes every relationship the filter matches.
+    DeleteByFilter(RelationshipFilter),
+    /// Replaces an object's attributes.
+    SetAttributes(ObjectRef, Map<String, Value>),
+    DeleteAttributes(ObjectRef),
+    /// Stores a new schema text.
+    SetSchema(String),
+}
+
+/// What a committed batch changed, resolved to single rows (the changelog's entries, and what
+/// an in-memory copy applies to stay equal to the store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    Upsert(StoredRelationship),
+    Delete(StoredRelationship),
+    SetAttributes { object: String, attributes: Map<String, Value> },
+    DeleteAttributes { object: String },
+    Schema(String),
+}
+
+/// A relationship in a form serde can store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRelationship(pub String);
+
+impl StoredRelationship {
+    pub fn from_relationship(r: &Relationship) -> StoredRelationship {
+        StoredRelationship(r.to_string())
+    }
+
+    pub fn to_relationship(&self) -> Result<Relationship, StoreError> {
+        Relationship::parse(&self.0).map_err(|e| StoreError::Corrupt(format!("relationship `{}`: {e}", self.0)))
+    }
+}
+
+/// Everything a tenant holds at one revision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantSnapshot {
+    pub revision: u64,
+    pub schema: Option<String>,
+    pub relationships: Vec<Relationship>,
+    pub attributes: BTreeMap<ObjectRef, Map<String, Value>>,
+}
+
+/// The storage contract. Implementations are atomic per batch and, where durable, acknowledge a
+/// batch only once it is on disk.
+pub trait Datastore: Send + Sync {
+    fn create_tenant(&self, name: &str) -> Result<(), StoreError>;
+    fn drop_tenant(&self, name: &str) -> Result<(), StoreError>;
+    fn tenants(&self) -> Result<Vec<String>, StoreError>;
+    /// The newest committed revision (0 for a new tenant).
+    fn head(&self, tenant: &str) -> Result<u64, StoreError>;
+    /// Applies a batch atomically as the next revision; returns it and the resolved changes.
+    fn write(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<(u64, Vec<Change>), StoreError>;
+    /// The whole tenant as of `revision`.
+    fn snapshot(&self, tenant: &str, revision: u64) -> Result<TenantSnapshot, StoreError>;
+    /// Relationships matching a filter as of `revision`, in key order, after `after` (the text of
+    /// the last relationship of the previous page), at most `limit`.
+    fn read_relationships(&self, tenant: &str, revision: u64, filter: &RelationshipFilter, after: Option<&str>, limit: usize) -> Result<Vec<Relationship>, StoreError>;
+    /// Committed batches after `revision`, oldest first.
+    fn changes_since(&self, tenant: &str, revision: u64) -> Result<Vec<(u64, Vec<Change>)>, StoreError>;
+    /// Removes versions, expired relationships and changelog entries that fell out of the
+    /// window; returns the oldest revision still readable.
+    fn collect_garbage(&self, tenant: &str, now: Timestamp, window: std::time::Duration) -> Result<u64, StoreError>;
+    /// The oldest revision still readable.
+    fn oldest_readable(&self, tenant: &str) -> Result<u64, StoreError>;
+}
+
+/// Tenant names: 1 to 64 characters of `a-z 0-9 _ -`.
+pub fn valid_tenant_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Sort key of a relationship: resource, relation, subject (what identifies a row).
+pub fn relationship_key(r: &Relationship) -> String {
+    let srel = r.subject.relation.as_deref().unwrap_or("...");
+    format!("{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}", r.resource.ty, r.resource.id, r.relation, r.subject.object.ty, r.subject.object.id, srel)
+}
+
+/// The identity of a subject in an attribute row.
+pub fn object_key(o: &ObjectRef) -> String {
+    format!("{}:{}", o.ty, o.id)
+}
+
+pub fn parse_object_key(k: &str) -> Result<ObjectRef, StoreError> {
+    ObjectRef::parse(k, false).map_err(|e| StoreError::Corrupt(format!("object `{k}`: {e}")))
+}
+
+/// Whether two relationships are the same row (same resource, relation and subject).
+pub fn same_row(a: &Relationship, b: &Relationship) -> bool {
+    a.resource == b.resource && a.relation == b.relation && a.subject == b.subject
+}
+
+/// Subject equality helper for filters built from subjects.
+pub fn subject_filter(s: &SubjectRef) -> RelationshipFilter {
+    RelationshipFilter {
+        subject_type: Some(s.object.ty.clone()),
+        subject_id: Some(s.object.id.clone()),
+        subject_relation: Some(s.relation.clone()),
+        ..RelationshipFilter::default()
+    }
+}

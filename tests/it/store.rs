@@ -1,0 +1,376 @@
+//! The versioned store and the embedded `Database`: sled against the in-memory model on random
+//! operation sequences (with reopen and garbage collection), kill -9 durability, tenant
+//! isolation, and the conformance suite loaded through `Database`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pemba::db::{Consistency, Database, DbError, Precondition, WriteRequest};
+use pemba::engine::lookup::LookupResourcesRequest;
+use pemba::engine::{CheckRequest, Decision};
+use pemba::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
+use pemba::store::{Datastore, MemoryStore, Mutation, RelationshipFilter, SledStore, StoreError, relationship_key};
+use proptest::prelude::*;
+use serde_json::Map;
+
+fn temp_dir(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pemba-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(Vec<Mutation>),
+    /// Read everything at `head - back`.
+    Read(u64),
+    /// Garbage-collect with the clock at this many seconds after the first write.
+    Gc(u64),
+    Reopen,
+}
+
+fn relationship() -> impl Strategy<Value = Relationship> {
+    (0..3u8, prop::sample::select(vec!["viewer", "editor"]), 0..3u8, any::<bool>(), 0..3u8).prop_map(|(d, rel, u, caveat, exp)| {
+        let mut text = format!("doc:d{d}#{rel}@user:u{u}");
+        if caveat {
+            text.push_str("[cav:{\"x\":1}]");
+        }
+        // Expirations: none, long past (collected), far future.
+        text.push_str(["", "[expiration:2000-01-01T00:00:00Z]", "[expiration:2999-01-01T00:00:00Z]"][exp as usize]);
+        Relationship::parse(&text).unwrap()
+    })
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        3 => relationship().prop_map(Mutation::Touch),
+        2 => relationship().prop_map(Mutation::Create),
+        2 => relationship().prop_map(Mutation::Delete),
+        1 => (prop::option::of(0..3u8), prop::option::of(prop::sample::select(vec!["viewer", "editor"]))).prop_map(|(d, r)| {
+            Mutation::DeleteByFilter(RelationshipFilter { resource_type: Some("doc".into()), resource_id: d.map(|d| format!("d{d}")), relation: r.map(String::from), ..Default::default() })
+        }),
+        1 => (0..3u8, 0..100i64).prop_map(|(u, age)| {
+            Mutation::SetAttributes(ObjectRef::new("user", format!("u{u}")), serde_json::json!({"age": age}).as_object().unwrap().clone())
+        }),
+        1 => (0..3u8).prop_map(|u| Mutation::DeleteAttributes(ObjectRef::new("user", format!("u{u}")))),
+        1 => (0..3u8).prop_map(|v| Mutation::SetSchema(format!("definition user {{}} // v{v}"))),
+    ]
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(
+        prop_oneof![
+            6 => prop::collection::vec(mutation(), 1..6).prop_map(Op::Write),
+            2 => (0..4u64).prop_map(Op::Read),
+            1 => (0..40u64).prop_map(Op::Gc),
+            1 => Just(Op::Reopen),
+        ],
+        1..30,
+    )
+}
+
+/// Opens a store just closed: sled's internal threads may hold its file lock a moment longer.
+fn reopen(dir: &std::path::Path) -> SledStore {
+    for _ in 0..200 {
+        match SledStore::open(dir) {
+            Ok(s) => return s,
+            Err(StoreError::Io(e)) if e.contains("could not acquire lock") => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("{} stayed locked", dir.display());
+}
+
+/// Both stores' answers, errors included, in a comparable form.
+fn sorted(mut rels: Vec<Relationship>) -> Vec<String> {
+    rels.sort_by_key(relationship_key);
+    rels.iter().map(|r| r.to_string()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn sled_store_matches_the_in_memory_model(ops in ops()) {
+        let dir = temp_dir("model");
+        let model = MemoryStore::new();
+        let mut sled = SledStore::open(&dir).unwrap();
+        model.create_tenant("t").unwrap();
+        sled.create_tenant("t").unwrap();
+        let start = Timestamp::parse("2020-01-01T00:00:00Z").unwrap().0;
+        let mut clock = 0i128;
+        for op in ops {
+            match op {
+                Op::Write(batch) => {
+                    // Each write happens 10 s after the previous one.
+                    clock += 10;
+                    let now = Timestamp(start + clock * 1_000_000_000);
+                    let a = model.write("t", &batch, now);
+                    let b = sled.write("t", &batch, now);
+                    prop_assert_eq!(&a, &b, "batch {:?}", batch);
+                }
+                Op::Read(back) => {
+                    let head = model.head("t").unwrap();
+                    prop_assert_eq!(head, sled.head("t").unwrap());
+                    let rev = head.saturating_sub(back);
+                    let a = model.snapshot("t", rev);
+                    let b = sled.snapshot("t", rev);
+                    match (a, b) {
+                        (Ok(a), Ok(b)) => {
+                            prop_assert_eq!(sorted(a.relationships), sorted(b.relationships));
+                            prop_assert_eq!(a.attributes, b.attributes);
+                            prop_assert_eq!(a.schema, b.schema);
+                        }
+                        (a, b) => prop_assert_eq!(a.err(), b.err()),
+                    }
+                    // Paged reads in key order.
+                    let filter = RelationshipFilter::default();
+                    let mut after: Option<String> = None;
+                    loop {
+                        let a = model.read_relationships("t", rev, &filter, after.as_deref(), 2);
+                        let b = sled.read_relationships("t", rev, &filter, after.as_deref(), 2);
+                        prop_assert_eq!(&a, &b);
+                        let Ok(page) = a else { break };
+                        match page.last() {
+                            Some(last) if page.len() == 2 => after = Some(relationship_key(last)),
+                            _ => break,
+                        }
+                    }
+                    prop_assert_eq!(model.changes_since("t", rev), sled.changes_since("t", rev));
+                }
+                Op::Gc(secs) => {
+                    let now = Timestamp(start + (clock + secs as i128) * 1_000_000_000);
+                    let window = Duration::from_secs(30);
+                    prop_assert_eq!(model.collect_garbage("t", now, window), sled.collect_garbage("t", now, window));
+                    prop_assert_eq!(model.oldest_readable("t"), sled.oldest_readable("t"));
+                }
+                Op::Reopen => {
+                    drop(sled);
+                    sled = reopen(&dir);
+                }
+            }
+        }
+        drop(sled);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_read_older_than_the_window_names_the_window() {
+    let store = MemoryStore::new();
+    store.create_tenant("t").unwrap();
+    let old = Timestamp::parse("2020-01-01T00:00:00Z").unwrap();
+    for _ in 0..3 {
+        store.write("t", &[Mutation::SetSchema("definition user {}".into())], old).unwrap();
+    }
+    let oldest = store.collect_garbage("t", Timestamp::now(), Duration::from_secs(3600)).unwrap();
+    assert_eq!(oldest, 3);
+    assert_eq!(
+        store.snapshot("t", 1).unwrap_err().to_string(),
+        "revision 1 is older than the retention window (3600s); the oldest readable revision is 3"
+    );
+}
+
+#[test]
+fn an_unknown_format_version_is_a_clear_error() {
+    let dir = temp_dir("format");
+    {
+        let s = SledStore::open(&dir).unwrap();
+        s.meta_set("format", b"99").unwrap();
+    }
+    assert_eq!(SledStore::open(&dir).unwrap_err(), StoreError::UnknownFormat { found: "99".into() });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const SCHEMA: &str = "definition user {\n  attribute age: int\n}\ncaveat adult(age int) {\n  age >= 18\n}\ndefinition doc {\n  relation viewer: user | user with adult\n  relation parent: doc\n  permission view = viewer + parent->view\n}";
+
+fn check(db: &Database, tenant: &str, text: &str) -> Decision {
+    let (res, perm_sub) = text.split_once('#').unwrap();
+    let (perm, sub) = perm_sub.split_once('@').unwrap();
+    let req = CheckRequest { resource: ObjectRef::parse(res, false).unwrap(), permission: perm.into(), subject: SubjectRef::parse(sub).unwrap(), context: Map::new() };
+    db.check(tenant, Consistency::FullyConsistent, &req).unwrap().0
+}
+
+fn touch(texts: &[&str]) -> WriteRequest {
+    WriteRequest::new(texts.iter().map(|t| Mutation::Touch(Relationship::parse(t).unwrap())).collect())
+}
+
+#[test]
+fn database_writes_are_validated_and_read_back_at_revisions() {
+    let dir = temp_dir("db");
+    let db = Database::open(&dir).unwrap();
+    db.create_tenant("acme").unwrap();
+    let err = db.write("acme", touch(&["doc:1#viewer@user:ann"])).unwrap_err();
+    assert_eq!(err.to_string(), "tenant `acme` has no schema yet: write one first");
+    let r1 = db.write_schema("acme", SCHEMA).unwrap();
+    let r2 = db.write("acme", touch(&["doc:1#viewer@user:ann", "doc:2#parent@doc:1"])).unwrap();
+    assert!(r2 > r1);
+    assert_eq!(check(&db, "acme", "doc:2#view@user:ann"), Decision::Has);
+
+    // Rejected whole, naming the first offender.
+    let err = db.write("acme", touch(&["doc:3#viewer@user:bob", "doc:3#owner@user:bob"])).unwrap_err();
+    assert_eq!(err.to_string(), "mutation 1 (`doc:3#owner@user:bob`): type `doc` has no relation `owner`");
+    assert_eq!(check(&db, "acme", "doc:3#view@user:bob"), Decision::No);
+    let err = db.write("acme", WriteRequest::new(vec![Mutation::SetAttributes(ObjectRef::new("user", "ann"), serde_json::json!({"age": "old"}).as_object().unwrap().clone())])).unwrap_err();
+    assert_eq!(err.to_string(), "mutation 0 (`user:ann`): attribute `age` is not a valid int: got `\"old\"`");
+    let too_many: Vec<String> = (0..1001).map(|i| format!("doc:{i}#viewer@user:ann")).collect();
+    let err = db.write("acme", touch(&too_many.iter().map(String::as_str).collect::<Vec<_>>())).unwrap_err();
+    assert_eq!(err.to_string(), "the write has 1001 relationship changes; the limit is 1000");
+
+    // Preconditions.
+    let filter = RelationshipFilter { resource_type: Some("doc".into()), resource_id: Some("9".into()), ..Default::default() };
+    let mut req = touch(&["doc:9#viewer@user:cy"]);
+    req.preconditions.push(Precondition::MustMatch(filter.clone()));
+    assert!(matches!(db.write("acme", req).unwrap_err(), DbError::PreconditionFailed(_)));
+    let mut req = touch(&["doc:9#viewer@user:cy"]);
+    req.preconditions.push(Precondition::MustNotMatch(filter));
+    let r3 = db.write("acme", req).unwrap();
+
+    // A schema change that would orphan stored relationships is refused with what blocks it.
+    let err = db.write_schema("acme", "definition user {}\ndefinition doc {\n  relation viewer: user\n}").unwrap_err();
+    assert_eq!(err.to_string(), "schema change refused: 1 stored item(s) would no longer fit, first: relationship `doc:2#parent@doc:1`: type `doc` has no relation `parent`");
+
+    // Deletes, and reads at an exact older revision.
+    let r4 = db.write("acme", WriteRequest::new(vec![Mutation::Delete(Relationship::parse("doc:1#viewer@user:ann").unwrap())])).unwrap();
+    assert_eq!(check(&db, "acme", "doc:2#view@user:ann"), Decision::No);
+    let req = CheckRequest { resource: ObjectRef::new("doc", "2"), permission: "view".into(), subject: SubjectRef::parse("user:ann").unwrap(), context: Map::new() };
+    assert_eq!(db.check("acme", Consistency::AtExactSnapshot(r3), &req).unwrap(), (Decision::Has, r3));
+    assert_eq!(db.check("acme", Consistency::AtExactSnapshot(r4), &req).unwrap(), (Decision::No, r4));
+    assert!(matches!(db.check("acme", Consistency::AtLeastAsFresh(r4 + 5), &req).unwrap_err(), DbError::FutureRevision { .. }));
+
+    // Reopen: the exact state at the last acknowledged revision.
+    drop(db);
+    let db = Database::open(&dir).unwrap();
+    assert_eq!(db.revision("acme").unwrap(), r4);
+    assert_eq!(check(&db, "acme", "doc:9#view@user:cy"), Decision::Has);
+    assert_eq!(check(&db, "acme", "doc:2#view@user:ann"), Decision::No);
+    let (rels, _) = db.read_relationships("acme", Consistency::FullyConsistent, &RelationshipFilter::default(), 100, None).unwrap();
+    assert_eq!(rels.iter().map(|r| r.to_string()).collect::<Vec<_>>(), ["doc:2#parent@doc:1", "doc:9#viewer@user:cy"]);
+
+    // Export and import into a new tenant give the same answers.
+    let mut out = Vec::new();
+    db.export("acme", &mut out).unwrap();
+    db.create_tenant("copy").unwrap();
+    db.import("copy", &mut std::io::Cursor::new(out)).unwrap();
+    assert_eq!(check(&db, "copy", "doc:9#view@user:cy"), Decision::Has);
+    assert_eq!(db.schema_text("copy").unwrap(), db.schema_text("acme").unwrap());
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tenants_share_nothing_observable() {
+    let db = Database::in_memory();
+    for t in ["acme", "globex"] {
+        db.create_tenant(t).unwrap();
+        db.write_schema(t, SCHEMA).unwrap();
+    }
+    db.write("acme", touch(&["doc:1#viewer@user:ann", "doc:2#viewer@user:ann", "doc:3#viewer@user:ann"])).unwrap();
+    assert_eq!(check(&db, "acme", "doc:1#view@user:ann"), Decision::Has);
+    assert_eq!(check(&db, "globex", "doc:1#view@user:ann"), Decision::No);
+    let (rels, _) = db.read_relationships("globex", Consistency::FullyConsistent, &RelationshipFilter::default(), 100, None).unwrap();
+    assert!(rels.is_empty());
+    let req = LookupResourcesRequest { resource_type: "doc".into(), permission: "view".into(), subject: SubjectRef::parse("user:ann").unwrap(), context: Map::new(), limit: Some(1), cursor: None };
+    assert!(db.lookup_resources("globex", Consistency::FullyConsistent, &req).unwrap().items.is_empty());
+    let page = db.lookup_resources("acme", Consistency::FullyConsistent, &req).unwrap();
+    let stolen = LookupResourcesRequest { cursor: page.cursor.clone(), ..req.clone() };
+    assert_eq!(db.lookup_resources("globex", Consistency::FullyConsistent, &stolen).unwrap_err().to_string(), "cursor belongs to a different tenant");
+    assert_eq!(db.changes_since("globex", 0).unwrap().len(), 1);
+    db.drop_tenant("acme").unwrap();
+    assert_eq!(db.tenants().unwrap(), ["globex"]);
+    assert_eq!(db.write("acme", touch(&["doc:1#viewer@user:ann"])).unwrap_err().to_string(), "tenant `acme` does not exist");
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = temp_dir("crash");
+    let mut acked: u64 = 0;
+    let mut seed: u64 = 0x5eed;
+    for round in 0..20 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pemba"))
+            .args(["debug", "crash-writer", "--data-dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Kill after a pseudo-random number of acknowledgements (1 to 40).
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let wanted = 1 + (seed >> 33) % 40;
+        let mut seen = 0;
+        while seen < wanted {
+            let Some(Ok(line)) = lines.next() else { break };
+            let rev: u64 = line.strip_prefix("ack ").unwrap().parse().unwrap();
+            acked = acked.max(rev);
+            seen += 1;
+        }
+        // Give the writer a moment in the middle of its next batch, then kill it without warning.
+        std::thread::sleep(Duration::from_micros((seed >> 40) % 3000));
+        child.kill().unwrap();
+        for line in lines.map_while(Result::ok) {
+            if let Some(rev) = line.strip_prefix("ack ") {
+                acked = acked.max(rev.parse().unwrap());
+            }
+        }
+        child.wait().unwrap();
+        assert!(seen > 0, "round {round}: the writer acknowledged nothing: {:?}", child.stderr.take().map(|e| std::io::read_to_string(e).unwrap()));
+
+        let db = Database::open(&dir).unwrap();
+        let head = db.revision("t").unwrap();
+        assert!(head >= acked, "round {round}: head {head} is behind acknowledged revision {acked}");
+        let (rels, _) = db.read_relationships("t", Consistency::FullyConsistent, &RelationshipFilter::default(), 10_000, None).unwrap();
+        let mut per_batch = std::collections::BTreeMap::<u64, usize>::new();
+        for r in &rels {
+            let b: u64 = r.resource.id.trim_start_matches('b').split('_').next().unwrap().parse().unwrap();
+            *per_batch.entry(b).or_default() += 1;
+        }
+        for (b, n) in &per_batch {
+            assert_eq!(*n, 5, "round {round}: batch {b} is half-applied");
+        }
+        // Revision 1 is the schema; every later one is a batch.
+        for b in 2..=acked {
+            assert!(per_batch.contains_key(&b), "round {round}: acknowledged batch {b} is missing");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn conformance_suite_passes_through_database() {
+    let files = super::conformance_files();
+    if files.is_empty() {
+        return;
+    }
+    let dir = temp_dir("conformance");
+    let db = Database::open(&dir).unwrap();
+    let conditions = pemba::conditions::Conditions::new();
+    let mut passed = 0;
+    for (i, path) in files.iter().enumerate() {
+        let file = pemba::validation::load(path, &conditions).unwrap();
+        let tenant = format!("f{i}");
+        db.create_tenant(&tenant).unwrap();
+        db.write_schema(&tenant, &file.schema_text).unwrap();
+        let rels: Vec<Mutation> = file.tuples.iter().cloned().map(Mutation::Create).collect();
+        for chunk in rels.chunks(1000) {
+            db.write(&tenant, WriteRequest::new(chunk.to_vec())).unwrap();
+        }
+        for a in &file.assertions {
+            let (d, _) = db.check(&tenant, Consistency::FullyConsistent, &a.request).unwrap();
+            let ok = match a.kind {
+                pemba::validation::AssertKind::True => d == Decision::Has,
+                pemba::validation::AssertKind::False => d == Decision::No,
+                pemba::validation::AssertKind::Caveated => matches!(d, Decision::Conditional(_)),
+            };
+            assert!(ok, "{}: {} `{}` got {d}", path.display(), a.kind.name(), a.text);
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, 411);
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
