@@ -141,3 +141,97 @@ pub fn machine() -> Value {
         .unwrap_or_default();
     json!({"cpus": cpus, "cpu": model, "os": std::env::consts::OS})
 }
+
+/// `pemba bench store`: durable writes, batches, bulk import against raw sled, and reopen time,
+/// in a scratch directory under `dir`.
+pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -> Result<Value, crate::db::DbError> {
+    use crate::db::{Database, WriteRequest};
+    use crate::store::{Datastore, Mutation, SledStore};
+    let _ = std::fs::remove_dir_all(dir);
+    let schema = workload::DRIVE_SCHEMA;
+    let small = workload::generate(DriveSize::small()).relationships;
+
+    // Durable writes through the Database (validation, store, flush, visibility).
+    let db_dir = dir.join("writes");
+    let db = Database::open(&db_dir)?;
+    db.create_tenant("bench")?;
+    db.write_schema("bench", schema)?;
+    let mut single = Vec::with_capacity(iterations);
+    for r in small.iter().take(iterations) {
+        let t = Instant::now();
+        db.write("bench", WriteRequest::new(vec![Mutation::Touch(r.clone())]))?;
+        single.push(t.elapsed());
+    }
+    let mut batches = Vec::new();
+    let chunks: Vec<&[crate::model::Relationship]> = small.chunks(1000).skip(1).take(20).collect();
+    for chunk in &chunks {
+        let t = Instant::now();
+        db.write("bench", WriteRequest::new(chunk.iter().cloned().map(Mutation::Touch).collect()))?;
+        batches.push(t.elapsed());
+    }
+    let batch_total: f64 = batches.iter().map(Duration::as_secs_f64).sum();
+    let batch_rate = (chunks.iter().map(|c| c.len()).sum::<usize>() as f64) / batch_total;
+    drop(db);
+
+    // Bulk import into the store in one revision, against raw sled on the same rows, same run.
+    let import_dir = dir.join("import");
+    let store = SledStore::open(&import_dir)?;
+    store.create_tenant("bench")?;
+    let t = Instant::now();
+    store.raw_batch_baseline(&small)?;
+    let raw = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    store.import("bench", &small, Timestamp::now())?;
+    let import = t.elapsed().as_secs_f64();
+    drop(store);
+
+    // Reopen with many relationships: write them in revisions of 10,000, close, time the open.
+    let reopen_dir = dir.join("reopen");
+    let big = workload::generate(reopen_size).relationships;
+    {
+        let store = SledStore::open(&reopen_dir)?;
+        store.create_tenant("bench")?;
+        store.write("bench", &[Mutation::SetSchema(schema.to_string())], Timestamp::now())?;
+        for chunk in big.chunks(10_000) {
+            store.import("bench", chunk, Timestamp::now())?;
+        }
+    }
+    let t = Instant::now();
+    let db = open_retrying(&reopen_dir)?;
+    let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
+    let loaded = db.revision("bench")?;
+    drop(db);
+    let _ = std::fs::remove_dir_all(dir);
+
+    Ok(json!({
+        "store": "sled",
+        "single_durable_write": summarize(&mut single),
+        "batch_1000_durable": summarize(&mut batches),
+        "batch_1000_relationships_per_s": batch_rate,
+        "bulk_import": {
+            "relationships": small.len(),
+            "import_s": import,
+            "import_relationships_per_s": small.len() as f64 / import,
+            "raw_sled_apply_batch_s": raw,
+            "raw_sled_relationships_per_s": small.len() as f64 / raw,
+            "import_to_raw_ratio": raw / import,
+        },
+        "reopen": {"relationships": big.len(), "head_revision": loaded, "open_ms": reopen_ms},
+        "machine": machine(),
+    }))
+}
+
+/// Opens a database just closed in this process (sled's threads may hold the lock a moment).
+fn open_retrying(dir: &std::path::Path) -> Result<crate::db::Database, crate::db::DbError> {
+    let mut last = None;
+    for _ in 0..200 {
+        match crate::db::Database::open(dir) {
+            Ok(db) => return Ok(db),
+            Err(e) => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| crate::db::DbError::Io("could not open".into())))
+}

@@ -54,6 +54,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The durable store: single writes, batches of 1000, bulk import against raw sled, reopen.
+    Store {
+        /// Scratch directory (removed afterwards).
+        #[arg(long, default_value = "./pemba-bench-store")]
+        dir: PathBuf,
+        /// Data set for the reopen measurement: `s` (about 50k) or `m` (about 1M).
+        #[arg(long, default_value = "m")]
+        size: String,
+        /// Single durable writes to time.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Print the figures as one JSON object (the only output format).
+        #[arg(long)]
+        json: bool,
+    },
     /// The reference evaluator on the Drive data set.
     Reference {
         /// Data set size: `s` (about 50k relationships) or `m` (about 1M).
@@ -125,6 +140,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Reference { size, iterations, json: _ } } => {
             let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
             let figures = crate::benchmark::reference(&size, drive, iterations.max(1))?;
+            out!("{}\n", serde_json::to_string_pretty(&figures)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { command: BenchCommand::Store { dir, size, iterations, json: _ } } => {
+            let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            let figures = crate::benchmark::store(&dir, drive, iterations.max(1))?;
             out!("{}\n", serde_json::to_string_pretty(&figures)?);
             Ok(ExitCode::SUCCESS)
         }

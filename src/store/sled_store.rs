@@ -206,7 +206,10 @@ impl SledStore {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let tree = self.tree(tenant)?;
         let rev = Self::meta_u64(&tree, b"mhead")? + 1;
-        let mut w = Writer { tree: &tree, rev, overlay: BTreeMap::new(), changes: Vec::new() };
+        // A tenant without relationship rows (a fresh restore) needs no per-row lookups in the
+        // tree: only the batch's own earlier writes can match.
+        let fresh = tree.scan_prefix([b'r']).next().is_none();
+        let mut w = Writer { tree: &tree, fresh, rev, overlay: BTreeMap::new(), changes: Vec::new() };
         for m in batch {
             w.mutation(m)?;
         }
@@ -259,6 +262,8 @@ impl SledStore {
 /// Resolves one batch against the tree plus the batch's own earlier writes.
 struct Writer<'a> {
     tree: &'a sled::Tree,
+    /// The tree has no relationship rows: skip tree lookups for them.
+    fresh: bool,
     rev: u64,
     overlay: BTreeMap<Vec<u8>, Vec<u8>>,
     changes: Vec<Change>,
@@ -268,9 +273,11 @@ impl Writer<'_> {
     /// Every version of a row (tree merged with this batch's writes), as (full key, value).
     fn versions(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut out: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for item in self.tree.scan_prefix(prefix) {
-            let (k, v) = item.map_err(io)?;
-            out.insert(k.to_vec(), v.to_vec());
+        if !(self.fresh && prefix.first() == Some(&b'r')) {
+            for item in self.tree.scan_prefix(prefix) {
+                let (k, v) = item.map_err(io)?;
+                out.insert(k.to_vec(), v.to_vec());
+            }
         }
         for (k, v) in self.overlay.range(prefix.to_vec()..) {
             if !k.starts_with(prefix) {
