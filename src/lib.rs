@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod db;
 pub mod engine;
 pub mod graph;
+pub mod index;
 pub mod model;
 pub mod validation;
 pub mod workload;

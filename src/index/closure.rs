@@ -1,0 +1,165 @@
+//! Leopard-style closures (Zanzibar §3.2.4) for a relation that nests in itself through
+//! unconditional edges (`group#member@group:eng#member`, `folder#parent@folder:x`): for each
+//! object, every object nested below it (its descendants) and above it (its ancestors), kept
+//! current incrementally as edges are added and removed. "Is u a member of g" becomes "do u's
+//! direct groups intersect g's descendants (or g)", one set intersection instead of a walk.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::idset::IdSet;
+
+#[derive(Debug, Clone, Default)]
+pub struct Closure {
+    /// Direct nesting: parent → children.
+    children: HashMap<u32, IdSet>,
+    /// Transitive: object → every object nested below it (itself excluded unless in a cycle).
+    descendants: HashMap<u32, IdSet>,
+    /// Transitive: object → every object it is nested below.
+    ancestors: HashMap<u32, IdSet>,
+    /// Set insertions and removals made so far (the cost of keeping the closure current).
+    pub updates: u64,
+}
+
+impl Closure {
+    pub fn new() -> Closure {
+        Closure::default()
+    }
+
+    pub fn descendants(&self, id: u32) -> Option<&IdSet> {
+        self.descendants.get(&id)
+    }
+
+    pub fn ancestors(&self, id: u32) -> Option<&IdSet> {
+        self.ancestors.get(&id)
+    }
+
+    /// Whether `inner` is `outer` or nested below it.
+    pub fn reaches(&self, outer: u32, inner: u32) -> bool {
+        outer == inner || self.descendants.get(&outer).is_some_and(|d| d.contains(inner))
+    }
+
+    /// Records that `child` is nested directly in `parent`; returns the set updates made.
+    pub fn add_edge(&mut self, parent: u32, child: u32) -> u64 {
+        if !self.children.entry(parent).or_default().insert(child) {
+            return 0;
+        }
+        let mut above: Vec<u32> = self.ancestors.get(&parent).map(|a| a.iter().collect()).unwrap_or_default();
+        above.push(parent);
+        let mut below: Vec<u32> = self.descendants.get(&child).map(|d| d.iter().collect()).unwrap_or_default();
+        below.push(child);
+        let mut n = 0;
+        for &a in &above {
+            for &d in &below {
+                if self.descendants.entry(a).or_default().insert(d) {
+                    n += 1;
+                }
+                if self.ancestors.entry(d).or_default().insert(a) {
+                    n += 1;
+                }
+            }
+        }
+        self.updates += n;
+        n
+    }
+
+    /// Removes a direct nesting and repairs the closure of everything above `parent`.
+    pub fn remove_edge(&mut self, parent: u32, child: u32) -> u64 {
+        let removed = self.children.get_mut(&parent).is_some_and(|c| c.remove(child));
+        if !removed {
+            return 0;
+        }
+        let mut affected: Vec<u32> = self.ancestors.get(&parent).map(|a| a.iter().collect()).unwrap_or_default();
+        affected.push(parent);
+        let mut n = 0;
+        for a in affected {
+            let fresh = self.walk(a);
+            let old = self.descendants.remove(&a).unwrap_or_default();
+            for d in old.iter() {
+                if !fresh.contains(d) {
+                    if let Some(anc) = self.ancestors.get_mut(&d) {
+                        anc.remove(a);
+                    }
+                    n += 2;
+                }
+            }
+            for d in fresh.iter() {
+                if !old.contains(d) {
+                    self.ancestors.entry(d).or_default().insert(a);
+                    n += 2;
+                }
+            }
+            if !fresh.is_empty() {
+                self.descendants.insert(a, fresh);
+            }
+        }
+        self.updates += n;
+        n
+    }
+
+    /// Everything reachable from `start` through direct nesting (breadth first, no recursion).
+    fn walk(&self, start: u32) -> IdSet {
+        let mut seen = IdSet::default();
+        let mut queue: VecDeque<u32> = self.children.get(&start).map(|c| c.iter().collect()).unwrap_or_default();
+        while let Some(x) = queue.pop_front() {
+            if seen.insert(x) {
+                if let Some(c) = self.children.get(&x) {
+                    queue.extend(c.iter());
+                }
+            }
+        }
+        seen
+    }
+
+    /// Heap bytes held by the closure's sets (the maps' own tables are counted by the caller).
+    pub fn heap_bytes(&self) -> usize {
+        [&self.children, &self.descendants, &self.ancestors].iter().flat_map(|m| m.values()).map(IdSet::heap_bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn reachable(edges: &BTreeSet<(u32, u32)>, start: u32) -> BTreeSet<u32> {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<u32> = edges.iter().filter(|(p, _)| *p == start).map(|(_, c)| *c).collect();
+        while let Some(x) = stack.pop() {
+            if seen.insert(x) {
+                stack.extend(edges.iter().filter(|(p, _)| *p == x).map(|(_, c)| *c));
+            }
+        }
+        seen
+    }
+
+    /// Random adds and removes (cycles included) against a closure recomputed from scratch.
+    #[test]
+    fn incremental_closure_equals_recomputed_closure() {
+        let mut c = Closure::new();
+        let mut edges = BTreeSet::new();
+        let mut x: u64 = 42;
+        for step in 0..3000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let (p, ch) = (((x >> 33) % 12) as u32, ((x >> 40) % 12) as u32);
+            if (x >> 20) % 3 == 0 {
+                c.remove_edge(p, ch);
+                edges.remove(&(p, ch));
+            } else {
+                c.add_edge(p, ch);
+                edges.insert((p, ch));
+            }
+            if step % 50 == 0 {
+                for g in 0..12 {
+                    let want = reachable(&edges, g);
+                    let got: BTreeSet<u32> = c.descendants(g).map(|d| d.iter().collect()).unwrap_or_default();
+                    assert_eq!(got, want, "descendants of {g} after step {step}");
+                    for h in 0..12 {
+                        let up = c.ancestors(h).is_some_and(|a| a.contains(g));
+                        assert_eq!(up, want.contains(&h), "ancestors of {h}");
+                    }
+                }
+            }
+        }
+        assert!(c.updates > 0);
+    }
+}
