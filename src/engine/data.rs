@@ -10,6 +10,9 @@ use crate::model::{ObjectRef, Relationship};
 #[derive(Debug, Clone, Default)]
 pub struct Tuples {
     by_resource: BTreeMap<ObjectRef, BTreeMap<String, Vec<Relationship>>>,
+    /// Subject object → (resource, relation) of every relationship naming it (any subject
+    /// relation, wildcards included), for walking the graph backwards.
+    by_subject: BTreeMap<ObjectRef, BTreeSet<(ObjectRef, String)>>,
     /// Every object id seen, per type, as a resource or a subject (wildcards excluded).
     objects: BTreeMap<String, BTreeSet<String>>,
     attributes: BTreeMap<ObjectRef, Map<String, Value>>,
@@ -34,6 +37,7 @@ impl Tuples {
         if !rel.subject.is_wildcard() {
             self.objects.entry(rel.subject.object.ty.clone()).or_default().insert(rel.subject.object.id.clone());
         }
+        self.by_subject.entry(rel.subject.object.clone()).or_default().insert((rel.resource.clone(), rel.relation.clone()));
         list.push(rel);
         self.len += 1;
         true
@@ -49,6 +53,14 @@ impl Tuples {
         let removed = list.len() != before;
         if removed {
             self.len -= 1;
+            // The backwards entry goes only when no other subject relation of the same object
+            // still links this resource and relation.
+            let still = list.iter().any(|r| r.subject.object == rel.subject.object);
+            if !still {
+                if let Some(set) = self.by_subject.get_mut(&rel.subject.object) {
+                    set.remove(&(rel.resource.clone(), rel.relation.clone()));
+                }
+            }
         }
         removed
     }
@@ -70,6 +82,12 @@ impl Tuples {
     /// Relationships `resource#relation@…`, expired ones included (the evaluator filters them).
     pub fn edges(&self, resource: &ObjectRef, relation: &str) -> &[Relationship] {
         self.by_resource.get(resource).and_then(|m| m.get(relation)).map_or(&[], Vec::as_slice)
+    }
+
+    /// `(resource, relation)` of every relationship whose subject is `object` (any subject
+    /// relation), expired ones included.
+    pub fn naming(&self, object: &ObjectRef) -> impl Iterator<Item = &(ObjectRef, String)> {
+        self.by_subject.get(object).into_iter().flatten()
     }
 
     pub fn attributes(&self, object: &ObjectRef) -> &Map<String, Value> {

@@ -15,7 +15,7 @@ use super::expand::{reachable_subjects, wildcard_exclusions};
 use super::{Decision, Env, EvalError, Tri, Tuples};
 use crate::conditions::Conditions;
 use crate::model::{ObjectRef, SubjectRef, Timestamp};
-use crate::schema::CompiledSchema;
+use crate::schema::{CompiledSchema, Rewrite};
 
 /// Largest page a lookup may ask for.
 pub const MAX_PAGE_SIZE: usize = 10_000;
@@ -129,13 +129,10 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
     let query = query_digest(&["lookup_resources", &req.resource_type, &req.permission, &req.subject.to_string(), &context_key(&req.context)]);
     let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
     let env = Env::new(now);
-    let mut candidates: BTreeSet<&str> = data.object_ids(&req.resource_type).collect();
-    if req.subject.object.ty == req.resource_type && !req.subject.is_wildcard() {
-        candidates.insert(&req.subject.object.id);
-    }
+    let candidates = reverse_reachable(reader.schema, &data, &req.subject, &req.resource_type, &req.permission);
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
     let mut items = Vec::new();
-    for id in candidates.into_iter().filter(|id| *id > after.as_str()) {
+    for id in candidates.iter().map(String::as_str).filter(|id| *id > after.as_str()) {
         let resource = ObjectRef::new(req.resource_type.clone(), id);
         let (_, v) = check::solve(reader.schema, &data, reader.conditions, &resource, &req.permission, &req.subject, &req.context, env)?;
         if !v.is_false() {
@@ -146,6 +143,82 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
         }
     }
     Ok(finish(reader, items, req.limit, revision, now, query, |r| r.id.clone()))
+}
+
+/// The ids of every `resource_type` object whose `permission` node can be reached backwards from
+/// the subject: through relationships naming it (or its type's wildcard), subject sets, the
+/// permissions that use a member, and arrows. Only these can answer anything but "no": every
+/// derivation of a yes ends at a relationship naming the subject (or at the subject set itself).
+/// Caveats, expiration and exclusions are ignored here (a superset is safe; Check decides).
+pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &Tuples, subject: &SubjectRef, resource_type: &str, permission: &str) -> BTreeSet<String> {
+    use std::collections::HashSet;
+    let mut seen: HashSet<(ObjectRef, String)> = HashSet::new();
+    let mut stack: Vec<(ObjectRef, String)> = Vec::new();
+    match &subject.relation {
+        Some(r) => stack.push((subject.object.clone(), r.clone())),
+        None => {
+            let wildcard = ObjectRef::new(subject.object.ty.clone(), "*");
+            for o in [&subject.object, &wildcard] {
+                for (res, rel) in data.naming(o) {
+                    // Only relationships naming the terminal subject (or the wildcard) start a path.
+                    if data.edges(res, rel).iter().any(|e| &e.subject.object == o && e.subject.relation.is_none()) {
+                        stack.push((res.clone(), rel.clone()));
+                    }
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    while let Some(node) = stack.pop() {
+        if !seen.insert(node.clone()) {
+            continue;
+        }
+        let (o, m) = node;
+        if o.ty == resource_type && m == permission {
+            out.insert(o.id.clone());
+        }
+        // Subject sets `o#m` named by relationships.
+        for (res, rel) in data.naming(&o) {
+            if data.edges(res, rel).iter().any(|e| e.subject.object == o && e.subject.relation.as_deref() == Some(m.as_str())) {
+                stack.push((res.clone(), rel.clone()));
+            }
+        }
+        for def in schema.definitions() {
+            for p in def.permissions.values() {
+                let mut rewrites = vec![&p.rewrite];
+                while let Some(rw) = rewrites.pop() {
+                    match rw {
+                        Rewrite::Nil => {}
+                        // A permission of the same object that uses `m`.
+                        Rewrite::Computed(x) => {
+                            if def.name == o.ty && x == &m {
+                                stack.push((o.clone(), p.name.clone()));
+                            }
+                        }
+                        Rewrite::Arrow { tupleset, computed, .. } => {
+                            // `tupleset` itself is a member of the same object…
+                            if def.name == o.ty && tupleset == &m {
+                                stack.push((o.clone(), p.name.clone()));
+                            }
+                            // …and `computed` on `o` reaches every object whose `tupleset` names `o`.
+                            if computed == &m {
+                                for (res, rel) in data.naming(&o) {
+                                    if res.ty == def.name && rel == tupleset {
+                                        stack.push((res.clone(), p.name.clone()));
+                                    }
+                                }
+                            }
+                        }
+                        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
+                            rewrites.push(a);
+                            rewrites.push(b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn finish<T>(reader: &Reader<'_>, mut items: Vec<T>, limit: Option<usize>, revision: u64, now: Timestamp, query: [u8; 16], id: impl Fn(&T) -> String) -> Page<T> {
