@@ -17,7 +17,7 @@
 use std::net::IpAddr;
 
 use rhai::packages::{
-    BasicArrayPackage, BasicBlobPackage, BasicMapPackage, BasicMathPackage, BasicStringPackage, CorePackage,
+    ArithmeticPackage, BasicArrayPackage, BasicBlobPackage, BasicMapPackage, BasicMathPackage, BasicStringPackage,
     LogicPackage, MoreStringPackage, Package,
 };
 use rhai::{Dynamic, Engine, EvalAltResult, FLOAT, INT, ImmutableString, Position, Scope};
@@ -155,8 +155,10 @@ fn mismatched(op: &str, a: &Dynamic, b: &Dynamic) -> Box<EvalAltResult> {
 impl Conditions {
     pub fn new() -> Conditions {
         let mut engine = Engine::new_raw();
+        // Not `CorePackage`: its language core holds `sleep` (which blocks past every limit) and
+        // `exit` (which ends the evaluation with any value, bypassing the bool rule).
         let packages = [
-            CorePackage::new().as_shared_module(),
+            ArithmeticPackage::new().as_shared_module(),
             LogicPackage::new().as_shared_module(),
             BasicArrayPackage::new().as_shared_module(),
             BasicMapPackage::new().as_shared_module(),

@@ -116,6 +116,11 @@ impl<'a> Graph<'a> {
 
     fn caveat(&self, rel: &Relationship) -> Result<Tri, EvalError> {
         let Some(c) = &rel.caveat else { return Ok(Tri::True) };
+        // A condition may take up to its own time limit: check the request's deadline before
+        // each one, so many slow conditions cannot add up past it.
+        if self.started.elapsed() > self.env.limits.deadline {
+            return Err(EvalError::Deadline(self.env.limits.deadline));
+        }
         let caveat = self.schema.caveat(&c.name).ok_or_else(|| EvalError::UnknownCaveat(c.name.clone()))?;
         let env = conditions::Env {
             now: self.env.now,
@@ -245,34 +250,59 @@ impl<'a> Graph<'a> {
         }
     }
 
-    /// Solves every explored node: components in dependency order, each by Kleene iteration.
+    /// Solves every explored node: components in dependency order, each by Kleene iteration
+    /// driven by a worklist (a node is evaluated again only when something it reads changed).
     pub(crate) fn solve(&mut self) -> Result<(), EvalError> {
+        let n = self.nodes.len();
         let mut edges = Vec::new();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut deps = Vec::new();
         for (from, eq) in self.equations.iter().enumerate() {
             deps.clear();
             Self::dependencies(eq, &mut deps);
-            edges.extend(deps.iter().map(|&to| (from, to)));
+            for &to in &deps {
+                edges.push((from, to));
+                if let Some(d) = dependents.get_mut(to) {
+                    d.push(from);
+                }
+            }
         }
         self.step(edges.len())?;
-        let components = graph::strongly_connected_components(self.nodes.len(), &edges);
-        for comp in components {
-            loop {
-                let mut changed = false;
-                for &n in &comp {
-                    let Some(eq) = self.equations.get(n) else { continue };
-                    let v = self.eval(eq);
-                    if self.values.get(n) != Some(&v) {
-                        if let Some(slot) = self.values.get_mut(n) {
-                            *slot = v;
-                        }
-                        changed = true;
-                    }
+        let components = graph::strongly_connected_components(n, &edges);
+        let mut component_of = vec![usize::MAX; n];
+        let mut queued = vec![false; n];
+        for (ci, comp) in components.iter().enumerate() {
+            for &x in comp {
+                if let Some(slot) = component_of.get_mut(x) {
+                    *slot = ci;
                 }
-                self.step(comp.len())?;
-                // A single node without a self-edge is solved by one evaluation.
-                if !changed || comp.len() == 1 && !self.self_dependent(comp.first().copied()) {
-                    break;
+            }
+            let mut work: std::collections::VecDeque<usize> = comp.iter().rev().copied().collect();
+            for &x in comp {
+                if let Some(q) = queued.get_mut(x) {
+                    *q = true;
+                }
+            }
+            while let Some(x) = work.pop_front() {
+                if let Some(q) = queued.get_mut(x) {
+                    *q = false;
+                }
+                self.step(1)?;
+                let Some(eq) = self.equations.get(x) else { continue };
+                let v = self.eval(eq);
+                if self.values.get(x) == Some(&v) {
+                    continue;
+                }
+                if let Some(slot) = self.values.get_mut(x) {
+                    *slot = v;
+                }
+                for &d in dependents.get(x).map(Vec::as_slice).unwrap_or(&[]) {
+                    if component_of.get(d) == Some(&ci) && queued.get(d) == Some(&false) {
+                        if let Some(q) = queued.get_mut(d) {
+                            *q = true;
+                        }
+                        work.push_back(d);
+                    }
                 }
             }
         }
@@ -282,15 +312,6 @@ impl<'a> Graph<'a> {
     /// The solved value of `object#member`, if it was explored.
     pub(crate) fn value_of(&self, object: &ObjectRef, member: &str) -> Option<&Tri> {
         self.ids.get(&(object.clone(), member.to_string())).and_then(|&id| self.values.get(id))
-    }
-
-    fn self_dependent(&self, n: Option<usize>) -> bool {
-        let Some(n) = n else { return false };
-        let mut deps = Vec::new();
-        if let Some(eq) = self.equations.get(n) {
-            Self::dependencies(eq, &mut deps);
-        }
-        deps.contains(&n)
     }
 }
 

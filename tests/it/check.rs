@@ -204,3 +204,32 @@ validation:
     "#]]
     .assert_eq(&report.render("test.yaml"));
 }
+
+/// Regression: rhai's language core holds `sleep` (blocks past every limit) and `exit` (ends the
+/// evaluation with any value); neither may be reachable from a caveat.
+#[test]
+fn regression_sleep_and_exit_are_not_available_to_conditions() {
+    let text = "schema: |\n  definition user {}\n  caveat slow(n int) {\n    sleep(n) || true\n  }\n  caveat out(n int) {\n    exit(true) && n == 0\n  }\n  definition doc {\n    relation viewer: user with slow | user with out\n  }\nrelationships: |\n  doc:1#viewer@user:a[slow]\n  doc:2#viewer@user:a[out]\n";
+    let file = load(text).unwrap();
+    for d in ["doc:1", "doc:2"] {
+        let err = check(&file, &format!("{d}#viewer@user:a with {{\"n\": 5}}")).unwrap_err();
+        assert!(err.to_string().contains("Function not found"), "{err}");
+    }
+}
+
+/// Regression: one big cycle of groups used to take quadratic work (every sweep of the cycle
+/// moved a value one hop) and hit the work limit; the worklist makes it linear.
+#[test]
+fn regression_a_ring_of_thousands_of_groups_is_solved_in_linear_work() {
+    let n = 5000;
+    let mut file = load(GROUPS).unwrap();
+    let mut tuples = Tuples::new();
+    for i in 0..n {
+        tuples.insert(Relationship::parse(&format!("group:g{i}#member@group:g{}#member", (i + 1) % n)).unwrap());
+    }
+    tuples.insert(Relationship::parse(&format!("group:g{}#member@user:ann", n - 1)).unwrap());
+    file.tuples = tuples;
+    let req = validation::parse_check("group:g0#member@user:ann").unwrap();
+    let env = Env { now: Timestamp::now(), limits: Limits { max_work: 20 * n, ..Limits::default() } };
+    assert_eq!(engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, env), Ok(Decision::Has));
+}
