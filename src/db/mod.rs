@@ -50,13 +50,16 @@ use crate::store::{self, Change, Datastore, MemoryStore, Mutation, RelationshipF
 /// Explicit limits of one database.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Relationship creates, touches and deletes in one write.
+    /// Mutations in one write (relationship creates, touches and deletes, deletes by filter,
+    /// attribute sets and deletes).
     pub max_relationships_per_write: usize,
     /// Bytes of caveat context on one relationship (and in one request).
     pub max_context_bytes: usize,
     /// Largest page for lookups and relationship reads.
     pub max_page_size: usize,
     pub max_tenants: usize,
+    /// Items in one CheckBulk.
+    pub max_bulk_checks: usize,
     /// How long old revisions, expired relationships and the changelog are kept.
     pub window: std::time::Duration,
 }
@@ -68,6 +71,7 @@ impl Default for Limits {
             max_context_bytes: MAX_CONTEXT_LEN,
             max_page_size: lookup::MAX_PAGE_SIZE,
             max_tenants: 1000,
+            max_bulk_checks: 1000,
             window: store::DEFAULT_WINDOW,
         }
     }
@@ -117,7 +121,7 @@ pub enum DbError {
     NoSchema(String),
     #[error("mutation {index} (`{item}`): {reason}")]
     InvalidMutation { index: usize, item: String, reason: String },
-    #[error("the write has {count} relationship changes; the limit is {limit}")]
+    #[error("the write has {count} mutations; the limit is {limit}")]
     TooManyMutations { count: usize, limit: usize },
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
@@ -135,6 +139,10 @@ pub enum DbError {
     Import { line: usize, reason: String },
     #[error("i/o error: {0}")]
     Io(String),
+    #[error("the write reached the store but its durability is unknown ({0}); read it back before retrying")]
+    OutcomeUnknown(String),
+    #[error("a bulk check holds {count} items; the limit is {limit}")]
+    TooManyChecks { count: usize, limit: usize },
 }
 
 /// The state of a tenant that evaluation reads.
@@ -278,6 +286,10 @@ impl Database {
     }
 
     pub fn drop_tenant(&self, name: &str) -> Result<(), DbError> {
+        // Wait for a write in flight to finish, so it cannot land in a dropped (or re-created)
+        // tenant.
+        let t = self.tenant(name)?;
+        let _writer = t.writer.lock().map_err(lock_err)?;
         let mut tenants = self.tenants.write().map_err(lock_err)?;
         self.store().drop_tenant(name)?;
         tenants.remove(name);
@@ -314,32 +326,71 @@ impl Database {
             (s.schema.clone(), s.tuples.clone())
         };
         let new_schema = self.validate(tenant, &req, schema.as_ref(), &tuples)?;
+        drop(tuples);
         let now = Timestamp::now();
         let (rev, changes) = match &self.backend {
             Backend::Sled(s) => {
                 let (rev, changes, ticket) = s.apply(tenant, &req.mutations, now)?;
-                s.wait_durable(ticket)?;
+                if let Err(e) = s.wait_durable(ticket) {
+                    // The batch is in the store but its durability is unknown: make memory agree
+                    // with the store again before anything else reads or writes this tenant.
+                    self.reload(tenant, &t)?;
+                    return Err(DbError::OutcomeUnknown(e.to_string()));
+                }
                 (rev, changes)
             }
             Backend::Memory(m) => m.write(tenant, &req.mutations, now)?,
         };
-        drop(tuples);
-        // The batch is durable: make it visible. `make_mut` copies the tuples only while a
-        // reader still holds the previous version.
-        let mut s = t.state.write().map_err(lock_err)?;
-        apply_changes(Arc::make_mut(&mut s.tuples), &changes)?;
-        s.revision = rev;
-        if let Some((compiled, text)) = new_schema {
-            s.schema = Some(compiled);
-            s.schema_text = Some(text);
+        // The batch is durable: make it visible. When no reader holds the current relationships
+        // they are changed in place; otherwise a copy is changed outside the lock (readers keep
+        // the old revision meanwhile; no other writer can run, this one holds the writer lock).
+        let in_place = {
+            let mut s = t.state.write().map_err(lock_err)?;
+            match Arc::get_mut(&mut s.tuples) {
+                Some(tuples) => Some(apply_changes(tuples, &changes)),
+                None => None,
+            }
+        };
+        let applied = match in_place {
+            Some(result) => result.map(|()| None),
+            None => {
+                let base = t.state.read().map_err(lock_err)?.tuples.clone();
+                let mut copy = (*base).clone();
+                apply_changes(&mut copy, &changes).map(|()| Some(Arc::new(copy)))
+            }
+        };
+        match applied {
+            Ok(copy) => {
+                let mut s = t.state.write().map_err(lock_err)?;
+                if let Some(copy) = copy {
+                    s.tuples = copy;
+                }
+                s.revision = rev;
+                if let Some((compiled, text)) = new_schema {
+                    s.schema = Some(compiled);
+                    s.schema_text = Some(text);
+                }
+                Ok(rev)
+            }
+            Err(e) => {
+                self.reload(tenant, &t)?;
+                Err(e)
+            }
         }
-        Ok(rev)
+    }
+
+    /// Replaces a tenant's in-memory state with the store's head.
+    fn reload(&self, tenant: &str, t: &Tenant) -> Result<(), DbError> {
+        let head = self.store().head(tenant)?;
+        let state = self.state_from_snapshot(self.store().snapshot(tenant, head)?)?;
+        *t.state.write().map_err(lock_err)? = state;
+        Ok(())
     }
 
     /// Checks a batch against the head: limits, schema fit, preconditions. Returns the compiled
     /// new schema if the batch changes it.
     fn validate(&self, tenant: &str, req: &WriteRequest, schema: Option<&CompiledSchema>, tuples: &Tuples) -> Result<Option<(CompiledSchema, String)>, DbError> {
-        let count = req.mutations.iter().filter(|m| matches!(m, Mutation::Create(_) | Mutation::Touch(_) | Mutation::Delete(_))).count();
+        let count = req.mutations.len();
         if count > self.limits.max_relationships_per_write {
             return Err(DbError::TooManyMutations { count, limit: self.limits.max_relationships_per_write });
         }
@@ -394,7 +445,8 @@ impl Database {
                 Precondition::MustMatch(f) => (f, true),
                 Precondition::MustNotMatch(f) => (f, false),
             };
-            if tuples.iter().any(|r| filter.matches(r)) != must {
+            let now = Timestamp::now();
+            if tuples.iter().any(|r| filter.matches(r) && r.expiration.is_none_or(|e| e > now)) != must {
                 let word = if must { "no relationship matches" } else { "a relationship matches" };
                 return Err(DbError::PreconditionFailed(format!("{word} {filter:?}")));
             }
@@ -431,6 +483,9 @@ impl Database {
     }
 
     pub fn check_bulk(&self, tenant: &str, consistency: Consistency, reqs: &[CheckRequest]) -> Result<(Vec<Result<Decision, EvalError>>, u64), DbError> {
+        if reqs.len() > self.limits.max_bulk_checks {
+            return Err(DbError::TooManyChecks { count: reqs.len(), limit: self.limits.max_bulk_checks });
+        }
         for r in reqs {
             self.check_context(r)?;
         }
@@ -439,7 +494,11 @@ impl Database {
     }
 
     fn check_context(&self, req: &CheckRequest) -> Result<(), DbError> {
-        let size = Value::Object(req.context.clone()).to_string().len();
+        self.context_size(&req.context)
+    }
+
+    fn context_size(&self, context: &Map<String, Value>) -> Result<(), DbError> {
+        let size = Value::Object(context.clone()).to_string().len();
         if size > self.limits.max_context_bytes {
             return Err(DbError::Eval(EvalError::InvalidLimit(format!("request context is {size} bytes; the limit is {}", self.limits.max_context_bytes))));
         }
@@ -455,6 +514,7 @@ impl Database {
 
     pub fn lookup_resources(&self, tenant: &str, consistency: Consistency, req: &LookupResourcesRequest) -> Result<Page<ResourceResult>, DbError> {
         self.page_size(req.limit)?;
+        self.context_size(&req.context)?;
         let (rev, schema, tuples) = self.read_state(tenant, if req.cursor.is_some() { Consistency::MinimizeLatency } else { consistency })?;
         let snaps = TenantSnapshots { db: self, tenant, head: (rev, tuples) };
         let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant };
@@ -463,6 +523,7 @@ impl Database {
 
     pub fn lookup_subjects(&self, tenant: &str, consistency: Consistency, req: &LookupSubjectsRequest) -> Result<Page<SubjectResult>, DbError> {
         self.page_size(req.limit)?;
+        self.context_size(&req.context)?;
         let (rev, schema, tuples) = self.read_state(tenant, if req.cursor.is_some() { Consistency::MinimizeLatency } else { consistency })?;
         let snaps = TenantSnapshots { db: self, tenant, head: (rev, tuples) };
         let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant };
@@ -487,12 +548,31 @@ impl Database {
             Consistency::AtExactSnapshot(r) => r,
             _ => head,
         };
-        Ok((self.store().read_relationships(tenant, rev, filter, after, limit)?, rev))
+        // Expired relationships do not exist for readers, even before garbage collection removes
+        // them: skip them and keep reading until the page is full or the data ends.
+        let now = Timestamp::now();
+        let mut out = Vec::new();
+        let mut cursor = after.map(str::to_string);
+        loop {
+            let page = self.store().read_relationships(tenant, rev, filter, cursor.as_deref(), limit)?;
+            let full = page.len() == limit;
+            cursor = page.last().map(store::relationship_key);
+            out.extend(page.into_iter().filter(|r| r.expiration.is_none_or(|e| e > now)));
+            if out.len() >= limit || !full {
+                out.truncate(limit);
+                return Ok((out, rev));
+            }
+        }
     }
+
 
     /// Committed batches after `revision` (for Watch and for following replicas).
     pub fn changes_since(&self, tenant: &str, revision: u64) -> Result<Vec<(u64, Vec<Change>)>, DbError> {
-        Ok(self.store().changes_since(tenant, revision)?)
+        // Only what is visible: a batch applied to the store but not yet flushed is not reported.
+        let head = self.revision(tenant)?;
+        let mut changes = self.store().changes_since(tenant, revision)?;
+        changes.retain(|(r, _)| *r <= head);
+        Ok(changes)
     }
 
     /// Drops what fell out of the retention window; returns the oldest readable revision.

@@ -126,13 +126,17 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
     check_limit(req.limit)?;
     let probe = ObjectRef::new(req.resource_type.clone(), "probe");
     validate_request(reader.schema, &probe, &req.permission, &req.subject)?;
-    let query = query_digest(&["lookup_resources", &req.resource_type, &req.permission, &req.subject.to_string(), &context_key(&req.context)]);
+    let query = query_digest(&["lookup_resources", &reader.schema.fingerprint().to_string(), &req.resource_type, &req.permission, &req.subject.to_string(), &context_key(&req.context)]);
     let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
     let env = Env::new(now);
     let candidates = reverse_reachable(reader.schema, &data, &req.subject, &req.resource_type, &req.permission);
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
+    let started = std::time::Instant::now();
     let mut items = Vec::new();
     for id in candidates.iter().map(String::as_str).filter(|id| *id > after.as_str()) {
+        if started.elapsed() > env.limits.deadline {
+            return Err(EvalError::Deadline(env.limits.deadline));
+        }
         let resource = ObjectRef::new(req.resource_type.clone(), id);
         let (_, v) = check::solve(reader.schema, &data, reader.conditions, &resource, &req.permission, &req.subject, &req.context, env)?;
         if !v.is_false() {
@@ -242,6 +246,7 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
     validate_request(reader.schema, &req.resource, &req.permission, &probe)?;
     let query = query_digest(&[
         "lookup_subjects",
+        &reader.schema.fingerprint().to_string(),
         &req.resource.to_string(),
         &req.permission,
         &req.subject_type,
@@ -264,8 +269,12 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
         );
     }
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
+    let started = std::time::Instant::now();
     let mut items = Vec::new();
     for subject in candidates.into_iter().filter(|s| s.object.id.as_str() > after.as_str()) {
+        if started.elapsed() > env.limits.deadline {
+            return Err(EvalError::Deadline(env.limits.deadline));
+        }
         let (_, v) = check::solve(reader.schema, &data, reader.conditions, &req.resource, &req.permission, &subject, &req.context, env)?;
         if v.is_false() {
             continue;

@@ -29,6 +29,7 @@ struct Inner {
     caveats: BTreeMap<String, Caveat>,
     features: BTreeSet<String>,
     ast: SchemaAst,
+    fingerprint: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +212,12 @@ impl CompiledSchema {
         Ok(())
     }
 
+    /// Identifies the schema (a hash of its canonical text): cursors carry it, so a page is never
+    /// read under a different schema than the first page.
+    pub fn fingerprint(&self) -> u64 {
+        self.inner.fingerprint
+    }
+
     /// The tree the schema was compiled from (for `fmt` and for reading the schema back).
     pub fn ast(&self) -> &SchemaAst {
         &self.inner.ast
@@ -359,7 +366,14 @@ impl Compiler {
         if self.diags.is_empty() {
             self.recursion(&mut definitions, &rewrites);
         }
-        CompiledSchema { inner: Arc::new(Inner { definitions, caveats, features, ast: ast.clone() }) }
+        // The canonical text identifies the schema whatever its layout or comments' places.
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            super::format::format(ast).hash(&mut h);
+            h.finish()
+        };
+        CompiledSchema { inner: Arc::new(Inner { definitions, caveats, features, ast: ast.clone(), fingerprint }) }
     }
 
     fn caveat(&mut self, cv: &CaveatAst, conditions: &Conditions) -> Option<Caveat> {

@@ -29,6 +29,20 @@ pub fn parse(source: &str) -> (SchemaAst, Vec<Diagnostic>) {
     (ast, p.diags)
 }
 
+/// The depth of an expression tree, measured without recursion.
+fn tree_depth(e: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(e, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        if let ExprKind::Binary { lhs, rhs, .. } = &e.kind {
+            stack.push((lhs, d + 1));
+            stack.push((rhs, d + 1));
+        }
+    }
+    max
+}
+
 struct Parser<'a> {
     lexer: Lexer<'a>,
     tok: Token,
@@ -281,6 +295,11 @@ impl<'a> Parser<'a> {
         let name = self.name("a permission name")?;
         self.expect(Tok::Equals)?;
         let expr = self.expr(0)?;
+        // Each operator chain is bounded while parsing; the whole tree (chains inside
+        // parentheses inside chains) is bounded here, so every later walk is shallow.
+        if tree_depth(&expr) > MAX_EXPR_DEPTH {
+            return Err(self.too_deep(expr.span));
+        }
         Ok(PermissionAst { comments, name, expr })
     }
 

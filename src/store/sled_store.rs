@@ -481,26 +481,35 @@ impl Datastore for SledStore {
             let (_, v) = item.map_err(io)?;
             schema = Some(String::from_utf8(v.to_vec()).map_err(|_| corrupt("schema is not UTF-8"))?);
         }
+        // Garbage collection may have run during the scan (sled iterators are not snapshots):
+        // if the revision fell out of the window meanwhile, the scan may have missed rows.
+        Self::check_readable(&tree, revision)?;
         Ok(TenantSnapshot { revision, schema, relationships, attributes })
     }
 
     fn read_relationships(&self, tenant: &str, revision: u64, filter: &RelationshipFilter, after: Option<&str>, limit: usize) -> Result<Vec<Relationship>, StoreError> {
         let tree = self.tree(tenant)?;
         Self::check_readable(&tree, revision)?;
+        // Rows sort by resource type first: a filter that fixes it reads only that type's rows.
+        let mut prefix = vec![b'r'];
+        if let Some(t) = &filter.resource_type {
+            prefix.extend_from_slice(t.as_bytes());
+            prefix.push(1);
+        }
         let start = match after {
             // Every version of the row `after` sorts before `after 0x01`.
             Some(a) => {
                 let mut k = vec![b'r'];
                 k.extend_from_slice(a.as_bytes());
                 k.push(1);
-                k
+                k.max(prefix.clone())
             }
-            None => vec![b'r'],
+            None => prefix.clone(),
         };
         let mut out = Vec::new();
         for item in tree.range(start..) {
             let (k, v) = item.map_err(io)?;
-            if k.first() != Some(&b'r') || out.len() >= limit {
+            if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
             let (_, created) = split_versioned(&k)?;
@@ -512,6 +521,7 @@ impl Datastore for SledStore {
                 }
             }
         }
+        Self::check_readable(&tree, revision)?;
         Ok(out)
     }
 
@@ -529,6 +539,7 @@ impl Datastore for SledStore {
             let rev = read_be(k.get(1..).unwrap_or(&[]))?;
             out.push((rev, serde_json::from_slice(&v).map_err(|e| corrupt(e))?));
         }
+        Self::check_readable(&tree, revision)?;
         Ok(out)
     }
 

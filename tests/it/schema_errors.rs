@@ -101,3 +101,16 @@ fn long_operator_chains_hit_the_depth_limit() {
     let diags = pemba::schema::compile_text(&source, &Conditions::new()).unwrap_err();
     assert!(diags[0].message.contains("nested deeper than the limit of 128"), "{diags:?}");
 }
+
+/// Regression: each operator chain was bounded, but a chain whose first operand is a
+/// parenthesized chain (and so on) built trees thousands of levels deep.
+#[test]
+fn regression_nested_chains_are_bounded_as_a_whole_tree() {
+    let mut e = "r".to_string();
+    for _ in 0..20 {
+        e = format!("({e}{})", " + r".repeat(100));
+    }
+    let source = format!("definition doc {{\n  relation r: doc\n  permission p = {e}\n}}");
+    let diags = pemba::schema::compile_text(&source, &Conditions::new()).unwrap_err();
+    assert!(diags.iter().any(|d| d.message.contains("nested deeper than the limit of 128")), "{diags:?}");
+}

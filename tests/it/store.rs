@@ -219,7 +219,7 @@ fn database_writes_are_validated_and_read_back_at_revisions() {
     assert_eq!(err.to_string(), "mutation 0 (`user:ann`): attribute `age` is not a valid int: got `\"old\"`");
     let too_many: Vec<String> = (0..1001).map(|i| format!("doc:{i}#viewer@user:ann")).collect();
     let err = db.write("acme", touch(&too_many.iter().map(String::as_str).collect::<Vec<_>>())).unwrap_err();
-    assert_eq!(err.to_string(), "the write has 1001 relationship changes; the limit is 1000");
+    assert_eq!(err.to_string(), "the write has 1001 mutations; the limit is 1000");
 
     // Preconditions.
     let filter = RelationshipFilter { resource_type: Some("doc".into()), resource_id: Some("9".into()), ..Default::default() };
