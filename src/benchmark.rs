@@ -235,3 +235,29 @@ fn open_retrying(dir: &std::path::Path) -> Result<crate::db::Database, crate::db
     }
     Err(last.unwrap_or_else(|| crate::db::DbError::Io("could not open".into())))
 }
+
+/// `pemba bench index`: building the index graph from generated data: time, heap bytes (counted
+/// from capacities) and bytes per relationship, and the closures it keeps.
+pub fn index(size_name: &str, size: DriveSize) -> Value {
+    let drive = workload::generate(size);
+    let t = Instant::now();
+    let g = crate::index::IndexGraph::build(&drive.relationships);
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let bytes = g.heap_bytes();
+    let closures: Map<String, Value> = g
+        .closures
+        .iter()
+        .map(|((ty, rel), c)| (format!("{ty}#{rel}"), json!({"updates": c.updates, "heap_bytes": c.heap_bytes()})))
+        .collect();
+    json!({
+        "size": size_name,
+        "relationships": drive.relationships.len(),
+        "build_ms": build_ms,
+        "heap_bytes": bytes,
+        "bytes_per_relationship": bytes as f64 / drive.relationships.len().max(1) as f64,
+        "updates": g.updates,
+        "side_table_edges": g.side.values().map(Vec::len).sum::<usize>(),
+        "closures": closures,
+        "machine": machine(),
+    })
+}

@@ -54,6 +54,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Building the index graph (in progress): time, memory, closures.
+    Index {
+        /// Data set size: `s` (about 50k relationships) or `m` (about 1M).
+        #[arg(long, default_value = "m")]
+        size: String,
+        /// Print the figures as one JSON object (the only output format).
+        #[arg(long)]
+        json: bool,
+    },
     /// The durable store: single writes, batches of 1000, bulk import against raw sled, reopen.
     Store {
         /// Scratch directory (removed afterwards).
@@ -147,6 +156,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
             let figures = crate::benchmark::store(&dir, drive, iterations.max(1))?;
             out!("{}\n", serde_json::to_string_pretty(&figures)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { command: BenchCommand::Index { size, json: _ } } => {
+            let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            out!("{}\n", serde_json::to_string_pretty(&crate::benchmark::index(&size, drive))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),

@@ -3,6 +3,7 @@
 mod check;
 mod conformance;
 mod engine_props;
+mod index;
 mod oracle;
 mod schema_errors;
 mod store;
