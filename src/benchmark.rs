@@ -255,6 +255,7 @@ pub fn index(size_name: &str, size: DriveSize) -> Value {
         "build_ms": build_ms,
         "heap_bytes": bytes,
         "bytes_per_relationship": bytes as f64 / drive.relationships.len().max(1) as f64,
+        "heap_bytes_by_part": g.memory().iter().map(|(k, v)| ((*k).to_string(), json!(v))).collect::<Map<String, Value>>(),
         "updates": g.updates,
         "side_table_edges": g.side.values().map(Vec::len).sum::<usize>(),
         "closures": closures,

@@ -56,40 +56,58 @@ impl Interner {
 /// (resource type, relation, subject type, subject relation or `None` for terminal subjects).
 pub type EdgeKey = (String, String, String, Option<String>);
 
+/// Sets indexed directly by a dense id (ids are dense per type, so a vector beats a map: 16
+/// bytes a slot, no hashing).
+#[derive(Debug, Clone, Default)]
+pub struct DenseSets(Vec<IdSet>);
+
+impl DenseSets {
+    pub fn get(&self, id: u32) -> Option<&IdSet> {
+        self.0.get(id as usize).filter(|s| !s.is_empty())
+    }
+
+    #[expect(clippy::indexing_slicing, reason = "the vector is grown to hold the index first")]
+    fn slot(&mut self, id: u32) -> &mut IdSet {
+        let i = id as usize;
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, IdSet::default);
+        }
+        // INVARIANT: the vector was just grown to hold index `i`.
+        &mut self.0[i]
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<IdSet>() + self.0.iter().map(IdSet::heap_bytes).sum::<usize>()
+    }
+}
+
 /// One kind of unconditional edge, both directions.
 #[derive(Debug, Clone, Default)]
 pub struct Edges {
-    pub forward: HashMap<u32, IdSet>,
-    pub reverse: HashMap<u32, IdSet>,
+    pub forward: DenseSets,
+    pub reverse: DenseSets,
 }
 
 impl Edges {
     fn insert(&mut self, res: u32, subj: u32) -> u64 {
-        let a = self.forward.entry(res).or_default().insert(subj);
-        let b = self.reverse.entry(subj).or_default().insert(res);
+        let a = self.forward.slot(res).insert(subj);
+        let b = self.reverse.slot(subj).insert(res);
         u64::from(a) + u64::from(b)
     }
 
     fn remove(&mut self, res: u32, subj: u32) -> u64 {
-        let mut n = 0;
-        if let Some(s) = self.forward.get_mut(&res) {
-            n += u64::from(s.remove(subj));
-            if s.is_empty() {
-                self.forward.remove(&res);
-            }
-        }
-        if let Some(s) = self.reverse.get_mut(&subj) {
-            n += u64::from(s.remove(res));
-            if s.is_empty() {
-                self.reverse.remove(&subj);
-            }
-        }
-        n
+        let a = self.forward.0.get_mut(res as usize).is_some_and(|s| s.remove(subj));
+        let b = self.reverse.0.get_mut(subj as usize).is_some_and(|s| s.remove(res));
+        u64::from(a) + u64::from(b)
+    }
+
+    /// Every (resource, subject) pair.
+    pub fn pairs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.forward.0.iter().enumerate().flat_map(|(r, s)| s.iter().map(move |x| (r as u32, x)))
     }
 
     fn heap_bytes(&self) -> usize {
-        let slot = 4 + std::mem::size_of::<IdSet>() + 8;
-        [&self.forward, &self.reverse].iter().map(|m| m.capacity() * slot + m.values().map(IdSet::heap_bytes).sum::<usize>()).sum()
+        self.forward.heap_bytes() + self.reverse.heap_bytes()
     }
 }
 
@@ -238,10 +256,8 @@ impl IndexGraph {
         let mut c = Closure::new();
         let k: EdgeKey = (ck.0.clone(), ck.1.clone(), ck.0.clone(), Some(ck.1.clone()));
         if let Some(e) = self.edges.get(&k) {
-            for (&res, subjects) in &e.forward {
-                for subj in subjects.iter() {
-                    c.add_edge(res, subj);
-                }
+            for (res, subj) in e.pairs() {
+                c.add_edge(res, subj);
             }
         }
         self.updates += c.updates;
@@ -252,7 +268,7 @@ impl IndexGraph {
     pub fn subjects(&self, resource: &ObjectRef, relation: &str, subject_type: &str, subject_relation: Option<&str>) -> Option<&IdSet> {
         let res = self.id(resource)?;
         let k: EdgeKey = (resource.ty.clone(), relation.to_string(), subject_type.to_string(), subject_relation.map(str::to_string));
-        self.edges.get(&k)?.forward.get(&res)
+        self.edges.get(&k)?.forward.get(res)
     }
 
     /// Whether `subject` is named by an unconditional relationship `resource#relation@subject`.
@@ -264,12 +280,17 @@ impl IndexGraph {
     /// Bytes of heap the index holds (interners, edge maps and sets, wildcards, side table,
     /// closures), counted from capacities.
     pub fn heap_bytes(&self) -> usize {
+        self.memory().iter().map(|(_, b)| b).sum()
+    }
+
+    /// Heap bytes by part: interners, edges, wildcards, side table, closures.
+    pub fn memory(&self) -> [(&'static str, usize); 5] {
         let interners: usize = self.types.values().map(Interner::heap_bytes).sum();
         let edges: usize = self.edges.values().map(Edges::heap_bytes).sum();
         let wildcards: usize = self.wildcards.values().map(IdSet::heap_bytes).sum();
         let side: usize = self.side.values().map(|v| v.capacity() * std::mem::size_of::<SideEdge>() + v.iter().map(|e| e.caveat.as_ref().map_or(0, |c| c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2)).sum::<usize>()).sum();
         let closures: usize = self.closures.values().map(|c| c.heap_bytes()).sum();
-        interners + edges + wildcards + side + closures
+        [("interners", interners), ("edges", edges), ("wildcards", wildcards), ("side_table", side), ("closures", closures)]
     }
 }
 

@@ -8,14 +8,15 @@ use roaring::RoaringBitmap;
 /// back when it falls to a quarter of it.
 pub const PROMOTE_AT: usize = 32;
 
+/// 16 bytes whatever it holds: larger sets live behind one thin pointer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum IdSet {
     #[default]
     Empty,
     One(u32),
     /// Sorted, no duplicates, 2 to `PROMOTE_AT - 1` ids.
-    Small(Vec<u32>),
-    Bitmap(RoaringBitmap),
+    Small(Box<Vec<u32>>),
+    Bitmap(Box<RoaringBitmap>),
 }
 
 impl IdSet {
@@ -51,7 +52,7 @@ impl IdSet {
             IdSet::One(x) if *x == id => false,
             IdSet::One(x) => {
                 let v = if *x < id { vec![*x, id] } else { vec![id, *x] };
-                *self = IdSet::Small(v);
+                *self = IdSet::Small(Box::new(v));
                 true
             }
             IdSet::Small(v) => match v.binary_search(&id) {
@@ -59,7 +60,7 @@ impl IdSet {
                 Err(pos) => {
                     v.insert(pos, id);
                     if v.len() >= PROMOTE_AT {
-                        *self = IdSet::Bitmap(v.iter().copied().collect());
+                        *self = IdSet::Bitmap(Box::new(v.iter().copied().collect()));
                     }
                     true
                 }
@@ -105,7 +106,7 @@ impl IdSet {
                 *self = match v.len() {
                     0 => IdSet::Empty,
                     1 => IdSet::One(v.first().copied().unwrap_or_default()),
-                    _ => IdSet::Small(v),
+                    _ => IdSet::Small(Box::new(v)),
                 };
             }
             _ => {}
@@ -130,7 +131,7 @@ impl IdSet {
                 out.insert(*x);
             }
             IdSet::Small(v) => out.extend(v.iter().copied()),
-            IdSet::Bitmap(b) => *out |= b,
+            IdSet::Bitmap(b) => *out |= b.as_ref(),
         }
     }
 
@@ -138,7 +139,7 @@ impl IdSet {
     pub fn intersects(&self, other: &IdSet) -> bool {
         let (small, large) = if self.len() <= other.len() { (self, other) } else { (other, self) };
         match (small, large) {
-            (IdSet::Bitmap(a), IdSet::Bitmap(b)) => !a.is_disjoint(b),
+            (IdSet::Bitmap(a), IdSet::Bitmap(b)) => !a.is_disjoint(b.as_ref()),
             _ => small.iter().any(|id| large.contains(id)),
         }
     }
@@ -147,8 +148,9 @@ impl IdSet {
     pub fn heap_bytes(&self) -> usize {
         match self {
             IdSet::Empty | IdSet::One(_) => 0,
-            IdSet::Small(v) => v.capacity() * 4,
-            IdSet::Bitmap(b) => b.serialized_size(),
+            // The boxed vector's own 24 bytes, its elements, and the allocator's header of each.
+            IdSet::Small(v) => 24 + v.capacity() * 4 + 32,
+            IdSet::Bitmap(b) => b.serialized_size() + 16,
         }
     }
 }
@@ -157,6 +159,11 @@ impl IdSet {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn an_idset_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<IdSet>(), 16);
+    }
 
     /// A deterministic sequence of inserts and removes, checked against `BTreeSet`.
     #[test]
@@ -178,7 +185,7 @@ mod tests {
             assert!(set.contains(id) == model.contains(&id));
             if step % 97 == 0 {
                 assert_eq!(set.iter().collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
-                let other: IdSet = IdSet::Small(vec![id, id + 1000]);
+                let other: IdSet = IdSet::Small(Box::new(vec![id, id + 1000]));
                 assert_eq!(set.intersects(&other), model.contains(&id));
             }
             match &set {
