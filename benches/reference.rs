@@ -6,6 +6,9 @@
 //!
 //! Run with: `cargo bench --bench reference`
 
+// A benchmark may unwrap and index: a failure there stops the benchmark, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

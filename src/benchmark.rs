@@ -114,7 +114,9 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
             }
         });
         let mut summary = summarize(&mut samples);
-        summary["documents"] = json!(found);
+        if let Some(m) = summary.as_object_mut() {
+            m.insert("documents".into(), json!(found));
+        }
         lookups.insert((*name).into(), summary);
     }
 

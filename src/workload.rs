@@ -110,9 +110,7 @@ pub fn generate(size: DriveSize) -> Drive {
 
     // Groups form chains of depth 6: group g's parent group is g - 1 unless g starts a chain.
     // Every group has a few direct members.
-    let mut group_depth = vec![0usize; groups];
     for g in 0..groups {
-        group_depth[g] = g % 6;
         if g % 6 != 0 {
             out.push(rel(obj("group", format!("g{}", g - 1)), "member", group_members(g)));
         }
@@ -127,6 +125,7 @@ pub fn generate(size: DriveSize) -> Drive {
     // (so depth 8 exists in every tree), and the rest hang under a random earlier folder of the
     // same tree whose depth is below 8.
     let mut depth = vec![0usize; folders];
+    let depth_of = |depth: &[usize], f: usize| depth.get(f).copied().unwrap_or(0);
     for f in 0..folders {
         let root = f - f % 50;
         if f != root {
@@ -134,9 +133,12 @@ pub fn generate(size: DriveSize) -> Drive {
                 f - 1
             } else {
                 let candidate = root + r.below(f - root);
-                if depth[candidate] < 8 { candidate } else { root }
+                if depth_of(&depth, candidate) < 8 { candidate } else { root }
             };
-            depth[f] = depth[parent] + 1;
+            let d = depth_of(&depth, parent) + 1;
+            if let Some(slot) = depth.get_mut(f) {
+                *slot = d;
+            }
             out.push(rel(obj("folder", format!("f{f}")), "parent", SubjectRef::new(obj("folder", format!("f{parent}")), None)));
         }
         out.push(rel(obj("folder", format!("f{f}")), "owner", user(r.below(users))));

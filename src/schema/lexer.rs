@@ -171,8 +171,8 @@ impl<'a> Lexer<'a> {
                 // follows it (so `a/b` is one name but `a //c` is a name and a comment).
                 let bytes = rest.as_bytes();
                 let mut i = 0;
-                while i < bytes.len() {
-                    let b = char::from(bytes[i]);
+                while let Some(&byte) = bytes.get(i) {
+                    let b = char::from(byte);
                     let next_is_ident = bytes.get(i + 1).is_some_and(|n| ident_char(char::from(*n)));
                     if ident_char(b) || (b == '/' && next_is_ident) {
                         i += 1;
@@ -197,27 +197,28 @@ impl<'a> Lexer<'a> {
         let bytes = self.src.as_bytes();
         let mut i = start;
         let mut depth = 0usize;
-        while i < bytes.len() {
-            match bytes[i] {
+        let at = |i: usize| bytes.get(i).copied();
+        while let Some(byte) = at(i) {
+            match byte {
                 b'"' | b'\'' | b'`' => {
-                    let quote = bytes[i];
+                    let quote = byte;
                     i += 1;
-                    while i < bytes.len() && bytes[i] != quote {
-                        if bytes[i] == b'\\' {
+                    while let Some(c) = at(i).filter(|c| *c != quote) {
+                        if c == b'\\' {
                             i += 1;
                         }
                         i += 1;
                     }
                 }
-                b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                    while i < bytes.len() && bytes[i] != b'\n' {
+                b'/' if at(i + 1) == Some(b'/') => {
+                    while at(i).is_some_and(|c| c != b'\n') {
                         i += 1;
                     }
                     continue;
                 }
-                b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                b'/' if at(i + 1) == Some(b'*') => {
                     i += 2;
-                    while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    while at(i + 1).is_some() && !(at(i) == Some(b'*') && at(i + 1) == Some(b'/')) {
                         i += 1;
                     }
                     i += 1;

@@ -47,8 +47,8 @@ fn seen(file: &ValidationFile) -> Seen {
             subjects.insert(a.request.subject.clone());
         }
     }
-    for ty in objects.keys() {
-        for id in &objects[ty] {
+    for (ty, ids) in &objects {
+        for id in ids {
             subjects.insert(SubjectRef::new(ObjectRef::new(ty.clone(), id.clone()), None));
         }
     }
