@@ -264,6 +264,38 @@ impl IndexGraph {
         self.closures.insert(ck.clone(), c);
     }
 
+    /// The name of an interned id.
+    pub fn name(&self, ty: &str, id: u32) -> Option<String> {
+        self.types.get(ty).and_then(|i| i.name(id)).map(str::to_string)
+    }
+
+    /// `object` and every object nested below it in `ty#relation`, from the closure; `None`
+    /// while a conditional nesting edge switches the closure off.
+    pub fn nested(&self, ty: &str, relation: &str, object: u32) -> Option<Vec<u32>> {
+        let k = (ty.to_string(), relation.to_string());
+        if self.closure_disabled.contains_key(&k) {
+            return None;
+        }
+        let mut out = vec![object];
+        if let Some(d) = self.closures.get(&k).and_then(|c| c.descendants(object)) {
+            out.extend(d.iter().filter(|x| *x != object));
+        }
+        Some(out)
+    }
+
+    /// Resources `ty:?#relation` that name `subject_type:subject` directly and unconditionally.
+    pub fn reverse(&self, ty: &str, relation: &str, subject_type: &str, subject: u32) -> Option<&IdSet> {
+        let k: EdgeKey = (ty.to_string(), relation.to_string(), subject_type.to_string(), None);
+        self.edges.get(&k)?.reverse.get(subject)
+    }
+
+    /// Conditional and expiring edges `ty:?#relation@subject_type:?` (terminal subjects and
+    /// wildcards).
+    pub fn side_edges(&self, ty: &str, relation: &str, subject_type: &str) -> &[SideEdge] {
+        let k: EdgeKey = (ty.to_string(), relation.to_string(), subject_type.to_string(), None);
+        self.side.get(&k).map_or(&[], Vec::as_slice)
+    }
+
     /// Unconditional subjects of `resource#relation` of one subject type and relation.
     pub fn subjects(&self, resource: &ObjectRef, relation: &str, subject_type: &str, subject_relation: Option<&str>) -> Option<&IdSet> {
         let res = self.id(resource)?;

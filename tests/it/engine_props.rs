@@ -1,7 +1,8 @@
 //! Random schemas (unions, intersections, exclusions, arrows with `.any` / `.all`, wildcards,
 //! caveats, expiration, recursion) and random relationship sets: the reference evaluator agrees
-//! with the naive oracle on every Check, and every evaluation path agrees with Check (the
-//! agreement checks of `pemba validate`). Paging with writes between pages returns the unpaged
+//! with the naive oracle on every Check, Check with the index's closures agrees with Check
+//! without them, and every evaluation path agrees with Check (the agreement checks of
+//! `pemba validate`). Paging with writes between pages returns the unpaged
 //! answer at the cursor's revision.
 
 use std::path::Path;
@@ -133,6 +134,7 @@ proptest! {
         let now = Timestamp::now();
         let ctx: Map<String, serde_json::Value> = if with_ctx { serde_json::from_str(r#"{"x": 1}"#).unwrap() } else { Map::new() };
         let oracle = Oracle::new(&schema, &tuples, &conditions, now);
+        let index = pemba::index::IndexGraph::build(tuples.iter());
         for s in subjects(&tuples) {
             for t in TYPES {
                 for i in 0..3 {
@@ -140,6 +142,8 @@ proptest! {
                     for p in ["r1", "r2", "p1", "p2"] {
                         let req = CheckRequest { resource: resource.clone(), permission: p.into(), subject: s.clone(), context: ctx.clone() };
                         let got = engine::check(&schema, &tuples, &conditions, &req, Env::new(now));
+                        let indexed = engine::check_indexed(&schema, &tuples, &index, &conditions, &req, Env::new(now));
+                        prop_assert_eq!(&indexed, &got, "indexed: {}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                         let want = oracle.check(&resource, p, &s, &ctx);
                         prop_assert_eq!(got.map_err(|e| e.to_string()), want, "{}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                     }
