@@ -43,6 +43,7 @@ use crate::engine::cursor::CursorKey;
 use crate::engine::expand::{self, ExpandTree};
 use crate::engine::lookup::{self, LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, Snapshots, SubjectResult};
 use crate::engine::{self, CheckRequest, Decision, Env, EvalError, Tuples};
+use crate::index::IndexGraph;
 use crate::model::{MAX_CONTEXT_LEN, ObjectRef, Relationship, Timestamp};
 use crate::schema::{self, CompiledSchema};
 use crate::store::{self, Change, Datastore, MemoryStore, Mutation, RelationshipFilter, SledStore, StoreError};
@@ -152,6 +153,8 @@ struct State {
     schema: Option<CompiledSchema>,
     schema_text: Option<String>,
     tuples: Arc<Tuples>,
+    /// Derived from `tuples`, kept in step with it.
+    index: Arc<IndexGraph>,
 }
 
 #[derive(Debug)]
@@ -262,7 +265,8 @@ impl Database {
         for (o, a) in snap.attributes {
             tuples.set_attributes(o, a);
         }
-        Ok(State { revision: snap.revision, schema, schema_text: snap.schema, tuples: Arc::new(tuples) })
+        let index = IndexGraph::build(tuples.iter());
+        Ok(State { revision: snap.revision, schema, schema_text: snap.schema, tuples: Arc::new(tuples), index: Arc::new(index) })
     }
 
     fn compile(&self, text: &str) -> Result<CompiledSchema, DbError> {
@@ -280,7 +284,7 @@ impl Database {
             return Err(DbError::TooManyTenants(self.limits.max_tenants));
         }
         self.store().create_tenant(name)?;
-        let state = State { revision: 0, schema: None, schema_text: None, tuples: Arc::new(Tuples::new()) };
+        let state = State { revision: 0, schema: None, schema_text: None, tuples: Arc::new(Tuples::new()), index: Arc::new(IndexGraph::new()) };
         tenants.insert(name.to_string(), Arc::new(Tenant { writer: Mutex::new(()), state: RwLock::new(state) }));
         Ok(())
     }
@@ -346,24 +350,30 @@ impl Database {
         // the old revision meanwhile; no other writer can run, this one holds the writer lock).
         let in_place = {
             let mut s = t.state.write().map_err(lock_err)?;
-            match Arc::get_mut(&mut s.tuples) {
-                Some(tuples) => Some(apply_changes(tuples, &changes)),
-                None => None,
+            let State { tuples, index, .. } = &mut *s;
+            match (Arc::get_mut(tuples), Arc::get_mut(index)) {
+                (Some(tuples), Some(index)) => Some(apply_changes(tuples, index, &changes)),
+                _ => None,
             }
         };
         let applied = match in_place {
             Some(result) => result.map(|()| None),
             None => {
-                let base = t.state.read().map_err(lock_err)?.tuples.clone();
+                let (base, base_index) = {
+                    let s = t.state.read().map_err(lock_err)?;
+                    (s.tuples.clone(), s.index.clone())
+                };
                 let mut copy = (*base).clone();
-                apply_changes(&mut copy, &changes).map(|()| Some(Arc::new(copy)))
+                let mut index = (*base_index).clone();
+                apply_changes(&mut copy, &mut index, &changes).map(|()| Some((Arc::new(copy), Arc::new(index))))
             }
         };
         match applied {
             Ok(copy) => {
                 let mut s = t.state.write().map_err(lock_err)?;
-                if let Some(copy) = copy {
+                if let Some((copy, index)) = copy {
                     s.tuples = copy;
+                    s.index = index;
                 }
                 s.revision = rev;
                 if let Some((compiled, text)) = new_schema {
@@ -456,10 +466,14 @@ impl Database {
 
     /// The schema and relationships a read at `consistency` sees.
     fn read_state(&self, tenant: &str, consistency: Consistency) -> Result<(u64, CompiledSchema, Arc<Tuples>), DbError> {
+        self.read_state_indexed(tenant, consistency).map(|(r, s, t, _)| (r, s, t))
+    }
+
+    fn read_state_indexed(&self, tenant: &str, consistency: Consistency) -> Result<(u64, CompiledSchema, Arc<Tuples>, Arc<IndexGraph>), DbError> {
         let t = self.tenant(tenant)?;
-        let (rev, schema, tuples) = {
+        let (rev, schema, tuples, index) = {
             let s = t.state.read().map_err(lock_err)?;
-            (s.revision, s.schema.clone(), s.tuples.clone())
+            (s.revision, s.schema.clone(), s.tuples.clone(), s.index.clone())
         };
         match consistency {
             Consistency::AtLeastAsFresh(r) if r > rev => Err(DbError::FutureRevision { requested: r, head: rev }),
@@ -469,16 +483,16 @@ impl Database {
                 }
                 let state = self.state_from_snapshot(self.store().snapshot(tenant, r)?)?;
                 let schema = state.schema.ok_or_else(|| DbError::NoSchema(tenant.to_string()))?;
-                Ok((r, schema, state.tuples))
+                Ok((r, schema, state.tuples, state.index))
             }
-            _ => Ok((rev, schema.ok_or_else(|| DbError::NoSchema(tenant.to_string()))?, tuples)),
+            _ => Ok((rev, schema.ok_or_else(|| DbError::NoSchema(tenant.to_string()))?, tuples, index)),
         }
     }
 
     pub fn check(&self, tenant: &str, consistency: Consistency, req: &CheckRequest) -> Result<(Decision, u64), DbError> {
         self.check_context(req)?;
-        let (rev, schema, tuples) = self.read_state(tenant, consistency)?;
-        let d = engine::check(&schema, &tuples, &self.conditions, req, Env::new(Timestamp::now()))?;
+        let (rev, schema, tuples, index) = self.read_state_indexed(tenant, consistency)?;
+        let d = engine::check_indexed(&schema, &tuples, &index, &self.conditions, req, Env::new(Timestamp::now()))?;
         Ok((d, rev))
     }
 
@@ -489,8 +503,10 @@ impl Database {
         for r in reqs {
             self.check_context(r)?;
         }
-        let (rev, schema, tuples) = self.read_state(tenant, consistency)?;
-        Ok((engine::check_bulk(&schema, &tuples, &self.conditions, reqs, Env::new(Timestamp::now())), rev))
+        let (rev, schema, tuples, index) = self.read_state_indexed(tenant, consistency)?;
+        // One `now` for the whole batch.
+        let env = Env::new(Timestamp::now());
+        Ok((reqs.iter().map(|r| engine::check_indexed(&schema, &tuples, &index, &self.conditions, r, env)).collect(), rev))
     }
 
     fn check_context(&self, req: &CheckRequest) -> Result<(), DbError> {
@@ -649,16 +665,22 @@ fn check_attributes(schema: &CompiledSchema, o: &ObjectRef, attrs: &Map<String, 
     Ok(())
 }
 
-fn apply_changes(tuples: &mut Tuples, changes: &[Change]) -> Result<(), DbError> {
+fn apply_changes(tuples: &mut Tuples, index: &mut IndexGraph, changes: &[Change]) -> Result<(), DbError> {
     for c in changes {
         match c {
             Change::Upsert(r) => {
                 let r = r.to_relationship()?;
-                tuples.remove(&r);
+                if tuples.remove(&r) {
+                    index.remove(&r);
+                }
+                index.insert(&r);
                 tuples.insert(r);
             }
             Change::Delete(r) => {
-                tuples.remove(&r.to_relationship()?);
+                let r = r.to_relationship()?;
+                if tuples.remove(&r) {
+                    index.remove(&r);
+                }
             }
             Change::SetAttributes { object, attributes } => tuples.set_attributes(store::parse_object_key(object)?, attributes.clone()),
             Change::DeleteAttributes { object } => {

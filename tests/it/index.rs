@@ -79,3 +79,43 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The index inside `Database` is kept current write by write: after every write, Check
+    /// through the database (closures) equals the reference evaluator on the same relationships.
+    #[test]
+    fn database_checks_equal_the_reference_after_every_write(ops in prop::collection::vec((any::<bool>(), relationship()), 1..30)) {
+        use pemba::db::{Consistency, Database, WriteRequest};
+        use pemba::engine::{CheckRequest, Env};
+        use pemba::store::Mutation;
+        let schema_text = "use expiration\ndefinition user {}\ncaveat cav(x int) {\n  x == 1\n}\ndefinition group {\n  relation member: user | user:* | user with cav | user:* with cav | user with expiration | user:* with expiration | group#member | group#member with cav | group#member with expiration\n}\ndefinition doc {\n  relation viewer: group#member\n  permission view = viewer\n}";
+        let db = Database::in_memory();
+        db.create_tenant("t").unwrap();
+        db.write_schema("t", schema_text).unwrap();
+        let conditions = pemba::conditions::Conditions::new();
+        let schema = pemba::schema::compile_text(schema_text, &conditions).unwrap();
+        let mut tuples = Tuples::new();
+        db.write("t", WriteRequest::new(vec![Mutation::Touch(Relationship::parse("doc:d#viewer@group:g0#member").unwrap())])).unwrap();
+        tuples.insert(Relationship::parse("doc:d#viewer@group:g0#member").unwrap());
+        for (insert, r) in ops {
+            let m = if insert { Mutation::Touch(r.clone()) } else { Mutation::Delete(r.clone()) };
+            db.write("t", WriteRequest::new(vec![m])).unwrap();
+            if let Some(old) = tuples.edges(&r.resource, &r.relation).iter().find(|x| x.subject == r.subject).cloned() {
+                tuples.remove(&old);
+            }
+            if insert {
+                tuples.insert(r);
+            }
+            for s in (0..4).map(|i| format!("user:u{i}")).chain((0..4).map(|i| format!("group:g{i}#member"))) {
+                for (res, perm) in [("doc:d", "view"), ("group:g0", "member"), ("group:g2", "member")] {
+                    let req = CheckRequest { resource: ObjectRef::parse(res, false).unwrap(), permission: perm.into(), subject: SubjectRef::parse(&s).unwrap(), context: Default::default() };
+                    let (got, _) = db.check("t", Consistency::FullyConsistent, &req).unwrap();
+                    let want = pemba::engine::check(&schema, &tuples, &conditions, &req, Env::new(pemba::model::Timestamp::now())).unwrap();
+                    prop_assert_eq!(got, want, "{}#{}@{}", res, perm, s);
+                }
+            }
+        }
+    }
+}
