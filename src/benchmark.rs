@@ -264,3 +264,104 @@ pub fn index(size_name: &str, size: DriveSize) -> Value {
         "machine": machine(),
     })
 }
+
+/// `pemba bench embedded`: the embedded `Database` (with its index) on the Drive data set, next to
+/// the reference evaluator on the same data in the same run.
+pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::path::Path) -> Result<Value, crate::db::DbError> {
+    use crate::db::{Consistency, WriteRequest};
+    use crate::store::{Datastore, Mutation, SledStore};
+    let _ = std::fs::remove_dir_all(dir);
+    let drive = workload::generate(size);
+    {
+        let store = SledStore::open(dir)?;
+        store.create_tenant("bench")?;
+        store.write("bench", &[Mutation::SetSchema(workload::DRIVE_SCHEMA.to_string())], Timestamp::now())?;
+        for chunk in drive.relationships.chunks(10_000) {
+            store.import("bench", chunk, Timestamp::now())?;
+        }
+    }
+    let t = Instant::now();
+    let db = open_retrying(dir)?;
+    let startup_ms = t.elapsed().as_secs_f64() * 1e3;
+    let latest = Consistency::MinimizeLatency;
+
+    let mut checks = Map::new();
+    for p in &drive.probes {
+        let context = crate::model::parse_context(p.context).unwrap_or_default();
+        let req = CheckRequest { resource: p.resource.clone(), permission: p.permission.into(), subject: p.subject.clone(), context };
+        let (mut fast, last) = time(iterations, || db.check("bench", latest, &req));
+        let got = last.transpose()?.map(|(d, _)| d).unwrap_or(Decision::No);
+        let (mut slow, last_ref) = time(iterations, || db.check_reference("bench", latest, &req));
+        let want = last_ref.transpose()?.map(|(d, _)| d).unwrap_or(Decision::No);
+        if got != want || (got == Decision::Has) != p.expected {
+            return Err(crate::db::DbError::Io(format!("probe `{}`: indexed {got}, reference {want}, expected {}", p.name, p.expected)));
+        }
+        let fast = summarize(&mut fast);
+        let slow = summarize(&mut slow);
+        let ratio = slow["p50_us"].as_f64().unwrap_or(0.0) / fast["p50_us"].as_f64().unwrap_or(1.0).max(1e-9);
+        checks.insert(p.name.into(), json!({"indexed": fast, "reference": slow, "speedup_p50": ratio}));
+    }
+
+    let bulk: Vec<CheckRequest> = (0..100)
+        .map(|i| CheckRequest {
+            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents.max(1))),
+            permission: "view".into(),
+            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users.max(1))), None),
+            context: Map::new(),
+        })
+        .collect();
+    let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || db.check_bulk("bench", latest, &bulk));
+
+    let mut lookups = Map::new();
+    for (name, subject) in &drive.lookup_users {
+        let mut found = 0;
+        let (mut samples, _) = time(3, || -> Result<(), crate::db::DbError> {
+            let mut req = LookupResourcesRequest { resource_type: "document".into(), permission: "view".into(), subject: subject.clone(), context: Map::new(), limit: Some(1000), cursor: None };
+            found = 0;
+            loop {
+                let page = db.lookup_resources("bench", latest, &req)?;
+                found += page.items.len();
+                match page.cursor {
+                    Some(c) => req.cursor = Some(c),
+                    None => return Ok(()),
+                }
+            }
+        });
+        let mut summary = summarize(&mut samples);
+        if let Some(m) = summary.as_object_mut() {
+            m.insert("documents".into(), json!(found));
+        }
+        lookups.insert((*name).into(), summary);
+    }
+
+    // Write to visible: a write returns once durable and visible; the next Check sees it.
+    let probe = crate::model::Relationship::parse("document:visible#viewer@user:writer").map_err(|e| crate::db::DbError::Io(e.to_string()))?;
+    let req = CheckRequest { resource: probe.resource.clone(), permission: "view".into(), subject: probe.subject.clone(), context: Map::new() };
+    let mut visible = Vec::new();
+    for i in 0..20 {
+        let m = if i % 2 == 0 { Mutation::Touch(probe.clone()) } else { Mutation::Delete(probe.clone()) };
+        let t = Instant::now();
+        let rev = db.write("bench", WriteRequest::new(vec![m]))?;
+        let (d, at) = db.check("bench", Consistency::AtLeastAsFresh(rev), &req)?;
+        visible.push(t.elapsed());
+        if at < rev || (d == Decision::Has) != (i % 2 == 0) {
+            return Err(crate::db::DbError::Io("a write was not visible after it was acknowledged".into()));
+        }
+    }
+    let memory: Map<String, Value> = db.index_memory("bench")?.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let index_bytes: usize = memory.values().filter_map(Value::as_u64).map(|v| v as usize).sum();
+    drop(db);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(json!({
+        "size": size_name,
+        "relationships": drive.relationships.len(),
+        "startup_ms": startup_ms,
+        "check": checks,
+        "check_bulk_100_indexed": summarize(&mut bulk_samples),
+        "lookup_resources_all_pages_1000": lookups,
+        "write_to_visible": summarize(&mut visible),
+        "index_heap_bytes": memory,
+        "index_bytes_per_relationship": index_bytes as f64 / drive.relationships.len().max(1) as f64,
+        "machine": machine(),
+    }))
+}

@@ -54,6 +54,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The embedded Database with its index, next to the reference evaluator, on Drive data.
+    Embedded {
+        /// Data set size: `s` (about 50k relationships) or `m` (about 1M).
+        #[arg(long, default_value = "s")]
+        size: String,
+        /// Samples per Check probe.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Scratch directory (removed afterwards).
+        #[arg(long, default_value = "./pemba-bench-embedded")]
+        dir: PathBuf,
+        /// Print the figures as one JSON object (the only output format).
+        #[arg(long)]
+        json: bool,
+    },
     /// Building the index graph (in progress): time, memory, closures.
     Index {
         /// Data set size: `s` (about 50k relationships) or `m` (about 1M).
@@ -161,6 +176,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Index { size, json: _ } } => {
             let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
             out!("{}\n", serde_json::to_string_pretty(&crate::benchmark::index(&size, drive))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { command: BenchCommand::Embedded { size, iterations, dir, json: _ } } => {
+            let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            out!("{}\n", serde_json::to_string_pretty(&crate::benchmark::embedded(&size, drive, iterations.max(1), &dir)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),

@@ -496,6 +496,19 @@ impl Database {
         Ok((d, rev))
     }
 
+    /// Check by the reference evaluator alone, without the index (the baseline the indexed
+    /// Check is measured and tested against).
+    pub fn check_reference(&self, tenant: &str, consistency: Consistency, req: &CheckRequest) -> Result<(Decision, u64), DbError> {
+        self.check_context(req)?;
+        let (rev, schema, tuples) = self.read_state(tenant, consistency)?;
+        Ok((engine::check(&schema, &tuples, &self.conditions, req, Env::new(Timestamp::now()))?, rev))
+    }
+
+    /// Heap bytes of a tenant's index, by part.
+    pub fn index_memory(&self, tenant: &str) -> Result<Vec<(&'static str, usize)>, DbError> {
+        Ok(self.tenant(tenant)?.state.read().map_err(lock_err)?.index.memory().to_vec())
+    }
+
     pub fn check_bulk(&self, tenant: &str, consistency: Consistency, reqs: &[CheckRequest]) -> Result<(Vec<Result<Decision, EvalError>>, u64), DbError> {
         if reqs.len() > self.limits.max_bulk_checks {
             return Err(DbError::TooManyChecks { count: reqs.len(), limit: self.limits.max_bulk_checks });
