@@ -49,6 +49,46 @@ fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> (Vec<Duration>, Optio
     (samples, last)
 }
 
+/// LookupResources of `document#view` for each user, all pages of 1000, three times each: the
+/// latency summary and how many documents the user sees.
+fn lookup_figures<E>(
+    users: &[(&'static str, SubjectRef)],
+    mut page: impl FnMut(&LookupResourcesRequest) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
+) -> Result<Map<String, Value>, E> {
+    let mut lookups = Map::new();
+    for (name, subject) in users {
+        let mut found = 0;
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let mut req = LookupResourcesRequest {
+                resource_type: "document".into(),
+                permission: "view".into(),
+                subject: subject.clone(),
+                context: Map::new(),
+                limit: Some(1000),
+                cursor: None,
+            };
+            found = 0;
+            loop {
+                let p = page(&req)?;
+                found += p.items.len();
+                match p.cursor {
+                    Some(c) => req.cursor = Some(c),
+                    None => break,
+                }
+            }
+            samples.push(t.elapsed());
+        }
+        let mut summary = summarize(&mut samples);
+        if let Some(m) = summary.as_object_mut() {
+            m.insert("documents".into(), json!(found));
+        }
+        lookups.insert((*name).into(), summary);
+    }
+    Ok(lookups)
+}
+
 /// `pemba bench reference`: the reference evaluator on the Drive data set.
 pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<Value, BenchError> {
     let conditions = Conditions::new();
@@ -91,34 +131,7 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
     let history = History::new(tuples);
     let key = CursorKey::random();
     let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "" };
-    let mut lookups = Map::new();
-    for (name, subject) in &drive.lookup_users {
-        let mut found = 0;
-        let (mut samples, _) = time(3, || -> Result<(), BenchError> {
-            let mut req = LookupResourcesRequest {
-                resource_type: "document".into(),
-                permission: "view".into(),
-                subject: subject.clone(),
-                context: Map::new(),
-                limit: Some(1000),
-                cursor: None,
-            };
-            found = 0;
-            loop {
-                let page = lookup_resources(&reader, &req, now)?;
-                found += page.items.len();
-                match page.cursor {
-                    Some(c) => req.cursor = Some(c),
-                    None => return Ok(()),
-                }
-            }
-        });
-        let mut summary = summarize(&mut samples);
-        if let Some(m) = summary.as_object_mut() {
-            m.insert("documents".into(), json!(found));
-        }
-        lookups.insert((*name).into(), summary);
-    }
+    let lookups = lookup_figures(&drive.lookup_users, |req| lookup_resources(&reader, req, now))?;
 
     Ok(json!({
         "evaluator": "reference",
@@ -312,27 +325,7 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
         .collect();
     let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || db.check_bulk("bench", latest, &bulk));
 
-    let mut lookups = Map::new();
-    for (name, subject) in &drive.lookup_users {
-        let mut found = 0;
-        let (mut samples, _) = time(3, || -> Result<(), crate::db::DbError> {
-            let mut req = LookupResourcesRequest { resource_type: "document".into(), permission: "view".into(), subject: subject.clone(), context: Map::new(), limit: Some(1000), cursor: None };
-            found = 0;
-            loop {
-                let page = db.lookup_resources("bench", latest, &req)?;
-                found += page.items.len();
-                match page.cursor {
-                    Some(c) => req.cursor = Some(c),
-                    None => return Ok(()),
-                }
-            }
-        });
-        let mut summary = summarize(&mut samples);
-        if let Some(m) = summary.as_object_mut() {
-            m.insert("documents".into(), json!(found));
-        }
-        lookups.insert((*name).into(), summary);
-    }
+    let lookups = lookup_figures(&drive.lookup_users, |req| db.lookup_resources("bench", latest, req))?;
 
     // Write to visible: a write returns once durable and visible; the next Check sees it.
     let probe = crate::model::Relationship::parse("document:visible#viewer@user:writer").map_err(|e| crate::db::DbError::Io(e.to_string()))?;
