@@ -130,7 +130,7 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
 
     let history = History::new(tuples);
     let key = CursorKey::random();
-    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "" };
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None };
     let lookups = lookup_figures(&drive.lookup_users, |req| lookup_resources(&reader, req, now))?;
 
     Ok(json!({

@@ -41,7 +41,7 @@ use serde_json::{Map, Value, json};
 use crate::conditions::Conditions;
 use crate::engine::cursor::CursorKey;
 use crate::engine::expand::{self, ExpandTree};
-use crate::engine::lookup::{self, LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, Snapshots, SubjectResult};
+use crate::engine::lookup::{self, LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, ResultCache, Snapshots, SubjectResult};
 use crate::engine::{self, CheckRequest, Decision, Env, EvalError, Tuples};
 use crate::index::IndexGraph;
 use crate::model::{MAX_CONTEXT_LEN, ObjectRef, Relationship, Timestamp};
@@ -184,6 +184,8 @@ pub struct Database {
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     key: CursorKey,
     limits: Limits,
+    /// LookupResources result sets, so later pages slice the first page's answer.
+    lookups: ResultCache,
 }
 
 impl std::fmt::Debug for Database {
@@ -227,11 +229,12 @@ impl Database {
             tenants: RwLock::new(HashMap::new()),
             key: CursorKey::random(),
             limits: Limits::default(),
+            lookups: ResultCache::default(),
         }
     }
 
     fn load(backend: Backend, key: CursorKey, limits: Limits) -> Result<Database, DbError> {
-        let db = Database { backend, conditions: Conditions::new(), tenants: RwLock::new(HashMap::new()), key, limits };
+        let db = Database { backend, conditions: Conditions::new(), tenants: RwLock::new(HashMap::new()), key, limits, lookups: ResultCache::default() };
         for name in db.store().tenants()? {
             let head = db.store().head(&name)?;
             let snap = db.store().snapshot(&name, head)?;
@@ -546,7 +549,7 @@ impl Database {
         self.context_size(&req.context)?;
         let (rev, schema, tuples) = self.read_state(tenant, if req.cursor.is_some() { Consistency::MinimizeLatency } else { consistency })?;
         let snaps = TenantSnapshots { db: self, tenant, head: (rev, tuples) };
-        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant };
+        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups) };
         Ok(lookup::lookup_resources(&reader, req, Timestamp::now())?)
     }
 
@@ -555,7 +558,7 @@ impl Database {
         self.context_size(&req.context)?;
         let (rev, schema, tuples) = self.read_state(tenant, if req.cursor.is_some() { Consistency::MinimizeLatency } else { consistency })?;
         let snaps = TenantSnapshots { db: self, tenant, head: (rev, tuples) };
-        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant };
+        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups) };
         Ok(lookup::lookup_subjects(&reader, req, Timestamp::now())?)
     }
 

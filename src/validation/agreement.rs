@@ -60,7 +60,10 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
     let seen = seen(file);
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
-    let reader = Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "" };
+    let reader = Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "", cache: None };
+    // Paged lookups read through a result cache, unpaged ones decide directly: both paths agree.
+    let cache = crate::engine::lookup::ResultCache::default();
+    let cached = Reader { cache: Some(&cache), ..reader };
     let none = Map::new();
     let fail = |report: &mut FileReport, what: String, detail: String| report.failures.push(Failure { what, detail });
 
@@ -140,7 +143,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                 req.limit = Some(2);
                 match all_pages(|cursor| {
                     req.cursor = cursor;
-                    lookup_resources(&reader, &req, env.now)
+                    lookup_resources(&cached, &req, env.now)
                 }) {
                     Ok(paged) if paged == unpaged => {}
                     Ok(paged) => fail(report, format!("{what} in pages of 2"), diff_resources(&unpaged, &paged)),

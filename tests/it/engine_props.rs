@@ -164,16 +164,19 @@ proptest! {
         let mut history = History::new(build(&schema, &raw));
         let key = CursorKey::random();
         let now = Timestamp::now();
+        // Half the cases page through a result cache, half decide each page directly.
+        let cache = pemba::engine::lookup::ResultCache::default();
+        let cache = (page % 2 == 0).then_some(&cache);
         for s in [SubjectRef::parse("user:u0").unwrap(), SubjectRef::parse("user:u1").unwrap()] {
             for perm in ["p1", "p2"] {
                 let mut req = LookupResourcesRequest { resource_type: "aa".into(), permission: perm.into(), subject: s.clone(), context: Map::new(), limit: None, cursor: None };
-                let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
+                let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None };
                 let full = lookup_resources(&reader, &req, now).unwrap();
                 req.limit = Some(page);
                 let mut got = Vec::new();
                 let mut n = 0;
                 loop {
-                    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
+                    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache };
                     let p = lookup_resources(&reader, &req, now).unwrap();
                     prop_assert_eq!(p.revision, full.revision);
                     got.extend(p.items);
@@ -191,7 +194,7 @@ proptest! {
             }
         }
         // LookupSubjects pages the same way.
-        let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
+        let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None };
         for i in 0..3 {
             let mut req = LookupSubjectsRequest { resource: ObjectRef::new("aa", format!("a{i}")), permission: "p1".into(), subject_type: "user".into(), subject_relation: None, context: Map::new(), limit: None, cursor: None };
             let full = lookup_subjects(&reader, &req, now).unwrap();
@@ -220,7 +223,7 @@ fn a_cursor_from_another_query_or_tenant_is_rejected() {
     .unwrap();
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
-    let reader = Reader { schema: &file.schema, conditions: &conditions, history: &history, key: &key, tenant: "acme" };
+    let reader = Reader { schema: &file.schema, conditions: &conditions, history: &history, key: &key, tenant: "acme", cache: None };
     let mut req = LookupResourcesRequest { resource_type: "doc".into(), permission: "viewer".into(), subject: SubjectRef::parse("user:tom").unwrap(), context: Map::new(), limit: Some(1), cursor: None };
     let first = lookup_resources(&reader, &req, Timestamp::now()).unwrap();
     assert_eq!(first.items.len(), 1);
