@@ -131,42 +131,40 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
     let query = query_digest(&["lookup_resources", &reader.schema.fingerprint().to_string(), &req.resource_type, &req.permission, &req.subject.to_string(), &context_key(&req.context)]);
     let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
     let env = Env::new(now);
-    // Every page of one lookup comes from one computed result set: the first page computes it
+    // Every page of one lookup reads one computed candidate set: the first page computes it
     // (and caches it when the reader has a cache); later pages, which carry the same revision and
-    // `now`, slice it. Without a cache, each page decides candidates only as far as it needs.
+    // `now`, reuse it. Each page decides candidates only as far as it needs, so every page stays
+    // within one evaluation's deadline however large the whole answer is.
     let key = (reader.tenant.to_string(), query, revision, now);
-    if let Some(cache) = reader.cache {
-        let all = match cache.get(&key) {
-            Some(all) => all,
-            None => {
-                let all = std::sync::Arc::new(decide_resources(reader, req, &data, env, "", usize::MAX)?);
-                cache.put(key, all.clone());
-                all
+    let candidates = match reader.cache.and_then(|c| c.get(&key)) {
+        Some(c) => c,
+        None => {
+            let c: std::sync::Arc<Vec<String>> =
+                std::sync::Arc::new(reverse_reachable(reader.schema, &data, &req.subject, &req.resource_type, &req.permission).into_iter().collect());
+            if let Some(cache) = reader.cache {
+                cache.put(key, c.clone());
             }
-        };
-        let want = req.limit.map_or(usize::MAX, |l| l + 1);
-        let start = all.partition_point(|r| r.id.as_str() <= after.as_str());
-        let items: Vec<ResourceResult> = all.iter().skip(start).take(want).cloned().collect();
-        return Ok(finish(reader, items, req.limit, revision, now, query, |r| r.id.clone()));
-    }
+            c
+        }
+    };
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
-    let items = decide_resources(reader, req, &data, env, &after, want)?;
+    let start = candidates.partition_point(|id| id.as_str() <= after.as_str());
+    let items = decide_resources(reader, req, &data, env, candidates.get(start..).unwrap_or(&[]), want)?;
     Ok(finish(reader, items, req.limit, revision, now, query, |r| r.id.clone()))
 }
 
-/// Decides the candidates after `after`, in id order, until `want` results are found.
-fn decide_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, data: &Tuples, env: Env, after: &str, want: usize) -> Result<Vec<ResourceResult>, EvalError> {
-    let candidates = reverse_reachable(reader.schema, data, &req.subject, &req.resource_type, &req.permission);
+/// Decides candidates in order until `want` results are found.
+fn decide_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, data: &Tuples, env: Env, candidates: &[String], want: usize) -> Result<Vec<ResourceResult>, EvalError> {
     let started = std::time::Instant::now();
     let mut items = Vec::new();
-    for id in candidates.iter().map(String::as_str).filter(|id| *id > after) {
+    for id in candidates {
         if started.elapsed() > env.limits.deadline {
             return Err(EvalError::Deadline(env.limits.deadline));
         }
-        let resource = ObjectRef::new(req.resource_type.clone(), id);
+        let resource = ObjectRef::new(req.resource_type.clone(), id.as_str());
         let (_, v) = check::solve(reader.schema, data, reader.conditions, &resource, &req.permission, &req.subject, &req.context, env)?;
         if !v.is_false() {
-            items.push(ResourceResult { id: id.to_string(), decision: Decision::from_tri(&v) });
+            items.push(ResourceResult { id: id.clone(), decision: Decision::from_tri(&v) });
             if items.len() >= want {
                 break;
             }
@@ -175,12 +173,12 @@ fn decide_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, data: &Tu
     Ok(items)
 }
 
-/// Result sets of recent lookups, so that later pages slice what the first page computed. Keyed
-/// by tenant, query digest, revision and `now` (what a cursor pins), holding at most
+/// Candidate sets of recent lookups, so that later pages reuse what the first page computed.
+/// Keyed by tenant, query digest, revision and `now` (what a cursor pins), holding at most
 /// [`ResultCache::ENTRIES`] sets.
 #[derive(Debug, Default)]
 pub struct ResultCache {
-    entries: std::sync::Mutex<std::collections::VecDeque<(CacheKey, std::sync::Arc<Vec<ResourceResult>>)>>,
+    entries: std::sync::Mutex<std::collections::VecDeque<(CacheKey, std::sync::Arc<Vec<String>>)>>,
 }
 
 type CacheKey = (String, [u8; 16], u64, Timestamp);
@@ -188,12 +186,12 @@ type CacheKey = (String, [u8; 16], u64, Timestamp);
 impl ResultCache {
     pub const ENTRIES: usize = 16;
 
-    fn get(&self, key: &CacheKey) -> Option<std::sync::Arc<Vec<ResourceResult>>> {
+    fn get(&self, key: &CacheKey) -> Option<std::sync::Arc<Vec<String>>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     }
 
-    fn put(&self, key: CacheKey, value: std::sync::Arc<Vec<ResourceResult>>) {
+    fn put(&self, key: CacheKey, value: std::sync::Arc<Vec<String>>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|(k, _)| k != &key);
         entries.push_back((key, value));
