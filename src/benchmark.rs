@@ -49,6 +49,18 @@ fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> (Vec<Duration>, Optio
     (samples, last)
 }
 
+/// The CheckBulk of 100 items: documents and users spread over the data set.
+fn bulk_requests(size: DriveSize) -> Vec<CheckRequest> {
+    (0..100)
+        .map(|i| CheckRequest {
+            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents.max(1))),
+            permission: "view".into(),
+            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users.max(1))), None),
+            context: Map::new(),
+        })
+        .collect()
+}
+
 /// LookupResources of `document#view` for each user, all pages of 1000, three times each: the
 /// latency summary and how many documents the user sees.
 fn lookup_figures<E>(
@@ -117,15 +129,7 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
         checks.insert(p.name.into(), summarize(&mut samples));
     }
 
-    // CheckBulk of 100 items: documents and users spread over the data set.
-    let bulk: Vec<CheckRequest> = (0..100)
-        .map(|i| CheckRequest {
-            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents.max(1))),
-            permission: "view".into(),
-            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users.max(1))), None),
-            context: Map::new(),
-        })
-        .collect();
+    let bulk = bulk_requests(size);
     let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || engine::check_bulk(&schema, &tuples, &conditions, &bulk, env));
 
     let history = History::new(tuples);
@@ -315,14 +319,7 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
         checks.insert(p.name.into(), json!({"indexed": fast, "reference": slow, "speedup_p50": ratio}));
     }
 
-    let bulk: Vec<CheckRequest> = (0..100)
-        .map(|i| CheckRequest {
-            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents.max(1))),
-            permission: "view".into(),
-            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users.max(1))), None),
-            context: Map::new(),
-        })
-        .collect();
+    let bulk = bulk_requests(size);
     let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || db.check_bulk("bench", latest, &bulk));
 
     let lookups = lookup_figures(&drive.lookup_users, |req| db.lookup_resources("bench", latest, req))?;
