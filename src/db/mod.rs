@@ -545,21 +545,32 @@ impl Database {
     }
 
     pub fn lookup_resources(&self, tenant: &str, consistency: Consistency, req: &LookupResourcesRequest) -> Result<Page<ResourceResult>, DbError> {
-        self.page_size(req.limit)?;
-        self.context_size(&req.context)?;
-        let (rev, schema, tuples) = self.read_state(tenant, if req.cursor.is_some() { Consistency::MinimizeLatency } else { consistency })?;
-        let snaps = TenantSnapshots { db: self, tenant, head: (rev, tuples) };
-        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups) };
-        Ok(lookup::lookup_resources(&reader, req, Timestamp::now())?)
+        let paged = req.cursor.is_some();
+        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, |r| lookup::lookup_resources(r, req, Timestamp::now()))
     }
 
     pub fn lookup_subjects(&self, tenant: &str, consistency: Consistency, req: &LookupSubjectsRequest) -> Result<Page<SubjectResult>, DbError> {
-        self.page_size(req.limit)?;
-        self.context_size(&req.context)?;
-        let (rev, schema, tuples) = self.read_state(tenant, if req.cursor.is_some() { Consistency::MinimizeLatency } else { consistency })?;
+        let paged = req.cursor.is_some();
+        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, |r| lookup::lookup_subjects(r, req, Timestamp::now()))
+    }
+
+    /// Checks a lookup's page size and context, and runs it on the tenant's head (a cursor then
+    /// picks the revision it pinned; older revisions come from the store).
+    fn with_lookup_reader<T>(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        limit: Option<usize>,
+        context: &Map<String, Value>,
+        paged: bool,
+        run: impl FnOnce(&Reader<'_>) -> Result<T, EvalError>,
+    ) -> Result<T, DbError> {
+        self.page_size(limit)?;
+        self.context_size(context)?;
+        let (rev, schema, tuples) = self.read_state(tenant, if paged { Consistency::MinimizeLatency } else { consistency })?;
         let snaps = TenantSnapshots { db: self, tenant, head: (rev, tuples) };
         let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups) };
-        Ok(lookup::lookup_subjects(&reader, req, Timestamp::now())?)
+        Ok(run(&reader)?)
     }
 
     pub fn expand(&self, tenant: &str, consistency: Consistency, object: &ObjectRef, permission: &str) -> Result<(ExpandTree, u64), DbError> {
