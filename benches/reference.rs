@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
 
     let history = History::new(tuples);
     let key = CursorKey::random();
-    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None };
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
     let (_, staff) = &drive.lookup_users[0];
     let mut group = c.benchmark_group("reference/lookup_resources");
     group.sample_size(10);

@@ -134,7 +134,7 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
 
     let history = History::new(tuples);
     let key = CursorKey::random();
-    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None };
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
     let lookups = lookup_figures(&drive.lookup_users, |req| lookup_resources(&reader, req, now))?;
 
     Ok(json!({
@@ -264,9 +264,8 @@ pub fn index(size_name: &str, size: DriveSize) -> Value {
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
     let bytes = g.heap_bytes();
     let closures: Map<String, Value> = g
-        .closures
-        .iter()
-        .map(|((ty, rel), c)| (format!("{ty}#{rel}"), json!({"updates": c.updates, "heap_bytes": c.heap_bytes()})))
+        .closures()
+        .map(|(ty, rel, c)| (format!("{ty}#{rel}"), json!({"updates": c.updates, "heap_bytes": c.heap_bytes()})))
         .collect();
     json!({
         "size": size_name,
@@ -276,7 +275,7 @@ pub fn index(size_name: &str, size: DriveSize) -> Value {
         "bytes_per_relationship": bytes as f64 / drive.relationships.len().max(1) as f64,
         "heap_bytes_by_part": g.memory().iter().map(|(k, v)| ((*k).to_string(), json!(v))).collect::<Map<String, Value>>(),
         "updates": g.updates,
-        "side_table_edges": g.side.values().map(Vec::len).sum::<usize>(),
+        "side_table_edges": g.side_len(),
         "closures": closures,
         "machine": machine(),
     })
@@ -315,14 +314,23 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
         }
         let fast = summarize(&mut fast);
         let slow = summarize(&mut slow);
-        let ratio = slow["p50_us"].as_f64().unwrap_or(0.0) / fast["p50_us"].as_f64().unwrap_or(1.0).max(1e-9);
+        let p50 = |v: &Value| v.get("p50_us").and_then(Value::as_f64);
+        let ratio = p50(&slow).unwrap_or(0.0) / p50(&fast).unwrap_or(1.0).max(1e-9);
         checks.insert(p.name.into(), json!({"indexed": fast, "reference": slow, "speedup_p50": ratio}));
     }
 
     let bulk = bulk_requests(size);
     let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || db.check_bulk("bench", latest, &bulk));
+    let (mut bulk_reference, _) = time(iterations.div_ceil(10).max(3), || bulk.iter().map(|r| db.check_reference("bench", latest, r)).collect::<Vec<_>>());
 
     let lookups = lookup_figures(&drive.lookup_users, |req| db.lookup_resources("bench", latest, req))?;
+    let lookups_reference = lookup_figures(&drive.lookup_users, |req| db.lookup_resources_reference("bench", latest, req))?;
+    for (name, fast) in &lookups {
+        let found = |v: &Value| v.get("documents").and_then(Value::as_u64);
+        if found(fast) != lookups_reference.get(name).and_then(found) {
+            return Err(crate::db::DbError::Io(format!("LookupResources `{name}`: the fast path and the reference found different numbers of documents")));
+        }
+    }
 
     // Write to visible: a write returns once durable and visible; the next Check sees it.
     let probe = crate::model::Relationship::parse("document:visible#viewer@user:writer").map_err(|e| crate::db::DbError::Io(e.to_string()))?;
@@ -348,7 +356,9 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
         "startup_ms": startup_ms,
         "check": checks,
         "check_bulk_100_indexed": summarize(&mut bulk_samples),
+        "check_bulk_100_reference": summarize(&mut bulk_reference),
         "lookup_resources_all_pages_1000": lookups,
+        "lookup_resources_all_pages_1000_reference": lookups_reference,
         "write_to_visible": summarize(&mut visible),
         "index_heap_bytes": memory,
         "index_bytes_per_relationship": index_bytes as f64 / drive.relationships.len().max(1) as f64,

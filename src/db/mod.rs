@@ -495,7 +495,7 @@ impl Database {
     pub fn check(&self, tenant: &str, consistency: Consistency, req: &CheckRequest) -> Result<(Decision, u64), DbError> {
         self.check_context(req)?;
         let (rev, schema, tuples, index) = self.read_state_indexed(tenant, consistency)?;
-        let d = engine::check_indexed(&schema, &tuples, &index, &self.conditions, req, Env::new(Timestamp::now()))?;
+        let d = engine::check_fast(&schema, &tuples, &index, &self.conditions, req, Env::new(Timestamp::now()))?;
         Ok((d, rev))
     }
 
@@ -522,7 +522,7 @@ impl Database {
         let (rev, schema, tuples, index) = self.read_state_indexed(tenant, consistency)?;
         // One `now` for the whole batch.
         let env = Env::new(Timestamp::now());
-        Ok((reqs.iter().map(|r| engine::check_indexed(&schema, &tuples, &index, &self.conditions, r, env)).collect(), rev))
+        Ok((engine::check_bulk_fast(&schema, &tuples, &index, &self.conditions, reqs, env), rev))
     }
 
     fn check_context(&self, req: &CheckRequest) -> Result<(), DbError> {
@@ -530,6 +530,9 @@ impl Database {
     }
 
     fn context_size(&self, context: &Map<String, Value>) -> Result<(), DbError> {
+        if context.is_empty() {
+            return Ok(());
+        }
         let size = Value::Object(context.clone()).to_string().len();
         if size > self.limits.max_context_bytes {
             return Err(DbError::Eval(EvalError::InvalidLimit(format!("request context is {size} bytes; the limit is {}", self.limits.max_context_bytes))));
@@ -546,12 +549,19 @@ impl Database {
 
     pub fn lookup_resources(&self, tenant: &str, consistency: Consistency, req: &LookupResourcesRequest) -> Result<Page<ResourceResult>, DbError> {
         let paged = req.cursor.is_some();
-        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, |r| lookup::lookup_resources(r, req, Timestamp::now()))
+        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, true, |r| lookup::lookup_resources(r, req, Timestamp::now()))
+    }
+
+    /// LookupResources by the reference evaluator alone, without the index (the baseline the
+    /// fast path is measured and tested against).
+    pub fn lookup_resources_reference(&self, tenant: &str, consistency: Consistency, req: &LookupResourcesRequest) -> Result<Page<ResourceResult>, DbError> {
+        let paged = req.cursor.is_some();
+        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, false, |r| lookup::lookup_resources(r, req, Timestamp::now()))
     }
 
     pub fn lookup_subjects(&self, tenant: &str, consistency: Consistency, req: &LookupSubjectsRequest) -> Result<Page<SubjectResult>, DbError> {
         let paged = req.cursor.is_some();
-        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, |r| lookup::lookup_subjects(r, req, Timestamp::now()))
+        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, true, |r| lookup::lookup_subjects(r, req, Timestamp::now()))
     }
 
     /// Checks a lookup's page size and context, and runs it on the tenant's head (a cursor then
@@ -563,13 +573,14 @@ impl Database {
         limit: Option<usize>,
         context: &Map<String, Value>,
         paged: bool,
+        use_index: bool,
         run: impl FnOnce(&Reader<'_>) -> Result<T, EvalError>,
     ) -> Result<T, DbError> {
         self.page_size(limit)?;
         self.context_size(context)?;
-        let (rev, schema, tuples) = self.read_state(tenant, if paged { Consistency::MinimizeLatency } else { consistency })?;
+        let (rev, schema, tuples, index) = self.read_state_indexed(tenant, if paged { Consistency::MinimizeLatency } else { consistency })?;
         let snaps = TenantSnapshots { db: self, tenant, head: (rev, tuples) };
-        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups) };
+        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups), index: use_index.then_some((rev, &*index)) };
         Ok(run(&reader)?)
     }
 

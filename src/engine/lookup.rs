@@ -14,6 +14,8 @@ use super::data::History;
 use super::expand::{reachable_subjects, wildcard_exclusions};
 use super::{Decision, Env, EvalError, Tri, Tuples};
 use crate::conditions::Conditions;
+use crate::index::IndexGraph;
+use crate::index::eval::{self, Point};
 use crate::model::{ObjectRef, SubjectRef, Timestamp};
 use crate::schema::{CompiledSchema, Rewrite};
 
@@ -47,6 +49,8 @@ pub struct Reader<'a> {
     pub tenant: &'a str,
     /// Where LookupResources keeps result sets between pages; `None` decides per page.
     pub cache: Option<&'a ResultCache>,
+    /// The index and the revision it holds: lookups at that revision use the fast evaluator.
+    pub index: Option<(u64, &'a IndexGraph)>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,16 +135,25 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
     let query = query_digest(&["lookup_resources", &reader.schema.fingerprint().to_string(), &req.resource_type, &req.permission, &req.subject.to_string(), &context_key(&req.context)]);
     let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
     let env = Env::new(now);
+    let index = reader.index.filter(|(r, _)| *r == revision).map(|(_, ix)| ix);
     // Every page of one lookup reads one computed candidate set: the first page computes it
     // (and caches it when the reader has a cache); later pages, which carry the same revision and
     // `now`, reuse it. Each page decides candidates only as far as it needs, so every page stays
-    // within one evaluation's deadline however large the whole answer is.
+    // within one evaluation's deadline however large the whole answer is. With the index, the
+    // set comes from set algebra and most candidates are already decided.
     let key = (reader.tenant.to_string(), query, revision, now);
     let candidates = match reader.cache.and_then(|c| c.get(&key)) {
         Some(c) => c,
         None => {
-            let c: std::sync::Arc<Vec<String>> =
-                std::sync::Arc::new(reverse_reachable(reader.schema, &data, &req.subject, &req.resource_type, &req.permission).into_iter().collect());
+            let fast = match index {
+                Some(ix) => eval::resource_sets(reader.schema, ix, &req.resource_type, &req.permission, &req.subject, env)?,
+                None => None,
+            };
+            let c = match fast {
+                Some(c) => c,
+                None => reverse_reachable(reader.schema, &data, &req.subject, &req.resource_type, &req.permission).into_iter().map(|id| (id, false)).collect(),
+            };
+            let c = Arc::new(c);
             if let Some(cache) = reader.cache {
                 cache.put(key, c.clone());
             }
@@ -148,26 +161,48 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
         }
     };
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
-    let start = candidates.partition_point(|id| id.as_str() <= after.as_str());
-    let items = decide_resources(reader, req, &data, env, candidates.get(start..).unwrap_or(&[]), want)?;
+    let start = candidates.partition_point(|(id, _)| id.as_str() <= after.as_str());
+    let items = decide_resources(reader, req, &data, index, env, candidates.get(start..).unwrap_or(&[]), want)?;
     Ok(finish(reader, items, req.limit, revision, now, query, |r| r.id.clone()))
 }
 
-/// Decides candidates in order until `want` results are found.
-fn decide_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, data: &Tuples, env: Env, candidates: &[String], want: usize) -> Result<Vec<ResourceResult>, EvalError> {
+/// Decides candidates in order until `want` results are found: those the index already decided
+/// at once, the others by a point Check (fast when the index holds this revision).
+fn decide_resources(
+    reader: &Reader<'_>,
+    req: &LookupResourcesRequest,
+    data: &Tuples,
+    index: Option<&IndexGraph>,
+    env: Env,
+    candidates: &[(String, bool)],
+    want: usize,
+) -> Result<Vec<ResourceResult>, EvalError> {
     let started = std::time::Instant::now();
     let mut items = Vec::new();
-    for id in candidates {
-        if started.elapsed() > env.limits.deadline {
-            return Err(EvalError::Deadline(env.limits.deadline));
-        }
-        let resource = ObjectRef::new(req.resource_type.clone(), id.as_str());
-        let (_, v) = check::solve(reader.schema, data, reader.conditions, &resource, &req.permission, &req.subject, &req.context, env)?;
-        if !v.is_false() {
-            items.push(ResourceResult { id: id.clone(), decision: Decision::from_tri(&v) });
-            if items.len() >= want {
-                break;
+    let mut point = index.map(|ix| Point::new(reader.schema, ix, data, reader.conditions, &req.subject, &req.context, env));
+    for (id, surely) in candidates {
+        if *surely {
+            items.push(ResourceResult { id: id.clone(), decision: Decision::Has });
+        } else {
+            if started.elapsed() > env.limits.deadline {
+                return Err(EvalError::Deadline(env.limits.deadline));
             }
+            let resource = ObjectRef::new(req.resource_type.clone(), id.as_str());
+            let fast = match point.as_mut() {
+                Some(p) => p.check(&resource, &req.permission)?,
+                None => None,
+            };
+            let v = match fast {
+                Some(v) => v,
+                None => check::solve(reader.schema, data, reader.conditions, &resource, &req.permission, &req.subject, &req.context, env)?.1,
+            };
+            if v.is_false() {
+                continue;
+            }
+            items.push(ResourceResult { id: id.clone(), decision: Decision::from_tri(&v) });
+        }
+        if items.len() >= want {
+            break;
         }
     }
     Ok(items)
@@ -178,7 +213,7 @@ fn decide_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, data: &Tu
 /// [`ResultCache::ENTRIES`] sets.
 #[derive(Debug, Default)]
 pub struct ResultCache {
-    entries: std::sync::Mutex<std::collections::VecDeque<(CacheKey, std::sync::Arc<Vec<String>>)>>,
+    entries: std::sync::Mutex<std::collections::VecDeque<(CacheKey, Arc<eval::Candidates>)>>,
 }
 
 type CacheKey = (String, [u8; 16], u64, Timestamp);
@@ -186,12 +221,12 @@ type CacheKey = (String, [u8; 16], u64, Timestamp);
 impl ResultCache {
     pub const ENTRIES: usize = 16;
 
-    fn get(&self, key: &CacheKey) -> Option<std::sync::Arc<Vec<String>>> {
+    fn get(&self, key: &CacheKey) -> Option<Arc<eval::Candidates>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     }
 
-    fn put(&self, key: CacheKey, value: std::sync::Arc<Vec<String>>) {
+    fn put(&self, key: CacheKey, value: Arc<eval::Candidates>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|(k, _)| k != &key);
         entries.push_back((key, value));

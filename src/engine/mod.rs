@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-pub use check::{check, check_bulk, check_indexed};
+pub use check::{check, check_bulk, check_bulk_fast, check_fast, check_indexed};
 pub use data::{History, Tuples};
 pub use tri::Tri;
 

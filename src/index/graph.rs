@@ -1,9 +1,13 @@
 //! The relationship graph with dense ids: object ids interned to `u32` per type, unconditional
 //! edges as id sets in both directions per (resource type, relation, subject type, subject
 //! relation), wildcard edges per (resource type, relation, subject type), conditional and
-//! expiring edges in a side table (so unconditional answers stay pure set work), and Leopard
-//! closures for relations that nest in themselves (`group#member@group:x#member`) while every
-//! such edge is unconditional. Built from a relationship set and kept current change by change.
+//! expiring edges in a side table indexed both ways (so unconditional answers stay pure set
+//! work), and Leopard closures for relations that nest in themselves
+//! (`group#member@group:x#member`) while every such edge is unconditional. Built from a
+//! relationship set and kept current change by change.
+//!
+//! Lookups are by `&str` through nested maps (resource type, then relation), so reading the
+//! index never allocates.
 
 use std::collections::HashMap;
 
@@ -53,9 +57,6 @@ impl Interner {
     }
 }
 
-/// (resource type, relation, subject type, subject relation or `None` for terminal subjects).
-pub type EdgeKey = (String, String, String, Option<String>);
-
 /// Sets indexed directly by a dense id (ids are dense per type, so a vector beats a map: 16
 /// bytes a slot, no hashing).
 #[derive(Debug, Clone, Default)]
@@ -74,6 +75,11 @@ impl DenseSets {
         }
         // INVARIANT: the vector was just grown to hold index `i`.
         &mut self.0[i]
+    }
+
+    /// (id, set) for every non-empty set.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &IdSet)> + '_ {
+        self.0.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s))
     }
 
     fn heap_bytes(&self) -> usize {
@@ -103,7 +109,7 @@ impl Edges {
 
     /// Every (resource, subject) pair.
     pub fn pairs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.forward.0.iter().enumerate().flat_map(|(r, s)| s.iter().map(move |x| (r as u32, x)))
+        self.forward.iter().flat_map(|(r, s)| s.iter().map(move |x| (r, x)))
     }
 
     fn heap_bytes(&self) -> usize {
@@ -115,33 +121,170 @@ impl Edges {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SideEdge {
     pub resource: u32,
+    /// The subject's id, or [`WILDCARD`].
     pub subject: u32,
     pub caveat: Option<CaveatRef>,
     pub expiration: Option<Timestamp>,
 }
 
+/// Conditional and expiring edges of one kind, by resource and by subject.
+#[derive(Debug, Clone, Default)]
+pub struct SideEdges {
+    by_resource: HashMap<u32, Vec<SideEdge>>,
+    /// Subject id (or [`WILDCARD`]) → resources with a side edge naming it.
+    by_subject: HashMap<u32, IdSet>,
+    len: usize,
+}
+
+impl SideEdges {
+    /// The side edges of one resource.
+    pub fn of_resource(&self, resource: u32) -> &[SideEdge] {
+        self.by_resource.get(&resource).map_or(&[], Vec::as_slice)
+    }
+
+    /// Resources with a side edge naming `subject` (or [`WILDCARD`]).
+    pub fn naming(&self, subject: u32) -> Option<&IdSet> {
+        self.by_subject.get(&subject)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SideEdge> {
+        self.by_resource.values().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn insert(&mut self, e: SideEdge) {
+        self.by_subject.entry(e.subject).or_default().insert(e.resource);
+        self.by_resource.entry(e.resource).or_default().push(e);
+        self.len += 1;
+    }
+
+    fn remove(&mut self, resource: u32, subject: u32) -> bool {
+        let Some(list) = self.by_resource.get_mut(&resource) else { return false };
+        let before = list.len();
+        list.retain(|e| e.subject != subject);
+        let removed = before - list.len();
+        if list.is_empty() {
+            self.by_resource.remove(&resource);
+        }
+        if removed == 0 {
+            return false;
+        }
+        self.len -= removed;
+        if let Some(s) = self.by_subject.get_mut(&subject) {
+            s.remove(resource);
+            if s.is_empty() {
+                self.by_subject.remove(&subject);
+            }
+        }
+        true
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let edges: usize = self
+            .by_resource
+            .values()
+            .map(|v| 48 + v.capacity() * std::mem::size_of::<SideEdge>() + v.iter().map(|e| e.caveat.as_ref().map_or(0, |c| c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2)).sum::<usize>())
+            .sum();
+        edges + self.by_subject.values().map(|s| 32 + s.heap_bytes()).sum::<usize>()
+    }
+}
+
+/// The edges of one (resource type, relation) to one subject type and subject relation.
+#[derive(Debug, Clone)]
+pub struct EdgeKind {
+    pub subject_type: String,
+    /// `None` for terminal subjects (and wildcards).
+    pub subject_relation: Option<String>,
+    /// Unconditional edges.
+    pub edges: Edges,
+    /// Resources with an unconditional wildcard edge (terminal kinds only).
+    pub wildcards: IdSet,
+    /// Conditional and expiring edges, wildcards included.
+    pub side: SideEdges,
+}
+
+impl EdgeKind {
+    fn heap_bytes(&self) -> usize {
+        self.subject_type.capacity() + self.subject_relation.as_ref().map_or(0, String::capacity) + self.edges.heap_bytes() + self.wildcards.heap_bytes() + self.side.heap_bytes()
+    }
+}
+
+/// Everything the index holds about one (resource type, relation).
+#[derive(Debug, Clone, Default)]
+pub struct RelationIndex {
+    pub kinds: Vec<EdgeKind>,
+    /// The closure of self-nesting edges (`None` until the first one, or while switched off).
+    closure: Option<Closure>,
+    /// Conditional self-nesting edges: while any exists the closure is off.
+    conditional_nesting: usize,
+}
+
+impl RelationIndex {
+    fn kind_mut(&mut self, subject_type: &str, subject_relation: Option<&str>) -> &mut EdgeKind {
+        let pos = self.kinds.iter().position(|k| k.subject_type == subject_type && k.subject_relation.as_deref() == subject_relation);
+        let pos = match pos {
+            Some(p) => p,
+            None => {
+                self.kinds.push(EdgeKind {
+                    subject_type: subject_type.to_string(),
+                    subject_relation: subject_relation.map(str::to_string),
+                    edges: Edges::default(),
+                    wildcards: IdSet::default(),
+                    side: SideEdges::default(),
+                });
+                self.kinds.len() - 1
+            }
+        };
+        // INVARIANT: `pos` indexes an existing kind (found, or just pushed).
+        #[expect(clippy::indexing_slicing, reason = "pos was found in or pushed onto the vector")]
+        &mut self.kinds[pos]
+    }
+
+    pub fn kind(&self, subject_type: &str, subject_relation: Option<&str>) -> Option<&EdgeKind> {
+        self.kinds.iter().find(|k| k.subject_type == subject_type && k.subject_relation.as_deref() == subject_relation)
+    }
+
+    /// Whether the closure is valid (every self-nesting edge is unconditional).
+    pub fn closure_enabled(&self) -> bool {
+        self.conditional_nesting == 0
+    }
+
+    /// The closure, when it is valid and some self-nesting edge exists.
+    pub fn closure(&self) -> Option<&Closure> {
+        self.closure.as_ref().filter(|_| self.closure_enabled())
+    }
+
+    /// Whether `inner` is `outer` or nested below it; `None` while the closure is off.
+    pub fn reaches(&self, outer: u32, inner: u32) -> Option<bool> {
+        if !self.closure_enabled() {
+            return None;
+        }
+        Some(outer == inner || self.closure.as_ref().is_some_and(|c| c.reaches(outer, inner)))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.kinds.capacity() * std::mem::size_of::<EdgeKind>() + self.kinds.iter().map(EdgeKind::heap_bytes).sum::<usize>()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct IndexGraph {
     pub types: HashMap<String, Interner>,
-    pub edges: HashMap<EdgeKey, Edges>,
-    /// (resource type, relation, subject type) → resources with an unconditional wildcard.
-    pub wildcards: HashMap<(String, String, String), IdSet>,
-    /// Conditional or expiring edges (wildcards have subject id `u32::MAX`).
-    pub side: HashMap<EdgeKey, Vec<SideEdge>>,
-    /// Closures of self-nesting relations: (type, relation) → closure over that type's ids.
-    pub closures: HashMap<(String, String), Closure>,
-    /// Self-nesting relations whose closure is off because a conditional edge nests them.
-    pub closure_disabled: HashMap<(String, String), usize>,
+    /// Resource type → relation → its edges.
+    relations: HashMap<String, HashMap<String, RelationIndex>>,
     /// Set updates made by changes so far (edges, wildcards, closures).
     pub updates: u64,
 }
 
 /// The subject id used for wildcard edges in the side table.
 pub const WILDCARD: u32 = u32::MAX;
-
-fn key(r: &Relationship) -> EdgeKey {
-    (r.resource.ty.clone(), r.relation.clone(), r.subject.object.ty.clone(), r.subject.relation.clone())
-}
 
 impl IndexGraph {
     pub fn new() -> IndexGraph {
@@ -160,8 +303,16 @@ impl IndexGraph {
         self.types.get(&o.ty).and_then(|i| i.get(&o.id))
     }
 
+    /// The id of `id` in type `ty`, if interned.
+    pub fn id_of(&self, ty: &str, id: &str) -> Option<u32> {
+        self.types.get(ty).and_then(|i| i.get(id))
+    }
+
     fn intern(&mut self, o: &ObjectRef) -> u32 {
-        self.types.entry(o.ty.clone()).or_default().intern(&o.id)
+        match self.types.get_mut(&o.ty) {
+            Some(i) => i.intern(&o.id),
+            None => self.types.entry(o.ty.clone()).or_default().intern(&o.id),
+        }
     }
 
     /// Whether the relationship nests a relation in itself (`group:a#member@group:b#member`).
@@ -169,138 +320,131 @@ impl IndexGraph {
         r.subject.object.ty == r.resource.ty && r.subject.relation.as_deref() == Some(r.relation.as_str())
     }
 
+    fn relation_mut(&mut self, ty: &str, relation: &str) -> &mut RelationIndex {
+        self.relations.entry(ty.to_string()).or_default().entry(relation.to_string()).or_default()
+    }
+
+    /// The index of one (resource type, relation), if it has ever had an edge.
+    pub fn relation(&self, ty: &str, relation: &str) -> Option<&RelationIndex> {
+        self.relations.get(ty)?.get(relation)
+    }
+
     /// Adds a relationship (replacing nothing: callers remove the old row of a touch first).
     pub fn insert(&mut self, r: &Relationship) {
         let res = self.intern(&r.resource);
         let conditional = r.caveat.is_some() || r.expiration.is_some();
-        if r.subject.is_wildcard() {
-            if conditional {
-                self.side.entry(key(r)).or_default().push(SideEdge { resource: res, subject: WILDCARD, caveat: r.caveat.clone(), expiration: r.expiration });
-            } else {
-                let w = self.wildcards.entry((r.resource.ty.clone(), r.relation.clone(), r.subject.object.ty.clone())).or_default();
-                self.updates += u64::from(w.insert(res));
-            }
-            return;
-        }
-        let subj = self.intern(&r.subject.object);
+        let subj = if r.subject.is_wildcard() { WILDCARD } else { self.intern(&r.subject.object) };
         let nests = Self::self_nesting(r);
+        let ri = self.relation_mut(&r.resource.ty, &r.relation);
+        let kind = ri.kind_mut(&r.subject.object.ty, r.subject.relation.as_deref());
+        let mut updates = 0;
         if conditional {
-            self.side.entry(key(r)).or_default().push(SideEdge { resource: res, subject: subj, caveat: r.caveat.clone(), expiration: r.expiration });
+            kind.side.insert(SideEdge { resource: res, subject: subj, caveat: r.caveat.clone(), expiration: r.expiration });
             if nests {
                 // A closure may only summarize unconditional nesting: switch it off.
-                let k = (r.resource.ty.clone(), r.relation.clone());
-                *self.closure_disabled.entry(k.clone()).or_default() += 1;
-                self.closures.remove(&k);
+                ri.conditional_nesting += 1;
+                ri.closure = None;
             }
-            return;
-        }
-        self.updates += self.edges.entry(key(r)).or_default().insert(res, subj);
-        if nests {
-            let k = (r.resource.ty.clone(), r.relation.clone());
-            if !self.closure_disabled.contains_key(&k) {
-                let c = self.closures.entry(k).or_default();
-                self.updates += c.add_edge(res, subj);
+        } else if subj == WILDCARD {
+            updates += u64::from(kind.wildcards.insert(res));
+        } else {
+            updates += kind.edges.insert(res, subj);
+            if nests && ri.closure_enabled() {
+                updates += ri.closure.get_or_insert_with(Closure::new).add_edge(res, subj);
             }
         }
+        self.updates += updates;
     }
 
     /// Removes the row with this relationship's resource, relation and subject.
     pub fn remove(&mut self, r: &Relationship) {
-        let (Some(res), subj) = (self.id(&r.resource), if r.subject.is_wildcard() { Some(WILDCARD) } else { self.id(&r.subject.object) }) else {
-            return;
-        };
+        let Some(res) = self.id(&r.resource) else { return };
+        let subj = if r.subject.is_wildcard() { Some(WILDCARD) } else { self.id(&r.subject.object) };
         let Some(subj) = subj else { return };
-        let k = key(r);
+        let nests = Self::self_nesting(r);
+        let Some(ri) = self.relations.get_mut(&r.resource.ty).and_then(|m| m.get_mut(&r.relation)) else { return };
+        let Some(pos) = ri.kinds.iter().position(|k| k.subject_type == r.subject.object.ty && k.subject_relation == r.subject.relation) else { return };
+        let mut updates = 0;
         // The row may be in the side table (conditional) or in the sets (unconditional).
-        let mut was_conditional = false;
-        if let Some(list) = self.side.get_mut(&k) {
-            let before = list.len();
-            list.retain(|e| !(e.resource == res && e.subject == subj));
-            was_conditional = list.len() != before;
-            if list.is_empty() {
-                self.side.remove(&k);
-            }
-        }
-        let ck = (r.resource.ty.clone(), r.relation.clone());
+        let was_conditional = ri.kinds.get_mut(pos).is_some_and(|k| k.side.remove(res, subj));
         if was_conditional {
-            if Self::self_nesting(r) {
-                let left = self.closure_disabled.get_mut(&ck).map(|n| {
-                    *n -= 1;
-                    *n
-                });
-                if left == Some(0) {
-                    self.closure_disabled.remove(&ck);
-                    self.rebuild_closure(&ck);
+            if nests {
+                ri.conditional_nesting = ri.conditional_nesting.saturating_sub(1);
+                if ri.conditional_nesting == 0 {
+                    // Recompute the closure from the unconditional self-nesting edges.
+                    let mut c = Closure::new();
+                    if let Some(k) = ri.kinds.get(pos) {
+                        for (p, ch) in k.edges.pairs() {
+                            c.add_edge(p, ch);
+                        }
+                    }
+                    updates += c.updates;
+                    ri.closure = Some(c);
                 }
             }
-            return;
-        }
-        if r.subject.is_wildcard() {
-            if let Some(w) = self.wildcards.get_mut(&(r.resource.ty.clone(), r.relation.clone(), r.subject.object.ty.clone())) {
-                self.updates += u64::from(w.remove(res));
-            }
-            return;
-        }
-        if let Some(e) = self.edges.get_mut(&k) {
-            self.updates += e.remove(res, subj);
-        }
-        if Self::self_nesting(r) {
-            if let Some(c) = self.closures.get_mut(&ck) {
-                self.updates += c.remove_edge(res, subj);
+        } else if let Some(k) = ri.kinds.get_mut(pos) {
+            if subj == WILDCARD {
+                updates += u64::from(k.wildcards.remove(res));
+            } else {
+                updates += k.edges.remove(res, subj);
+                if nests && ri.conditional_nesting == 0 {
+                    if let Some(c) = ri.closure.as_mut() {
+                        updates += c.remove_edge(res, subj);
+                    }
+                }
             }
         }
-    }
-
-    /// Recomputes a closure from the unconditional self-nesting edges.
-    fn rebuild_closure(&mut self, ck: &(String, String)) {
-        let mut c = Closure::new();
-        let k: EdgeKey = (ck.0.clone(), ck.1.clone(), ck.0.clone(), Some(ck.1.clone()));
-        if let Some(e) = self.edges.get(&k) {
-            for (res, subj) in e.pairs() {
-                c.add_edge(res, subj);
-            }
-        }
-        self.updates += c.updates;
-        self.closures.insert(ck.clone(), c);
+        self.updates += updates;
     }
 
     /// The name of an interned id.
-    pub fn name(&self, ty: &str, id: u32) -> Option<String> {
-        self.types.get(ty).and_then(|i| i.name(id)).map(str::to_string)
+    pub fn name(&self, ty: &str, id: u32) -> Option<&str> {
+        self.types.get(ty).and_then(|i| i.name(id))
+    }
+
+    /// The closure of a self-nesting relation, while it is valid and some nesting edge exists.
+    pub fn closure(&self, ty: &str, relation: &str) -> Option<&Closure> {
+        self.relation(ty, relation)?.closure()
+    }
+
+    /// Every closure kept: (type, relation, closure).
+    pub fn closures(&self) -> impl Iterator<Item = (&str, &str, &Closure)> {
+        self.relations.iter().flat_map(|(ty, m)| m.iter().filter_map(move |(rel, ri)| ri.closure().map(|c| (ty.as_str(), rel.as_str(), c))))
     }
 
     /// `object` and every object nested below it in `ty#relation`, from the closure; `None`
     /// while a conditional nesting edge switches the closure off.
     pub fn nested(&self, ty: &str, relation: &str, object: u32) -> Option<Vec<u32>> {
-        let k = (ty.to_string(), relation.to_string());
-        if self.closure_disabled.contains_key(&k) {
+        let ri = self.relation(ty, relation);
+        if ri.is_some_and(|r| !r.closure_enabled()) {
             return None;
         }
         let mut out = vec![object];
-        if let Some(d) = self.closures.get(&k).and_then(|c| c.descendants(object)) {
+        if let Some(d) = ri.and_then(RelationIndex::closure).and_then(|c| c.descendants(object)) {
             out.extend(d.iter().filter(|x| *x != object));
         }
         Some(out)
     }
 
-    /// Resources `ty:?#relation` that name `subject_type:subject` directly and unconditionally.
-    pub fn reverse(&self, ty: &str, relation: &str, subject_type: &str, subject: u32) -> Option<&IdSet> {
-        let k: EdgeKey = (ty.to_string(), relation.to_string(), subject_type.to_string(), None);
-        self.edges.get(&k)?.reverse.get(subject)
+    /// The edge kind `ty:?#relation@subject_type:?#subject_relation`.
+    pub fn kind(&self, ty: &str, relation: &str, subject_type: &str, subject_relation: Option<&str>) -> Option<&EdgeKind> {
+        self.relation(ty, relation)?.kind(subject_type, subject_relation)
     }
 
-    /// Conditional and expiring edges `ty:?#relation@subject_type:?` (terminal subjects and
-    /// wildcards).
-    pub fn side_edges(&self, ty: &str, relation: &str, subject_type: &str) -> &[SideEdge] {
-        let k: EdgeKey = (ty.to_string(), relation.to_string(), subject_type.to_string(), None);
-        self.side.get(&k).map_or(&[], Vec::as_slice)
+    /// Resources `ty:?#relation` that name `subject_type:subject` directly and unconditionally.
+    pub fn reverse(&self, ty: &str, relation: &str, subject_type: &str, subject: u32) -> Option<&IdSet> {
+        self.kind(ty, relation, subject_type, None)?.edges.reverse.get(subject)
+    }
+
+    /// Resources `ty:?#relation` with an unconditional wildcard `subject_type:*`.
+    pub fn wildcard(&self, ty: &str, relation: &str, subject_type: &str) -> Option<&IdSet> {
+        self.kind(ty, relation, subject_type, None).map(|k| &k.wildcards).filter(|w| !w.is_empty())
     }
 
     /// Unconditional subjects of `resource#relation` of one subject type and relation.
     pub fn subjects(&self, resource: &ObjectRef, relation: &str, subject_type: &str, subject_relation: Option<&str>) -> Option<&IdSet> {
         let res = self.id(resource)?;
-        let k: EdgeKey = (resource.ty.clone(), relation.to_string(), subject_type.to_string(), subject_relation.map(str::to_string));
-        self.edges.get(&k)?.forward.get(res)
+        self.kind(&resource.ty, relation, subject_type, subject_relation)?.edges.forward.get(res)
     }
 
     /// Whether `subject` is named by an unconditional relationship `resource#relation@subject`.
@@ -309,20 +453,24 @@ impl IndexGraph {
         self.subjects(resource, relation, &subject.object.ty, subject.relation.as_deref()).is_some_and(|set| set.contains(s))
     }
 
+    /// Conditional and expiring edges held.
+    pub fn side_len(&self) -> usize {
+        self.relations.values().flat_map(|m| m.values()).flat_map(|ri| &ri.kinds).map(|k| k.side.len()).sum()
+    }
+
     /// Bytes of heap the index holds (interners, edge maps and sets, wildcards, side table,
     /// closures), counted from capacities.
     pub fn heap_bytes(&self) -> usize {
         self.memory().iter().map(|(_, b)| b).sum()
     }
 
-    /// Heap bytes by part: interners, edges, wildcards, side table, closures.
-    pub fn memory(&self) -> [(&'static str, usize); 5] {
+    /// Heap bytes by part: interners, edges (with wildcards and the side table), closures.
+    pub fn memory(&self) -> [(&'static str, usize); 3] {
         let interners: usize = self.types.values().map(Interner::heap_bytes).sum();
-        let edges: usize = self.edges.values().map(Edges::heap_bytes).sum();
-        let wildcards: usize = self.wildcards.values().map(IdSet::heap_bytes).sum();
-        let side: usize = self.side.values().map(|v| v.capacity() * std::mem::size_of::<SideEdge>() + v.iter().map(|e| e.caveat.as_ref().map_or(0, |c| c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2)).sum::<usize>()).sum();
-        let closures: usize = self.closures.values().map(|c| c.heap_bytes()).sum();
-        [("interners", interners), ("edges", edges), ("wildcards", wildcards), ("side_table", side), ("closures", closures)]
+        let ris = || self.relations.values().flat_map(|m| m.values());
+        let edges: usize = ris().map(RelationIndex::heap_bytes).sum();
+        let closures: usize = ris().filter_map(|r| r.closure.as_ref()).map(Closure::heap_bytes).sum();
+        [("interners", interners), ("edges", edges), ("closures", closures)]
     }
 }
 
@@ -341,24 +489,30 @@ mod tests {
             g.insert(&rel(r));
         }
         let id = |g: &IndexGraph, o: &str| g.id(&ObjectRef::parse(o, false).unwrap()).unwrap();
-        let c = &g.closures[&("group".to_string(), "member".to_string())];
+        let c = g.closure("group", "member").unwrap();
         assert!(c.reaches(id(&g, "group:a"), id(&g, "group:c")));
         assert!(g.has_edge(&ObjectRef::new("group", "c"), "member", &SubjectRef::parse("user:ann").unwrap()));
-        assert!(g.wildcards[&("doc".into(), "viewer".into(), "user".into())].contains(id(&g, "doc:1")));
+        assert!(g.wildcard("doc", "viewer", "user").unwrap().contains(id(&g, "doc:1")));
         assert!(!g.has_edge(&ObjectRef::new("doc", "1"), "viewer", &SubjectRef::parse("user:bob").unwrap()));
-        assert_eq!(g.side.values().map(Vec::len).sum::<usize>(), 1);
+        assert_eq!(g.side_len(), 1);
+        let side = &g.kind("doc", "viewer", "user", None).unwrap().side;
+        assert!(side.naming(id(&g, "user:bob")).unwrap().contains(id(&g, "doc:1")));
+        assert_eq!(side.of_resource(id(&g, "doc:1")).len(), 1);
 
         // A conditional nesting edge switches the closure off; removing it brings it back.
         g.insert(&rel("group:c#member@group:d#member[cav]"));
-        assert!(!g.closures.contains_key(&("group".to_string(), "member".to_string())));
+        assert!(g.closure("group", "member").is_none());
+        assert!(g.nested("group", "member", id(&g, "group:a")).is_none());
         g.remove(&rel("group:c#member@group:d#member"));
-        let c = &g.closures[&("group".to_string(), "member".to_string())];
+        let c = g.closure("group", "member").unwrap();
         assert!(c.reaches(id(&g, "group:a"), id(&g, "group:c")));
 
         g.remove(&rel("group:b#member@group:c#member"));
-        let c = &g.closures[&("group".to_string(), "member".to_string())];
+        let c = g.closure("group", "member").unwrap();
         assert!(!c.reaches(id(&g, "group:a"), id(&g, "group:c")));
         assert!(c.reaches(id(&g, "group:a"), id(&g, "group:b")));
+        g.remove(&rel("doc:1#viewer@user:bob"));
+        assert_eq!(g.side_len(), 0);
         assert!(g.updates > 0);
         assert!(g.heap_bytes() > 0);
     }

@@ -1,7 +1,8 @@
 //! The agreement checks SpiceDB's harness makes for every validation file: over every
 //! (resource, permission, subject) triple built from the types, ids and subjects seen in the
 //! file, Check, CheckBulk, LookupResources (unpaged and with pages of 2), LookupSubjects (the
-//! same) and the recursive expansion must give the same answers.
+//! same) and the recursive expansion must give the same answers; Check, CheckBulk and
+//! LookupResources are made both by the reference evaluator and on the fast path (the index).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,10 +61,13 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
     let seen = seen(file);
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
-    let reader = Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "", cache: None };
-    // Paged lookups read through a result cache, unpaged ones decide directly: both paths agree.
+    let reader = Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
+    // The fast path reads the index at the history's head revision. Paged lookups read through
+    // a result cache, unpaged ones decide directly: every path agrees.
+    let index = crate::index::IndexGraph::build(file.tuples.iter());
+    let fast = Reader { index: Some((history.head().0, &index)), ..reader };
     let cache = crate::engine::lookup::ResultCache::default();
-    let cached = Reader { cache: Some(&cache), ..reader };
+    let cached = Reader { cache: Some(&cache), ..fast };
     let none = Map::new();
     let fail = |report: &mut FileReport, what: String, detail: String| report.failures.push(Failure { what, detail });
 
@@ -87,7 +91,8 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                     return;
                 }
                 let bulk = engine::check_bulk(&file.schema, &file.tuples, conditions, &reqs, env);
-                for (req, bulk_answer) in reqs.iter().zip(bulk) {
+                let bulk_fast = engine::check_bulk_fast(&file.schema, &file.tuples, &index, conditions, &reqs, env);
+                for ((req, bulk_answer), bulk_fast) in reqs.iter().zip(bulk).zip(bulk_fast) {
                     let triple = format!("{}#{}@{}", req.resource, req.permission, req.subject);
                     report.agreement_checks += 1;
                     let single = match engine::check(&file.schema, &file.tuples, conditions, req, env) {
@@ -100,6 +105,10 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                     };
                     if bulk_answer.as_ref() != Ok(&single) {
                         fail(report, format!("CheckBulk `{triple}`"), format!("CheckBulk gave {bulk_answer:?}, Check gave {single}"));
+                    }
+                    let fast_single = engine::check_fast(&file.schema, &file.tuples, &index, conditions, req, env);
+                    if fast_single.as_ref() != Ok(&single) || bulk_fast.as_ref() != Ok(&single) {
+                        fail(report, format!("fast Check `{triple}`"), format!("fast Check gave {fast_single:?}, fast CheckBulk {bulk_fast:?}, reference Check {single}"));
                     }
                     decisions.insert((req.resource.clone(), req.permission.clone(), req.subject.clone()), single);
                 }
@@ -139,6 +148,11 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                 };
                 if unpaged != expected {
                     fail(report, what.clone(), diff_resources(&expected, &unpaged));
+                }
+                match lookup_resources(&fast, &req, env.now) {
+                    Ok(p) if p.items == expected => {}
+                    Ok(p) => fail(report, format!("{what} (fast path)"), diff_resources(&expected, &p.items)),
+                    Err(e) => fail(report, format!("{what} (fast path)"), format!("error: {e}")),
                 }
                 req.limit = Some(2);
                 match all_pages(|cursor| {

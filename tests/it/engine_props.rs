@@ -144,9 +144,27 @@ proptest! {
                         let got = engine::check(&schema, &tuples, &conditions, &req, Env::new(now));
                         let indexed = engine::check_indexed(&schema, &tuples, &index, &conditions, &req, Env::new(now));
                         prop_assert_eq!(&indexed, &got, "indexed: {}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+                        let fast = engine::check_fast(&schema, &tuples, &index, &conditions, &req, Env::new(now));
+                        prop_assert_eq!(&fast, &got, "fast: {}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                         let want = oracle.check(&resource, p, &s, &ctx);
                         prop_assert_eq!(got.map_err(|e| e.to_string()), want, "{}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                     }
+                }
+            }
+        }
+        // LookupResources with the request's context: the fast path (sets over the index, point
+        // Checks for the undecided) equals the reference.
+        let history = History::new(tuples.clone());
+        let key = CursorKey::random();
+        let reference = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None, index: None };
+        let fast = Reader { index: Some((history.head().0, &index)), ..reference };
+        for s in subjects(&tuples) {
+            for t in TYPES {
+                for p in ["r1", "r2", "p1", "p2"] {
+                    let req = LookupResourcesRequest { resource_type: t.into(), permission: p.into(), subject: s.clone(), context: ctx.clone(), limit: None, cursor: None };
+                    let want = lookup_resources(&reference, &req, now).map(|p| p.items).map_err(|e| e.to_string());
+                    let got = lookup_resources(&fast, &req, now).map(|p| p.items).map_err(|e| e.to_string());
+                    prop_assert_eq!(got, want, "fast LookupResources {}#{}@{}\n{}\n{:#?}", t, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                 }
             }
         }
@@ -170,13 +188,16 @@ proptest! {
         for s in [SubjectRef::parse("user:u0").unwrap(), SubjectRef::parse("user:u1").unwrap()] {
             for perm in ["p1", "p2"] {
                 let mut req = LookupResourcesRequest { resource_type: "aa".into(), permission: perm.into(), subject: s.clone(), context: Map::new(), limit: None, cursor: None };
-                let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None };
+                let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None, index: None };
                 let full = lookup_resources(&reader, &req, now).unwrap();
                 req.limit = Some(page);
                 let mut got = Vec::new();
                 let mut n = 0;
                 loop {
-                    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache };
+                    // Pages read the index at the head when their revision is the head's.
+                    let (head, data) = history.head();
+                    let index = pemba::index::IndexGraph::build(data.iter());
+                    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache, index: Some((head, &index)) };
                     let p = lookup_resources(&reader, &req, now).unwrap();
                     prop_assert_eq!(p.revision, full.revision);
                     got.extend(p.items);
@@ -194,7 +215,7 @@ proptest! {
             }
         }
         // LookupSubjects pages the same way.
-        let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None };
+        let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None, index: None };
         for i in 0..3 {
             let mut req = LookupSubjectsRequest { resource: ObjectRef::new("aa", format!("a{i}")), permission: "p1".into(), subject_type: "user".into(), subject_relation: None, context: Map::new(), limit: None, cursor: None };
             let full = lookup_subjects(&reader, &req, now).unwrap();
@@ -223,7 +244,7 @@ fn a_cursor_from_another_query_or_tenant_is_rejected() {
     .unwrap();
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
-    let reader = Reader { schema: &file.schema, conditions: &conditions, history: &history, key: &key, tenant: "acme", cache: None };
+    let reader = Reader { schema: &file.schema, conditions: &conditions, history: &history, key: &key, tenant: "acme", cache: None, index: None };
     let mut req = LookupResourcesRequest { resource_type: "doc".into(), permission: "viewer".into(), subject: SubjectRef::parse("user:tom").unwrap(), context: Map::new(), limit: Some(1), cursor: None };
     let first = lookup_resources(&reader, &req, Timestamp::now()).unwrap();
     assert_eq!(first.items.len(), 1);

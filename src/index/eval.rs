@@ -1,0 +1,690 @@
+//! The fast evaluator: Check and LookupResources over the index's dense ids and id sets, with
+//! the reference evaluator's semantics.
+//!
+//! Check (`check`) walks `object#member` nodes depth first over interned ids, memoizing each
+//! node's three-valued value, trying a permission's cheap terms first and stopping a union at
+//! the first yes and an intersection or exclusion at the first no. Relations that nest only in
+//! themselves are answered from the Leopard closure (one intersection with the subject's direct
+//! groups). Why this equals the reference's least fixpoint: when the walk meets no node that is
+//! still being evaluated, the nodes it visits form a DAG, and on a DAG the least fixpoint is
+//! exactly bottom-up evaluation; short-circuits skip only operands that cannot change the value
+//! (`True ∨ x = True`, `False ∧ x = False`, `False − x = False`). When the walk does meet a
+//! node still in progress (a cycle in the data), or exceeds its frame budget, it gives up and
+//! the caller asks the reference evaluator, which solves cycles by Kleene iteration.
+//!
+//! LookupResources (`resource_sets`) computes, for every schema node the permission depends on,
+//! two bitmaps of object ids: `yes` (surely true: derived from unconditional edges only) and
+//! `maybe` (possibly true or conditional: caveated and expiring edges counted as present), by
+//! set algebra over the schema's equations, each strongly connected group of nodes iterated to
+//! its least fixpoint. `yes ⊆ true ⊆ true ∪ conditional ⊆ maybe` holds node by node (for
+//! `a − b`: `yes = yes(a) − maybe(b)`, `maybe = maybe(a) − yes(b)`), so objects in `yes` are
+//! answered at once and only `maybe − yes` needs a point Check.
+//!
+//! Differences from the reference, both deliberate: a caveat whose value cannot change the
+//! answer is not evaluated (so its errors are not reported), and work is counted differently.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
+
+use roaring::RoaringBitmap;
+use serde_json::{Map, Value};
+
+use super::graph::{EdgeKind, IndexGraph, RelationIndex, WILDCARD};
+use crate::conditions::{self, Conditions, Outcome};
+use crate::engine::{Env, EvalError, Tri, Tuples};
+use crate::model::{CaveatRef, ObjectRef, SubjectRef};
+use crate::schema::ast::ArrowKind;
+use crate::schema::{AllowedKind, CompiledSchema, Definition, Relation, Rewrite};
+
+/// Most nested evaluation frames (nodes plus expression levels) one point Check may use before
+/// handing the request to the reference evaluator, which does not recurse on the native stack.
+pub const MAX_FRAMES: usize = 400;
+
+/// Why the fast path stopped.
+enum Stop {
+    /// A cycle or the frame budget: the reference evaluator must answer.
+    Fallback,
+    Error(EvalError),
+}
+
+impl From<EvalError> for Stop {
+    fn from(e: EvalError) -> Self {
+        Stop::Error(e)
+    }
+}
+
+/// A multiplicative hash for the memo's small integer keys.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+enum Slot {
+    InProgress,
+    Done(Tri),
+}
+
+/// A node: the address of the schema's relation or permission (stable while the schema is
+/// borrowed) and the object's dense id.
+type NodeKey = (usize, u32);
+
+/// One subject's point evaluations. Reusable across Checks with the same subject, context and
+/// `now` (CheckBulk): memoized node values stay valid.
+pub struct Point<'a> {
+    schema: &'a CompiledSchema,
+    ix: &'a IndexGraph,
+    data: &'a Tuples,
+    conditions: &'a Conditions,
+    subject: &'a SubjectRef,
+    /// The subject object's dense id (`None`: a wildcard, or an object no relationship names).
+    sid: Option<u32>,
+    context: &'a Map<String, Value>,
+    env: Env,
+    started: Instant,
+    work: usize,
+    frames: usize,
+    memo: HashMap<NodeKey, Slot, BuildHasherDefault<IdHasher>>,
+}
+
+impl<'a> Point<'a> {
+    pub fn new(
+        schema: &'a CompiledSchema,
+        ix: &'a IndexGraph,
+        data: &'a Tuples,
+        conditions: &'a Conditions,
+        subject: &'a SubjectRef,
+        context: &'a Map<String, Value>,
+        env: Env,
+    ) -> Point<'a> {
+        let sid = if subject.is_wildcard() { None } else { ix.id(&subject.object) };
+        Point { schema, ix, data, conditions, subject, sid, context, env, started: Instant::now(), work: 0, frames: 0, memo: HashMap::default() }
+    }
+
+    /// `resource#permission` for this subject: `Ok(None)` when the reference evaluator must
+    /// answer (a cycle in the data, the frame budget, or a resource no relationship names).
+    /// The request must already be validated against the schema.
+    pub fn check(&mut self, resource: &ObjectRef, permission: &str) -> Result<Option<Tri>, EvalError> {
+        let Some(def) = self.schema.definition(&resource.ty) else { return Ok(None) };
+        let Some(id) = self.ix.id(resource) else { return Ok(None) };
+        self.started = Instant::now();
+        self.work = 0;
+        self.frames = 0;
+        match self.node(def, permission, id) {
+            Ok(v) => Ok(Some(v)),
+            Err(Stop::Fallback) => {
+                // Values computed before the stop are exact, but nodes left in progress are not
+                // values: forget them so a later Check on this evaluator starts clean.
+                self.memo.retain(|_, s| matches!(s, Slot::Done(_)));
+                Ok(None)
+            }
+            Err(Stop::Error(e)) => {
+                self.memo.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn step(&mut self, n: usize) -> Result<(), Stop> {
+        self.work += n;
+        if self.work > self.env.limits.max_work {
+            return Err(EvalError::WorkLimit(self.env.limits.max_work).into());
+        }
+        if self.work % 1024 < n && self.started.elapsed() > self.env.limits.deadline {
+            return Err(EvalError::Deadline(self.env.limits.deadline).into());
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self) -> Result<(), Stop> {
+        self.frames += 1;
+        if self.frames > MAX_FRAMES { Err(Stop::Fallback) } else { Ok(()) }
+    }
+
+    fn node(&mut self, def: &'a Definition, member: &str, id: u32) -> Result<Tri, Stop> {
+        let s = self.subject;
+        if s.relation.as_deref() == Some(member) && s.object.ty == def.name && self.sid == Some(id) {
+            return Ok(Tri::True);
+        }
+        enum M<'s> {
+            Rel(&'s Relation),
+            Perm(&'s Rewrite),
+        }
+        let (addr, m) = if let Some(r) = def.relations.get(member) {
+            (r as *const Relation as usize, M::Rel(r))
+        } else if let Some(p) = def.permissions.get(member) {
+            (p as *const _ as usize, M::Perm(&p.rewrite))
+        } else {
+            return Ok(Tri::False);
+        };
+        match self.memo.get(&(addr, id)) {
+            Some(Slot::Done(v)) => return Ok(v.clone()),
+            Some(Slot::InProgress) => return Err(Stop::Fallback),
+            None => {}
+        }
+        self.step(1)?;
+        self.enter()?;
+        self.memo.insert((addr, id), Slot::InProgress);
+        let v = match m {
+            M::Rel(r) => self.relation(def, r, id)?,
+            M::Perm(rw) => self.rewrite(def, rw, id)?,
+        };
+        self.frames -= 1;
+        self.memo.insert((addr, id), Slot::Done(v.clone()));
+        Ok(v)
+    }
+
+    fn relation(&mut self, def: &'a Definition, r: &'a Relation, id: u32) -> Result<Tri, Stop> {
+        let Some(ri) = self.ix.relation(&def.name, &r.name) else { return Ok(Tri::False) };
+        let nests_only_in_itself = r.allowed.iter().all(|a| match &a.kind {
+            AllowedKind::Relation(x) => a.ty == def.name && x == &r.name,
+            _ => true,
+        });
+        if nests_only_in_itself && ri.closure_enabled() {
+            return self.closure_value(def, r, ri, id);
+        }
+        let s = self.subject;
+        let schema = self.schema;
+        if s.relation.is_none() {
+            if let Some(k) = ri.kind(&s.object.ty, None) {
+                let named = self.sid.is_some_and(|sid| k.edges.forward.get(id).is_some_and(|set| set.contains(sid)));
+                if named || k.wildcards.contains(id) {
+                    return Ok(Tri::True);
+                }
+            }
+        }
+        let mut acc = Tri::False;
+        for k in &ri.kinds {
+            let (Some(sr), Some(set)) = (&k.subject_relation, k.edges.forward.get(id)) else { continue };
+            let Some(sdef) = schema.definition(&k.subject_type) else { continue };
+            self.step(set.len())?;
+            for x in set.iter() {
+                acc = acc.or(self.node(sdef, sr, x)?);
+                if acc.is_true() {
+                    return Ok(acc);
+                }
+            }
+        }
+        for k in &ri.kinds {
+            for e in k.side.of_resource(id) {
+                if e.expiration.is_some_and(|x| x <= self.env.now) {
+                    continue;
+                }
+                self.step(1)?;
+                let reach = match &k.subject_relation {
+                    Some(sr) if e.subject != WILDCARD => match schema.definition(&k.subject_type) {
+                        Some(sdef) => self.node(sdef, sr, e.subject)?,
+                        None => Tri::False,
+                    },
+                    Some(_) => Tri::False,
+                    None if s.relation.is_some() || k.subject_type != s.object.ty => Tri::False,
+                    None if e.subject == WILDCARD || Some(e.subject) == self.sid => Tri::True,
+                    None => Tri::False,
+                };
+                if reach.is_false() {
+                    continue;
+                }
+                let c = match &e.caveat {
+                    Some(c) => self.caveat(c, &def.name, id, k, e.subject)?,
+                    None => Tri::True,
+                };
+                acc = acc.or(reach.and(c));
+                if acc.is_true() {
+                    return Ok(acc);
+                }
+            }
+        }
+        Ok(acc)
+    }
+
+    /// A relation that nests only in itself, while its closure is valid: the subject holds it on
+    /// `id` when a relationship of `id` or of an object nested below it names the subject (or
+    /// its type's wildcard); conditional edges add their caveats' values.
+    fn closure_value(&mut self, def: &'a Definition, r: &'a Relation, ri: &'a RelationIndex, id: u32) -> Result<Tri, Stop> {
+        let s = self.subject;
+        let reaches = |x: u32| ri.reaches(id, x).unwrap_or(false);
+        if let Some(sr) = &s.relation {
+            // A subject set is reached when it is this object or one nested below it (the node
+            // itself was matched by the caller).
+            let hit = s.object.ty == def.name && sr == &r.name && self.sid.is_some_and(reaches);
+            return Ok(if hit { Tri::True } else { Tri::False });
+        }
+        let Some(k) = ri.kind(&s.object.ty, None) else { return Ok(Tri::False) };
+        let below = ri.closure().and_then(|c| c.descendants(id)).map_or(0, |d| d.len()) + 1;
+        let any_in = |set: &super::IdSet| -> bool {
+            if set.len() <= below {
+                set.iter().any(reaches)
+            } else {
+                set.contains(id) || ri.closure().and_then(|c| c.descendants(id)).is_some_and(|d| d.iter().any(|x| set.contains(x)))
+            }
+        };
+        if let Some(direct) = self.sid.and_then(|sid| k.edges.reverse.get(sid)) {
+            self.step(direct.len().min(below))?;
+            if any_in(direct) {
+                return Ok(Tri::True);
+            }
+        }
+        if any_in(&k.wildcards) {
+            return Ok(Tri::True);
+        }
+        let mut acc = Tri::False;
+        for who in [self.sid, Some(WILDCARD)].into_iter().flatten() {
+            let Some(resources) = k.side.naming(who) else { continue };
+            for res in resources.iter().filter(|x| reaches(*x)) {
+                for e in k.side.of_resource(res).iter().filter(|e| e.subject == who) {
+                    if e.expiration.is_some_and(|x| x <= self.env.now) {
+                        continue;
+                    }
+                    self.step(1)?;
+                    let c = match &e.caveat {
+                        Some(c) => self.caveat(c, &def.name, res, k, e.subject)?,
+                        None => Tri::True,
+                    };
+                    acc = acc.or(c);
+                    if acc.is_true() {
+                        return Ok(acc);
+                    }
+                }
+            }
+        }
+        Ok(acc)
+    }
+
+    /// How cheap an operand is to evaluate, for ordering a union's or intersection's operands.
+    fn cost(def: &Definition, rw: &Rewrite) -> u8 {
+        match rw {
+            Rewrite::Nil => 0,
+            Rewrite::Computed(m) if def.relations.contains_key(m) => 1,
+            Rewrite::Computed(_) => 2,
+            Rewrite::Arrow { .. } => 4,
+            Rewrite::Union(..) | Rewrite::Intersection(..) | Rewrite::Exclusion(..) => 3,
+        }
+    }
+
+    fn rewrite(&mut self, def: &'a Definition, rw: &'a Rewrite, id: u32) -> Result<Tri, Stop> {
+        self.enter()?;
+        let v = match rw {
+            Rewrite::Nil => Tri::False,
+            Rewrite::Computed(m) => self.node(def, m, id)?,
+            Rewrite::Union(a, b) | Rewrite::Intersection(a, b) => {
+                let union = matches!(rw, Rewrite::Union(..));
+                let (first, second) = if Self::cost(def, b) < Self::cost(def, a) { (b, a) } else { (a, b) };
+                let x = self.rewrite(def, first, id)?;
+                if union && x.is_true() {
+                    Tri::True
+                } else if !union && x.is_false() {
+                    Tri::False
+                } else {
+                    let y = self.rewrite(def, second, id)?;
+                    if union { x.or(y) } else { x.and(y) }
+                }
+            }
+            Rewrite::Exclusion(a, b) => {
+                let x = self.rewrite(def, a, id)?;
+                if x.is_false() { Tri::False } else { x.minus(self.rewrite(def, b, id)?) }
+            }
+            Rewrite::Arrow { tupleset, computed, kind } => self.arrow(def, tupleset, computed, *kind, id)?,
+        };
+        self.frames -= 1;
+        Ok(v)
+    }
+
+    fn arrow(&mut self, def: &'a Definition, tupleset: &str, computed: &str, kind: ArrowKind, id: u32) -> Result<Tri, Stop> {
+        let all = matches!(kind, ArrowKind::All);
+        let Some(ri) = self.ix.relation(&def.name, tupleset) else { return Ok(Tri::False) };
+        let schema = self.schema;
+        let mut acc = if all { Tri::True } else { Tri::False };
+        let mut terms = 0usize;
+        // Folds one operand in; returns true when the arrow's value is decided.
+        let fold = |acc: &mut Tri, v: Tri| -> bool {
+            if all {
+                *acc = std::mem::replace(acc, Tri::False).and(v);
+                acc.is_false()
+            } else {
+                *acc = std::mem::replace(acc, Tri::False).or(v);
+                acc.is_true()
+            }
+        };
+        for k in &ri.kinds {
+            // A subject whose type lacks the computed member contributes false.
+            let target = schema.definition(&k.subject_type).filter(|d| d.member_kind(computed).is_some());
+            if let Some(set) = k.edges.forward.get(id) {
+                self.step(set.len())?;
+                for x in set.iter() {
+                    terms += 1;
+                    let v = match target {
+                        Some(t) => self.node(t, computed, x)?,
+                        None => Tri::False,
+                    };
+                    if fold(&mut acc, v) {
+                        return Ok(acc);
+                    }
+                }
+            }
+            if k.wildcards.contains(id) {
+                terms += 1;
+                if fold(&mut acc, Tri::False) {
+                    return Ok(acc);
+                }
+            }
+            for e in k.side.of_resource(id) {
+                if e.expiration.is_some_and(|x| x <= self.env.now) {
+                    continue;
+                }
+                self.step(1)?;
+                terms += 1;
+                let reach = match target {
+                    Some(t) if e.subject != WILDCARD => self.node(t, computed, e.subject)?,
+                    _ => Tri::False,
+                };
+                let v = match (&e.caveat, reach.is_false()) {
+                    (Some(c), false) => reach.and(self.caveat(c, &def.name, id, k, e.subject)?),
+                    _ => reach,
+                };
+                if fold(&mut acc, v) {
+                    return Ok(acc);
+                }
+            }
+        }
+        Ok(if terms == 0 { Tri::False } else { acc })
+    }
+
+    /// A caveat's three-valued outcome for the edge `res_ty:res#…@kind.subject_type:subject`.
+    fn caveat(&self, c: &CaveatRef, res_ty: &str, res: u32, k: &EdgeKind, subject: u32) -> Result<Tri, Stop> {
+        // A condition may take up to its own time limit: check the request's deadline first.
+        if self.started.elapsed() > self.env.limits.deadline {
+            return Err(EvalError::Deadline(self.env.limits.deadline).into());
+        }
+        let caveat = self.schema.caveat(&c.name).ok_or_else(|| EvalError::UnknownCaveat(c.name.clone()))?;
+        let resource = ObjectRef::new(res_ty, self.ix.name(res_ty, res).unwrap_or_default());
+        let subject_id = if subject == WILDCARD { "*" } else { self.ix.name(&k.subject_type, subject).unwrap_or_default() };
+        let subject = ObjectRef::new(k.subject_type.as_str(), subject_id);
+        let env = conditions::Env { now: self.env.now, resource: self.data.attributes(&resource), subject: self.data.attributes(&subject) };
+        Ok(match self.conditions.evaluate(&caveat.condition, &c.context, self.context, env).map_err(EvalError::from)? {
+            Outcome::True => Tri::True,
+            Outcome::False => Tri::False,
+            Outcome::Missing(m) => Tri::Unknown(m.into_iter().collect()),
+        })
+    }
+}
+
+/// One lookup's answer from the index: every object that may hold the permission, sorted by
+/// id, each with `true` when it surely does (`false`: a point Check decides).
+pub type Candidates = Vec<(String, bool)>;
+
+/// The `yes` and `maybe` sets of one schema node.
+#[derive(Clone, Default, PartialEq)]
+struct Sets {
+    yes: RoaringBitmap,
+    maybe: RoaringBitmap,
+}
+
+/// The objects of `resource_type` on which `subject` may hold `permission`, by set algebra over
+/// the index; `Ok(None)` when the reference must answer (a subject set whose object no
+/// relationship names). The request must already be validated against the schema.
+pub fn resource_sets(
+    schema: &CompiledSchema,
+    ix: &IndexGraph,
+    resource_type: &str,
+    permission: &str,
+    subject: &SubjectRef,
+    env: Env,
+) -> Result<Option<Candidates>, EvalError> {
+    let sid = if subject.is_wildcard() { None } else { ix.id(&subject.object) };
+    if subject.relation.is_some() && sid.is_none() {
+        return Ok(None);
+    }
+    // The schema nodes the permission depends on, and their dependencies.
+    let mut ids: HashMap<(String, String), usize> = HashMap::new();
+    let mut nodes: Vec<(String, String)> = Vec::new();
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    let mut stack = vec![0usize];
+    ids.insert((resource_type.to_string(), permission.to_string()), 0);
+    nodes.push((resource_type.to_string(), permission.to_string()));
+    let add = |ty: &str, m: &str, ids: &mut HashMap<(String, String), usize>, nodes: &mut Vec<(String, String)>, stack: &mut Vec<usize>| -> usize {
+        let key = (ty.to_string(), m.to_string());
+        if let Some(&i) = ids.get(&key) {
+            return i;
+        }
+        let i = nodes.len();
+        ids.insert(key.clone(), i);
+        nodes.push(key);
+        stack.push(i);
+        i
+    };
+    while let Some(n) = stack.pop() {
+        let Some((ty, m)) = nodes.get(n).cloned() else { continue };
+        let Some(def) = schema.definition(&ty) else { continue };
+        let mut deps: Vec<(String, String)> = Vec::new();
+        if let Some(r) = def.relations.get(&m) {
+            for a in &r.allowed {
+                if let AllowedKind::Relation(x) = &a.kind {
+                    deps.push((a.ty.clone(), x.clone()));
+                }
+            }
+            for k in ix.relation(&ty, &m).map_or(&[][..], |ri| ri.kinds.as_slice()) {
+                if let Some(x) = &k.subject_relation {
+                    deps.push((k.subject_type.clone(), x.clone()));
+                }
+            }
+        } else if let Some(p) = def.permissions.get(&m) {
+            let mut rws = vec![&p.rewrite];
+            while let Some(rw) = rws.pop() {
+                match rw {
+                    Rewrite::Nil => {}
+                    Rewrite::Computed(x) => deps.push((ty.clone(), x.clone())),
+                    Rewrite::Arrow { tupleset, computed, .. } => {
+                        for t in arrow_targets(ix, def, tupleset) {
+                            if schema.definition(&t).is_some_and(|d| d.member_kind(computed).is_some()) {
+                                deps.push((t, computed.clone()));
+                            }
+                        }
+                    }
+                    Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
+                        rws.push(a);
+                        rws.push(b);
+                    }
+                }
+            }
+        }
+        for (t, x) in deps {
+            let to = add(&t, &x, &mut ids, &mut nodes, &mut stack);
+            edges.push((n, to));
+        }
+    }
+    let mut solver = SetSolver { schema, ix, subject, sid, ids: &ids, sets: vec![Sets::default(); nodes.len()], work: 0, env, started: Instant::now() };
+    for comp in crate::graph::strongly_connected_components(nodes.len(), &edges) {
+        let recursive = comp.len() > 1 || comp.first().is_some_and(|&c| edges.contains(&(c, c)));
+        loop {
+            let mut changed = false;
+            for &n in &comp {
+                let Some((ty, m)) = nodes.get(n) else { continue };
+                let next = solver.node(ty, m)?;
+                if let Some(slot) = solver.sets.get_mut(n) {
+                    if *slot != next {
+                        *slot = next;
+                        changed = true;
+                    }
+                }
+            }
+            if !recursive || !changed {
+                break;
+            }
+        }
+    }
+    let root = solver.sets.swap_remove(0);
+    let Some(names) = ix.types.get(resource_type) else { return Ok(Some(Vec::new())) };
+    let mut found: Vec<(&str, bool)> = root.maybe.iter().filter_map(|id| names.name(id).map(|n| (n, root.yes.contains(id)))).collect();
+    found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    Ok(Some(found.into_iter().map(|(n, yes)| (n.to_string(), yes)).collect()))
+}
+
+/// Subject types an arrow over `def#tupleset` may reach: the schema's allowed types and any the
+/// data holds.
+fn arrow_targets(ix: &IndexGraph, def: &Definition, tupleset: &str) -> Vec<String> {
+    let mut out: Vec<String> = def.relations.get(tupleset).map(|r| r.allowed.iter().map(|a| a.ty.clone()).collect()).unwrap_or_default();
+    out.extend(ix.relation(&def.name, tupleset).map_or(&[][..], |ri| ri.kinds.as_slice()).iter().map(|k| k.subject_type.clone()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+struct SetSolver<'a> {
+    schema: &'a CompiledSchema,
+    ix: &'a IndexGraph,
+    subject: &'a SubjectRef,
+    sid: Option<u32>,
+    ids: &'a HashMap<(String, String), usize>,
+    sets: Vec<Sets>,
+    work: usize,
+    env: Env,
+    started: Instant,
+}
+
+impl SetSolver<'_> {
+    fn step(&mut self, n: usize) -> Result<(), EvalError> {
+        self.work += n;
+        if self.work > self.env.limits.max_work {
+            return Err(EvalError::WorkLimit(self.env.limits.max_work));
+        }
+        if self.started.elapsed() > self.env.limits.deadline {
+            return Err(EvalError::Deadline(self.env.limits.deadline));
+        }
+        Ok(())
+    }
+
+    fn get(&self, ty: &str, m: &str) -> Option<&Sets> {
+        self.ids.get(&(ty.to_string(), m.to_string())).and_then(|&i| self.sets.get(i))
+    }
+
+    fn node(&mut self, ty: &str, m: &str) -> Result<Sets, EvalError> {
+        let mut out = match self.schema.definition(ty) {
+            Some(def) if def.relations.contains_key(m) => self.relation(ty, m)?,
+            Some(def) => match def.permissions.get(m) {
+                Some(p) => self.rewrite(def, &p.rewrite)?,
+                None => Sets::default(),
+            },
+            None => Sets::default(),
+        };
+        let s = self.subject;
+        if let (Some(sr), Some(sid)) = (&s.relation, self.sid) {
+            if sr == m && s.object.ty == ty {
+                out.yes.insert(sid);
+                out.maybe.insert(sid);
+            }
+        }
+        Ok(out)
+    }
+
+    fn relation(&mut self, ty: &str, m: &str) -> Result<Sets, EvalError> {
+        let mut out = Sets::default();
+        let Some(ri) = self.ix.relation(ty, m) else { return Ok(out) };
+        let s = self.subject;
+        for k in &ri.kinds {
+            match &k.subject_relation {
+                None => {
+                    if s.relation.is_some() || k.subject_type != s.object.ty {
+                        continue;
+                    }
+                    if let Some(sid) = self.sid {
+                        if let Some(set) = k.edges.reverse.get(sid) {
+                            set.union_into(&mut out.yes);
+                        }
+                        if let Some(set) = k.side.naming(sid) {
+                            set.union_into(&mut out.maybe);
+                        }
+                    }
+                    k.wildcards.union_into(&mut out.yes);
+                    if let Some(set) = k.side.naming(WILDCARD) {
+                        set.union_into(&mut out.maybe);
+                    }
+                }
+                Some(sr) => {
+                    let Some(sub) = self.get(&k.subject_type, sr) else { continue };
+                    let (yes, maybe) = (sub.yes.clone(), sub.maybe.clone());
+                    self.step(maybe.len() as usize)?;
+                    for x in &yes {
+                        if let Some(set) = k.edges.reverse.get(x) {
+                            set.union_into(&mut out.yes);
+                        }
+                    }
+                    reverse_into(k, &maybe, &mut out.maybe);
+                }
+            }
+        }
+        out.maybe |= &out.yes;
+        Ok(out)
+    }
+
+    fn rewrite(&mut self, def: &Definition, rw: &Rewrite) -> Result<Sets, EvalError> {
+        Ok(match rw {
+            Rewrite::Nil => Sets::default(),
+            Rewrite::Computed(m) => self.get(&def.name, m).cloned().unwrap_or_default(),
+            Rewrite::Union(a, b) => {
+                let (x, y) = (self.rewrite(def, a)?, self.rewrite(def, b)?);
+                Sets { yes: x.yes | y.yes, maybe: x.maybe | y.maybe }
+            }
+            Rewrite::Intersection(a, b) => {
+                let (x, y) = (self.rewrite(def, a)?, self.rewrite(def, b)?);
+                Sets { yes: x.yes & y.yes, maybe: x.maybe & y.maybe }
+            }
+            Rewrite::Exclusion(a, b) => {
+                let (x, y) = (self.rewrite(def, a)?, self.rewrite(def, b)?);
+                Sets { yes: x.yes - &y.maybe, maybe: x.maybe - &y.yes }
+            }
+            Rewrite::Arrow { tupleset, computed, kind } => {
+                let mut out = Sets::default();
+                let Some(ri) = self.ix.relation(&def.name, tupleset) else { return Ok(out) };
+                for k in &ri.kinds {
+                    let Some(sub) = self.get(&k.subject_type, computed) else { continue };
+                    let (yes, maybe) = (sub.yes.clone(), sub.maybe.clone());
+                    self.step(maybe.len() as usize)?;
+                    if !matches!(kind, ArrowKind::All) {
+                        for x in &yes {
+                            if let Some(set) = k.edges.reverse.get(x) {
+                                set.union_into(&mut out.yes);
+                            }
+                        }
+                    }
+                    reverse_into(k, &maybe, &mut out.maybe);
+                }
+                out.maybe |= &out.yes;
+                out
+            }
+        })
+    }
+}
+
+/// Adds every resource with an edge of kind `k` (unconditional or not) to a subject in `subjects`.
+fn reverse_into(k: &EdgeKind, subjects: &RoaringBitmap, out: &mut RoaringBitmap) {
+    for x in subjects {
+        if let Some(set) = k.edges.reverse.get(x) {
+            set.union_into(out);
+        }
+        if let Some(set) = k.side.naming(x) {
+            set.union_into(out);
+        }
+    }
+}
