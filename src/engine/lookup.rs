@@ -151,7 +151,10 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
             };
             let c = match fast {
                 Some(c) => c,
-                None => reverse_reachable(reader.schema, &data, &req.subject, &req.resource_type, &req.permission).into_iter().map(|id| (id, false)).collect(),
+                None => {
+                    let ids = reverse_reachable(reader.schema, &data, &req.subject, &req.resource_type, &req.permission);
+                    eval::Candidates::from_sorted(ids.iter().map(|id| (id.as_str(), false)))
+                }
             };
             let c = Arc::new(c);
             if let Some(cache) = reader.cache {
@@ -161,33 +164,36 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
         }
     };
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
-    let start = candidates.partition_point(|(id, _)| id.as_str() <= after.as_str());
-    let items = decide_resources(reader, req, &data, index, env, candidates.get(start..).unwrap_or(&[]), want)?;
+    let start = candidates.first_after(&after);
+    let items = decide_resources(reader, req, &data, index, env, &candidates, start, want)?;
     Ok(finish(reader, items, req.limit, revision, now, query, |r| r.id.clone()))
 }
 
-/// Decides candidates in order until `want` results are found: those the index already decided
-/// at once, the others by a point Check (fast when the index holds this revision).
+/// Decides candidates from position `start` in order until `want` results are found: those the
+/// index already decided at once, the others by a point Check (fast when the index holds this
+/// revision).
+#[allow(clippy::too_many_arguments)]
 fn decide_resources(
     reader: &Reader<'_>,
     req: &LookupResourcesRequest,
     data: &Tuples,
     index: Option<&IndexGraph>,
     env: Env,
-    candidates: &[(String, bool)],
+    candidates: &eval::Candidates,
+    start: usize,
     want: usize,
 ) -> Result<Vec<ResourceResult>, EvalError> {
     let started = std::time::Instant::now();
     let mut items = Vec::new();
     let mut point = index.map(|ix| Point::new(reader.schema, ix, data, reader.conditions, &req.subject, &req.context, env));
-    for (id, surely) in candidates {
-        if *surely {
-            items.push(ResourceResult { id: id.clone(), decision: Decision::Has });
+    for (id, surely) in (start..candidates.len()).map_while(|i| candidates.get(i)) {
+        if surely {
+            items.push(ResourceResult { id: id.to_string(), decision: Decision::Has });
         } else {
             if started.elapsed() > env.limits.deadline {
                 return Err(EvalError::Deadline(env.limits.deadline));
             }
-            let resource = ObjectRef::new(req.resource_type.clone(), id.as_str());
+            let resource = ObjectRef::new(req.resource_type.clone(), id);
             let fast = match point.as_mut() {
                 Some(p) => p.check(&resource, &req.permission)?,
                 None => None,
@@ -199,7 +205,7 @@ fn decide_resources(
             if v.is_false() {
                 continue;
             }
-            items.push(ResourceResult { id: id.clone(), decision: Decision::from_tri(&v) });
+            items.push(ResourceResult { id: id.to_string(), decision: Decision::from_tri(&v) });
         }
         if items.len() >= want {
             break;

@@ -4,18 +4,20 @@
 //! current incrementally as edges are added and removed. "Is u a member of g" becomes "do u's
 //! direct groups intersect g's descendants (or g)", one set intersection instead of a walk.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::hash::FastMap;
 
 use super::idset::IdSet;
 
 #[derive(Debug, Clone, Default)]
 pub struct Closure {
     /// Direct nesting: parent → children.
-    children: HashMap<u32, IdSet>,
+    children: FastMap<u32, IdSet>,
     /// Transitive: object → every object nested below it (itself excluded unless in a cycle).
-    descendants: HashMap<u32, IdSet>,
+    descendants: FastMap<u32, IdSet>,
     /// Transitive: object → every object it is nested below.
-    ancestors: HashMap<u32, IdSet>,
+    ancestors: FastMap<u32, IdSet>,
     /// Set insertions and removals made so far (the cost of keeping the closure current).
     pub updates: u64,
 }

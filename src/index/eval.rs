@@ -24,13 +24,13 @@
 //! answer is not evaluated (so its errors are not reported), and work is counted differently.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 
 use super::graph::{EdgeKind, IndexGraph, RelationIndex, WILDCARD};
+use super::hash::FastMap;
 use crate::conditions::{self, Conditions, Outcome};
 use crate::engine::{Env, EvalError, Tri, Tuples};
 use crate::model::{CaveatRef, ObjectRef, SubjectRef};
@@ -51,34 +51,6 @@ enum Stop {
 impl From<EvalError> for Stop {
     fn from(e: EvalError) -> Self {
         Stop::Error(e)
-    }
-}
-
-/// A multiplicative hash for the memo's small integer keys.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
     }
 }
 
@@ -106,7 +78,20 @@ pub struct Point<'a> {
     started: Instant,
     work: usize,
     frames: usize,
-    memo: HashMap<NodeKey, Slot, BuildHasherDefault<IdHasher>>,
+    memo: FastMap<NodeKey, Slot>,
+    /// Per schema relation (by address): its index and how it may be evaluated.
+    relations: FastMap<usize, RelInfo<'a>>,
+}
+
+/// What a point Check needs to know about one schema relation, looked up once per evaluator.
+#[derive(Clone, Copy)]
+struct RelInfo<'a> {
+    index: Option<&'a RelationIndex>,
+    /// The relation nests only in itself (or not at all) and its closure is valid: answered by
+    /// `closure_value`, which never evaluates another node.
+    closure: bool,
+    /// Some edge names a subject set, so evaluating it may reach other nodes (and cycles).
+    nests: bool,
 }
 
 impl<'a> Point<'a> {
@@ -120,7 +105,7 @@ impl<'a> Point<'a> {
         env: Env,
     ) -> Point<'a> {
         let sid = if subject.is_wildcard() { None } else { ix.id(&subject.object) };
-        Point { schema, ix, data, conditions, subject, sid, context, env, started: Instant::now(), work: 0, frames: 0, memo: HashMap::default() }
+        Point { schema, ix, data, conditions, subject, sid, context, env, started: Instant::now(), work: 0, frames: 0, memo: FastMap::default(), relations: FastMap::default() }
     }
 
     /// `resource#permission` for this subject: `Ok(None)` when the reference evaluator must
@@ -169,11 +154,22 @@ impl<'a> Point<'a> {
             return Ok(Tri::True);
         }
         enum M<'s> {
-            Rel(&'s Relation),
+            Rel(&'s RelationIndex),
             Perm(&'s Rewrite),
         }
         let (addr, m) = if let Some(r) = def.relations.get(member) {
-            (r as *const Relation as usize, M::Rel(r))
+            let addr = r as *const Relation as usize;
+            let info = self.rel_info(def, r, addr);
+            let Some(ri) = info.index else { return Ok(Tri::False) };
+            if info.closure {
+                return self.closure_value(def, r, ri, id);
+            }
+            if !info.nests {
+                // Only terminal subjects: nothing below to recurse into, nothing worth memoizing.
+                self.step(1)?;
+                return self.relation(def, ri, id);
+            }
+            (addr, M::Rel(ri))
         } else if let Some(p) = def.permissions.get(member) {
             (p as *const _ as usize, M::Perm(&p.rewrite))
         } else {
@@ -188,7 +184,7 @@ impl<'a> Point<'a> {
         self.enter()?;
         self.memo.insert((addr, id), Slot::InProgress);
         let v = match m {
-            M::Rel(r) => self.relation(def, r, id)?,
+            M::Rel(ri) => self.relation(def, ri, id)?,
             M::Perm(rw) => self.rewrite(def, rw, id)?,
         };
         self.frames -= 1;
@@ -196,15 +192,27 @@ impl<'a> Point<'a> {
         Ok(v)
     }
 
-    fn relation(&mut self, def: &'a Definition, r: &'a Relation, id: u32) -> Result<Tri, Stop> {
-        let Some(ri) = self.ix.relation(&def.name, &r.name) else { return Ok(Tri::False) };
+    fn rel_info(&mut self, def: &'a Definition, r: &'a Relation, addr: usize) -> RelInfo<'a> {
+        if let Some(info) = self.relations.get(&addr) {
+            return *info;
+        }
+        let index = self.ix.relation(&def.name, &r.name);
         let nests_only_in_itself = r.allowed.iter().all(|a| match &a.kind {
             AllowedKind::Relation(x) => a.ty == def.name && x == &r.name,
             _ => true,
         });
-        if nests_only_in_itself && ri.closure_enabled() {
-            return self.closure_value(def, r, ri, id);
-        }
+        let info = RelInfo {
+            index,
+            closure: nests_only_in_itself && index.is_some_and(RelationIndex::closure_enabled),
+            nests: index.is_some_and(|ri| ri.kinds.iter().any(|k| k.subject_relation.is_some())),
+        };
+        self.relations.insert(addr, info);
+        info
+    }
+
+    /// A relation's value on `id` from its edges: the subject named (or its type's wildcard),
+    /// subject sets evaluated, conditional and expiring edges with their caveats.
+    fn relation(&mut self, def: &'a Definition, ri: &'a RelationIndex, id: u32) -> Result<Tri, Stop> {
         let s = self.subject;
         let schema = self.schema;
         if s.relation.is_none() {
@@ -263,6 +271,7 @@ impl<'a> Point<'a> {
     /// `id` when a relationship of `id` or of an object nested below it names the subject (or
     /// its type's wildcard); conditional edges add their caveats' values.
     fn closure_value(&mut self, def: &'a Definition, r: &'a Relation, ri: &'a RelationIndex, id: u32) -> Result<Tri, Stop> {
+        self.step(1)?;
         let s = self.subject;
         let reaches = |x: u32| ri.reaches(id, x).unwrap_or(false);
         if let Some(sr) = &s.relation {
@@ -430,9 +439,57 @@ impl<'a> Point<'a> {
     }
 }
 
-/// One lookup's answer from the index: every object that may hold the permission, sorted by
-/// id, each with `true` when it surely does (`false`: a point Check decides).
-pub type Candidates = Vec<(String, bool)>;
+/// One lookup's candidates: object ids sorted, each with `true` when the object surely holds
+/// the permission (`false`: a point Check decides). The ids live in one buffer, so a set of
+/// 100k candidates is two allocations, not 100k.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    text: String,
+    /// (start in `text`, length, surely).
+    spans: Vec<(u32, u32, bool)>,
+}
+
+impl Candidates {
+    /// From ids already in increasing order.
+    pub fn from_sorted<'s>(ids: impl IntoIterator<Item = (&'s str, bool)>) -> Candidates {
+        let mut c = Candidates::default();
+        for (id, sure) in ids {
+            c.spans.push((c.text.len() as u32, id.len() as u32, sure));
+            c.text.push_str(id);
+        }
+        c
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The `i`th id and whether it surely holds.
+    pub fn get(&self, i: usize) -> Option<(&str, bool)> {
+        let &(start, len, sure) = self.spans.get(i)?;
+        let id = self.text.get(start as usize..(start + len) as usize)?;
+        Some((id, sure))
+    }
+
+    /// The position of the first id after `after`.
+    pub fn first_after(&self, after: &str) -> usize {
+        self.spans.partition_point(|&(start, len, _)| self.text.get(start as usize..(start + len) as usize).is_some_and(|id| id <= after))
+    }
+}
+
+/// The first 8 bytes of an id as a big-endian number: comparing these decides most comparisons
+/// of two ids without touching their text.
+fn prefix_key(id: &str) -> u64 {
+    let mut w = [0u8; 8];
+    for (d, s) in w.iter_mut().zip(id.as_bytes()) {
+        *d = *s;
+    }
+    u64::from_be_bytes(w)
+}
 
 /// The `yes` and `maybe` sets of one schema node.
 #[derive(Clone, Default, PartialEq)]
@@ -514,7 +571,7 @@ pub fn resource_sets(
             edges.push((n, to));
         }
     }
-    let mut solver = SetSolver { schema, ix, subject, sid, ids: &ids, sets: vec![Sets::default(); nodes.len()], work: 0, env, started: Instant::now() };
+    let mut solver = SetSolver { schema, ix, subject, sid, ids: &ids, sets: vec![Sets::default(); nodes.len()], images: FastMap::default(), dense: Dense::default(), work: 0, env, started: Instant::now() };
     for comp in crate::graph::strongly_connected_components(nodes.len(), &edges) {
         let recursive = comp.len() > 1 || comp.first().is_some_and(|&c| edges.contains(&(c, c)));
         loop {
@@ -535,10 +592,10 @@ pub fn resource_sets(
         }
     }
     let root = solver.sets.swap_remove(0);
-    let Some(names) = ix.types.get(resource_type) else { return Ok(Some(Vec::new())) };
-    let mut found: Vec<(&str, bool)> = root.maybe.iter().filter_map(|id| names.name(id).map(|n| (n, root.yes.contains(id)))).collect();
-    found.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    Ok(Some(found.into_iter().map(|(n, yes)| (n.to_string(), yes)).collect()))
+    let Some(names) = ix.types.get(resource_type) else { return Ok(Some(Candidates::default())) };
+    let mut found: Vec<(u64, &str, bool)> = root.maybe.iter().filter_map(|id| names.name(id).map(|n| (prefix_key(n), n, root.yes.contains(id)))).collect();
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    Ok(Some(Candidates::from_sorted(found.into_iter().map(|(_, n, yes)| (n, yes)))))
 }
 
 /// Subject types an arrow over `def#tupleset` may reach: the schema's allowed types and any the
@@ -558,9 +615,23 @@ struct SetSolver<'a> {
     sid: Option<u32>,
     ids: &'a HashMap<(String, String), usize>,
     sets: Vec<Sets>,
+    /// Reverse images already computed, per (edge kind, term): inside a recursive group the
+    /// subject sets only grow from one round to the next, so each round reverses only the ids
+    /// new since the last one (semi-naive evaluation).
+    images: FastMap<(usize, usize), Image>,
+    dense: Dense,
     work: usize,
     env: Env,
     started: Instant,
+}
+
+/// The reverse image of a subject set through one edge kind, and the subjects it covers.
+#[derive(Default)]
+struct Image {
+    seen_yes: RoaringBitmap,
+    yes: RoaringBitmap,
+    seen_maybe: RoaringBitmap,
+    maybe: RoaringBitmap,
 }
 
 impl SetSolver<'_> {
@@ -577,6 +648,38 @@ impl SetSolver<'_> {
 
     fn get(&self, ty: &str, m: &str) -> Option<&Sets> {
         self.ids.get(&(ty.to_string(), m.to_string())).and_then(|&i| self.sets.get(i))
+    }
+
+    /// The resources whose edges of kind `k` name a subject in `k.subject_type#member`'s sets:
+    /// (through unconditional edges to its `yes` when `with_yes`, through any edge to its
+    /// `maybe`). Only subjects new since the last call for this (kind, term) are reversed.
+    fn image(&mut self, k: &EdgeKind, member: &str, term: usize, with_yes: bool) -> Result<(RoaringBitmap, RoaringBitmap), EvalError> {
+        let Some(&n) = self.ids.get(&(k.subject_type.clone(), member.to_string())) else { return Ok(Default::default()) };
+        let key = (k as *const EdgeKind as usize, term);
+        let mut image = self.images.remove(&key).unwrap_or_default();
+        let Some(sub) = self.sets.get(n) else { return Ok(Default::default()) };
+        if !image.seen_yes.is_subset(&sub.yes) || !image.seen_maybe.is_subset(&sub.maybe) {
+            // Sets only grow inside a fixpoint; anything else starts the image over.
+            image = Image::default();
+        }
+        let new_yes = if with_yes { &sub.yes - &image.seen_yes } else { RoaringBitmap::new() };
+        let new_maybe = &sub.maybe - &image.seen_maybe;
+        let work = (new_yes.len() + new_maybe.len()) as usize;
+        let dense = &mut self.dense;
+        dense.gather(new_yes.iter().filter_map(|x| k.edges.reverse.get(x)), &mut image.yes);
+        if new_maybe == new_yes {
+            // The common case (no conditional subjects): the unconditional part is the same.
+            image.maybe |= &image.yes;
+        } else {
+            dense.gather(new_maybe.iter().filter_map(|x| k.edges.reverse.get(x)), &mut image.maybe);
+        }
+        dense.gather(new_maybe.iter().filter_map(|x| k.side.naming(x)), &mut image.maybe);
+        image.seen_yes |= new_yes;
+        image.seen_maybe |= new_maybe;
+        let out = (image.yes.clone(), image.maybe.clone());
+        self.images.insert(key, image);
+        self.step(work)?;
+        Ok(out)
     }
 
     fn node(&mut self, ty: &str, m: &str) -> Result<Sets, EvalError> {
@@ -622,15 +725,9 @@ impl SetSolver<'_> {
                     }
                 }
                 Some(sr) => {
-                    let Some(sub) = self.get(&k.subject_type, sr) else { continue };
-                    let (yes, maybe) = (sub.yes.clone(), sub.maybe.clone());
-                    self.step(maybe.len() as usize)?;
-                    for x in &yes {
-                        if let Some(set) = k.edges.reverse.get(x) {
-                            set.union_into(&mut out.yes);
-                        }
-                    }
-                    reverse_into(k, &maybe, &mut out.maybe);
+                    let image = self.image(k, sr, k as *const EdgeKind as usize, true)?;
+                    out.yes |= &image.0;
+                    out.maybe |= &image.1;
                 }
             }
         }
@@ -658,17 +755,9 @@ impl SetSolver<'_> {
                 let mut out = Sets::default();
                 let Some(ri) = self.ix.relation(&def.name, tupleset) else { return Ok(out) };
                 for k in &ri.kinds {
-                    let Some(sub) = self.get(&k.subject_type, computed) else { continue };
-                    let (yes, maybe) = (sub.yes.clone(), sub.maybe.clone());
-                    self.step(maybe.len() as usize)?;
-                    if !matches!(kind, ArrowKind::All) {
-                        for x in &yes {
-                            if let Some(set) = k.edges.reverse.get(x) {
-                                set.union_into(&mut out.yes);
-                            }
-                        }
-                    }
-                    reverse_into(k, &maybe, &mut out.maybe);
+                    let image = self.image(k, computed, rw as *const Rewrite as usize, !matches!(kind, ArrowKind::All))?;
+                    out.yes |= &image.0;
+                    out.maybe |= &image.1;
                 }
                 out.maybe |= &out.yes;
                 out
@@ -677,14 +766,44 @@ impl SetSolver<'_> {
     }
 }
 
-/// Adds every resource with an edge of kind `k` (unconditional or not) to a subject in `subjects`.
-fn reverse_into(k: &EdgeKind, subjects: &RoaringBitmap, out: &mut RoaringBitmap) {
-    for x in subjects {
-        if let Some(set) = k.edges.reverse.get(x) {
-            set.union_into(out);
+/// A scratch bit vector for gathering many id sets into a bitmap: setting bits in a flat
+/// vector and appending them in order beats inserting ids into a bitmap one by one in random
+/// order.
+#[derive(Default)]
+struct Dense {
+    words: Vec<u64>,
+}
+
+impl Dense {
+    /// Adds the union of `sets` to `out`.
+    fn gather<'s>(&mut self, sets: impl Iterator<Item = &'s super::IdSet>, out: &mut RoaringBitmap) {
+        let mut touched = false;
+        let words = &mut self.words;
+        for set in sets {
+            touched = true;
+            set.for_each(|x| {
+                let w = x as usize / 64;
+                if words.len() <= w {
+                    words.resize(w + 1, 0);
+                }
+                if let Some(word) = words.get_mut(w) {
+                    *word |= 1u64 << (x % 64);
+                }
+            });
         }
-        if let Some(set) = k.side.naming(x) {
-            set.union_into(out);
+        if !touched {
+            return;
         }
+        let mut ids: Vec<u32> = Vec::new();
+        for (i, word) in self.words.iter_mut().enumerate() {
+            let mut w = std::mem::take(word);
+            while w != 0 {
+                ids.push((i as u32) * 64 + w.trailing_zeros());
+                w &= w - 1;
+            }
+        }
+        // Ids come out in increasing order, so building from them cannot fail.
+        let found = RoaringBitmap::from_sorted_iter(ids).unwrap_or_default();
+        *out |= found;
     }
 }

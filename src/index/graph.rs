@@ -12,48 +12,77 @@
 use std::collections::HashMap;
 
 use super::closure::Closure;
+use super::hash::FastMap;
 use super::idset::IdSet;
 use crate::model::{CaveatRef, ObjectRef, Relationship, SubjectRef, Timestamp};
 
-/// Dense ids of one object type.
+/// Dense ids of one object type. Names are stored once, back to back in one buffer in id
+/// order (so walking ids in order reads memory in order), and found by a keyed 64-bit hash of
+/// the name (std's randomized SipHash, so ids chosen by clients cannot be crafted to collide);
+/// the rare names whose hash another name already holds go to a small overflow map.
 #[derive(Debug, Clone, Default)]
 pub struct Interner {
-    names: Vec<String>,
-    ids: HashMap<String, u32>,
+    text: String,
+    /// End of each name in `text`, by id.
+    ends: Vec<usize>,
+    by_hash: FastMap<u64, u32>,
+    overflow: HashMap<String, u32>,
+    state: std::hash::RandomState,
 }
 
 impl Interner {
+    fn hash(&self, name: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.state, name)
+    }
+
     pub fn get(&self, name: &str) -> Option<u32> {
-        self.ids.get(name).copied()
+        if let Some(&id) = self.by_hash.get(&self.hash(name)) {
+            if self.name(id) == Some(name) {
+                return Some(id);
+            }
+        }
+        self.overflow.get(name).copied()
     }
 
     /// The id of `name`, allocated on first sight. Ids are never reused (a removed object keeps
     /// its id, so sets built earlier stay meaningful).
     pub fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
+        if let Some(id) = self.get(name) {
             return id;
         }
-        let id = self.names.len() as u32;
-        self.names.push(name.to_string());
-        self.ids.insert(name.to_string(), id);
+        let id = self.ends.len() as u32;
+        self.text.push_str(name);
+        self.ends.push(self.text.len());
+        let h = self.hash(name);
+        if self.by_hash.contains_key(&h) {
+            self.overflow.insert(name.to_string(), id);
+        } else {
+            self.by_hash.insert(h, id);
+        }
         id
     }
 
     pub fn name(&self, id: u32) -> Option<&str> {
-        self.names.get(id as usize).map(String::as_str)
+        let i = id as usize;
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { *self.ends.get(i - 1)? };
+        self.text.get(start..end)
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.ends.is_empty()
     }
 
     fn heap_bytes(&self) -> usize {
-        // Each name is stored twice (vector and map key) plus the map's slot.
-        self.names.iter().map(|n| 2 * n.capacity() + 24 + 24 + 4 + 8).sum()
+        // The hash map's slots (key, value, padding) plus one control byte each.
+        self.text.capacity()
+            + self.ends.capacity() * std::mem::size_of::<usize>()
+            + self.by_hash.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
+            + self.overflow.iter().map(|(k, _)| k.capacity() + 24 + 4 + 8).sum::<usize>()
     }
 }
 
@@ -130,9 +159,9 @@ pub struct SideEdge {
 /// Conditional and expiring edges of one kind, by resource and by subject.
 #[derive(Debug, Clone, Default)]
 pub struct SideEdges {
-    by_resource: HashMap<u32, Vec<SideEdge>>,
+    by_resource: FastMap<u32, Vec<SideEdge>>,
     /// Subject id (or [`WILDCARD`]) → resources with a side edge naming it.
-    by_subject: HashMap<u32, IdSet>,
+    by_subject: FastMap<u32, IdSet>,
     len: usize,
 }
 
@@ -276,9 +305,9 @@ impl RelationIndex {
 
 #[derive(Debug, Clone, Default)]
 pub struct IndexGraph {
-    pub types: HashMap<String, Interner>,
+    pub types: FastMap<String, Interner>,
     /// Resource type → relation → its edges.
-    relations: HashMap<String, HashMap<String, RelationIndex>>,
+    relations: FastMap<String, FastMap<String, RelationIndex>>,
     /// Set updates made by changes so far (edges, wildcards, closures).
     pub updates: u64,
 }
@@ -480,6 +509,30 @@ mod tests {
 
     fn rel(s: &str) -> Relationship {
         Relationship::parse(s).unwrap()
+    }
+
+    #[test]
+    fn interner_ids_are_dense_and_names_round_trip() {
+        let mut i = Interner::default();
+        let names: Vec<String> = (0..5000).map(|n| format!("doc-{n}")).chain(["".to_string(), "ü∂".to_string()]).collect();
+        for (n, name) in names.iter().enumerate() {
+            assert_eq!(i.intern(name), n as u32);
+        }
+        for (n, name) in names.iter().enumerate() {
+            assert_eq!(i.intern(name), n as u32);
+            assert_eq!(i.get(name), Some(n as u32));
+            assert_eq!(i.name(n as u32), Some(name.as_str()));
+        }
+        assert_eq!(i.get("doc-5000"), None);
+        assert_eq!(i.name(names.len() as u32), None);
+        assert_eq!(i.len(), names.len());
+        // Names whose hash is taken go to the overflow map and are still found.
+        let h = i.hash("doc-1");
+        i.by_hash.insert(i.hash("late"), 1);
+        assert_eq!(i.intern("late"), names.len() as u32);
+        assert_eq!(i.get("late"), Some(names.len() as u32));
+        assert_eq!(i.get("doc-1"), Some(1));
+        assert!(i.by_hash.contains_key(&h));
     }
 
     #[test]

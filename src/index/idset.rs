@@ -123,6 +123,16 @@ impl IdSet {
         }
     }
 
+    /// Calls `f` with each id in increasing order (no boxed iterator).
+    pub fn for_each(&self, mut f: impl FnMut(u32)) {
+        match self {
+            IdSet::Empty => {}
+            IdSet::One(x) => f(*x),
+            IdSet::Small(v) => v.iter().for_each(|x| f(*x)),
+            IdSet::Bitmap(b) => b.iter().for_each(f),
+        }
+    }
+
     /// Adds every id of `self` to a bitmap.
     pub fn union_into(&self, out: &mut RoaringBitmap) {
         match self {

@@ -9,6 +9,7 @@
 pub mod closure;
 pub mod eval;
 pub mod graph;
+pub mod hash;
 pub mod idset;
 
 pub use closure::Closure;
