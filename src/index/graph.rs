@@ -17,7 +17,7 @@ use super::idset::IdSet;
 use crate::model::{CaveatRef, ObjectRef, Relationship, SubjectRef, Timestamp};
 
 /// Dense ids of one object type. Names are stored once, back to back in one buffer in id
-/// order (so walking ids in order reads memory in order), and found by a keyed 64-bit hash of
+/// order (so walking ids in order reads memory in order), and found by a keyed hash of
 /// the name (std's randomized SipHash, so ids chosen by clients cannot be crafted to collide);
 /// the rare names whose hash another name already holds go to a small overflow map.
 #[derive(Debug, Clone, Default)]
@@ -25,14 +25,16 @@ pub struct Interner {
     text: String,
     /// End of each name in `text`, by id.
     ends: Vec<usize>,
-    by_hash: FastMap<u64, u32>,
+    /// 32 bits of the name's hash → id. With a keyed hash, colliding names are rare (a few per
+    /// million names) and cannot be chosen by clients; they go to `overflow`.
+    by_hash: FastMap<u32, u32>,
     overflow: HashMap<String, u32>,
     state: std::hash::RandomState,
 }
 
 impl Interner {
-    fn hash(&self, name: &str) -> u64 {
-        std::hash::BuildHasher::hash_one(&self.state, name)
+    fn hash(&self, name: &str) -> u32 {
+        std::hash::BuildHasher::hash_one(&self.state, name) as u32
     }
 
     pub fn get(&self, name: &str) -> Option<u32> {
@@ -81,38 +83,96 @@ impl Interner {
         // The hash map's slots (key, value, padding) plus one control byte each.
         self.text.capacity()
             + self.ends.capacity() * std::mem::size_of::<usize>()
-            + self.by_hash.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
+            + self.by_hash.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
             + self.overflow.iter().map(|(k, _)| k.capacity() + 24 + 4 + 8).sum::<usize>()
     }
 }
 
-/// Sets indexed directly by a dense id (ids are dense per type, so a vector beats a map: 16
-/// bytes a slot, no hashing).
-#[derive(Debug, Clone, Default)]
-pub struct DenseSets(Vec<IdSet>);
+/// Sets by dense id: a map while few ids have a set, a vector indexed by id once most do (16
+/// bytes a slot, no hashing). A sparse edge kind (`banned`, say) over 240k documents would
+/// otherwise pay 16 bytes for every document.
+#[derive(Debug, Clone)]
+pub enum DenseSets {
+    /// The map and the largest id it has held.
+    Sparse(FastMap<u32, IdSet>, u32),
+    Dense(Vec<IdSet>),
+}
+
+impl Default for DenseSets {
+    fn default() -> Self {
+        DenseSets::Sparse(FastMap::default(), 0)
+    }
+}
+
+/// Bytes of one entry of a sparse map (key, set, control byte, and the table's slack).
+const SPARSE_ENTRY: usize = 28;
 
 impl DenseSets {
     pub fn get(&self, id: u32) -> Option<&IdSet> {
-        self.0.get(id as usize).filter(|s| !s.is_empty())
+        match self {
+            DenseSets::Sparse(m, _) => m.get(&id),
+            DenseSets::Dense(v) => v.get(id as usize),
+        }
+        .filter(|s| !s.is_empty())
+    }
+
+    fn get_mut(&mut self, id: u32) -> Option<&mut IdSet> {
+        match self {
+            DenseSets::Sparse(m, _) => m.get_mut(&id),
+            DenseSets::Dense(v) => v.get_mut(id as usize),
+        }
+    }
+
+    /// Removes `id`'s set if it became empty (sparse form only; dense slots stay).
+    fn tidy(&mut self, id: u32) {
+        if let DenseSets::Sparse(m, _) = self {
+            if m.get(&id).is_some_and(IdSet::is_empty) {
+                m.remove(&id);
+            }
+        }
     }
 
     #[expect(clippy::indexing_slicing, reason = "the vector is grown to hold the index first")]
     fn slot(&mut self, id: u32) -> &mut IdSet {
-        let i = id as usize;
-        if self.0.len() <= i {
-            self.0.resize_with(i + 1, IdSet::default);
+        if let DenseSets::Sparse(m, largest) = self {
+            *largest = (*largest).max(id);
+            let max = *largest as usize;
+            // Switch to the vector once it costs less than the map would.
+            if (max + 1) * std::mem::size_of::<IdSet>() < (m.len() + 1) * SPARSE_ENTRY {
+                let mut v: Vec<IdSet> = Vec::new();
+                v.resize_with(max + 1, IdSet::default);
+                for (k, set) in m.drain() {
+                    v[k as usize] = set;
+                }
+                *self = DenseSets::Dense(v);
+            }
         }
-        // INVARIANT: the vector was just grown to hold index `i`.
-        &mut self.0[i]
+        match self {
+            DenseSets::Sparse(m, _) => m.entry(id).or_default(),
+            DenseSets::Dense(v) => {
+                let i = id as usize;
+                if v.len() <= i {
+                    v.resize_with(i + 1, IdSet::default);
+                }
+                // INVARIANT: the vector was just grown to hold index `i`.
+                &mut v[i]
+            }
+        }
     }
 
-    /// (id, set) for every non-empty set.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &IdSet)> + '_ {
-        self.0.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s))
+    /// (id, set) for every non-empty set (in id order for the vector, any order for the map).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (u32, &IdSet)> + '_> {
+        match self {
+            DenseSets::Sparse(m, _) => Box::new(m.iter().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (*i, s))),
+            DenseSets::Dense(v) => Box::new(v.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s))),
+        }
     }
 
     fn heap_bytes(&self) -> usize {
-        self.0.capacity() * std::mem::size_of::<IdSet>() + self.0.iter().map(IdSet::heap_bytes).sum::<usize>()
+        match self {
+            DenseSets::Sparse(m, _) => m.capacity() * SPARSE_ENTRY + m.values().map(IdSet::heap_bytes).sum::<usize>(),
+            DenseSets::Dense(v) => v.capacity() * std::mem::size_of::<IdSet>() + v.iter().map(IdSet::heap_bytes).sum::<usize>(),
+        }
     }
 }
 
@@ -131,8 +191,10 @@ impl Edges {
     }
 
     fn remove(&mut self, res: u32, subj: u32) -> u64 {
-        let a = self.forward.0.get_mut(res as usize).is_some_and(|s| s.remove(subj));
-        let b = self.reverse.0.get_mut(subj as usize).is_some_and(|s| s.remove(res));
+        let a = self.forward.get_mut(res).is_some_and(|s| s.remove(subj));
+        let b = self.reverse.get_mut(subj).is_some_and(|s| s.remove(res));
+        self.forward.tidy(res);
+        self.reverse.tidy(subj);
         u64::from(a) + u64::from(b)
     }
 

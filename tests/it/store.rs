@@ -15,7 +15,7 @@ use pemba::store::{Datastore, MemoryStore, Mutation, RelationshipFilter, SledSto
 use proptest::prelude::*;
 use serde_json::Map;
 
-fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("pemba-{name}-{}-{n}", std::process::id()));
