@@ -81,6 +81,34 @@ pub struct Point<'a> {
     memo: FastMap<NodeKey, Slot>,
     /// Per schema relation (by address): its index and how it may be evaluated.
     relations: FastMap<usize, RelInfo<'a>>,
+    /// Member names resolved per (definition, name): keyed by the name's address and length,
+    /// which is sound because every name cached is borrowed for `'a` (schema or index text).
+    members: FastMap<(usize, usize, usize), Member<'a>>,
+    /// An arrow's tupleset relation in the index, by the arrow's address.
+    arrows: FastMap<usize, Option<&'a RelationIndex>>,
+    /// An arrow target: the subject type of an edge kind when it has the computed member.
+    targets: FastMap<(usize, usize, usize), Option<&'a Definition>>,
+    /// For a terminal subject and a self-nesting relation (by index address): every object the
+    /// subject is named by directly, and every object those are nested in (Leopard).
+    memberships: FastMap<usize, RoaringBitmap>,
+}
+
+/// What a member name of a definition refers to.
+#[derive(Clone, Copy)]
+enum Member<'a> {
+    Rel(&'a Relation),
+    Perm(&'a crate::schema::Permission),
+    Missing,
+}
+
+fn resolve<'a>(def: &'a Definition, name: &str) -> Member<'a> {
+    if let Some(r) = def.relations.get(name) {
+        Member::Rel(r)
+    } else if let Some(p) = def.permissions.get(name) {
+        Member::Perm(p)
+    } else {
+        Member::Missing
+    }
 }
 
 /// What a point Check needs to know about one schema relation, looked up once per evaluator.
@@ -105,19 +133,43 @@ impl<'a> Point<'a> {
         env: Env,
     ) -> Point<'a> {
         let sid = if subject.is_wildcard() { None } else { ix.id(&subject.object) };
-        Point { schema, ix, data, conditions, subject, sid, context, env, started: Instant::now(), work: 0, frames: 0, memo: FastMap::default(), relations: FastMap::default() }
+        Point {
+            schema,
+            ix,
+            data,
+            conditions,
+            subject,
+            sid,
+            context,
+            env,
+            started: Instant::now(),
+            work: 0,
+            frames: 0,
+            memo: FastMap::with_capacity_and_hasher(32, Default::default()),
+            relations: FastMap::default(),
+            members: FastMap::default(),
+            arrows: FastMap::default(),
+            targets: FastMap::default(),
+            memberships: FastMap::default(),
+        }
     }
 
     /// `resource#permission` for this subject: `Ok(None)` when the reference evaluator must
     /// answer (a cycle in the data, the frame budget, or a resource no relationship names).
     /// The request must already be validated against the schema.
+    /// Nodes memoized so far and work counted by the last Check (for measurements).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.memo.len(), self.work)
+    }
+
     pub fn check(&mut self, resource: &ObjectRef, permission: &str) -> Result<Option<Tri>, EvalError> {
         let Some(def) = self.schema.definition(&resource.ty) else { return Ok(None) };
         let Some(id) = self.ix.id(resource) else { return Ok(None) };
         self.started = Instant::now();
         self.work = 0;
         self.frames = 0;
-        match self.node(def, permission, id) {
+        // The permission's name is not borrowed for `'a`: resolve it without the cache.
+        match self.node_resolved(def, resolve(def, permission), permission, id) {
             Ok(v) => Ok(Some(v)),
             Err(Stop::Fallback) => {
                 // Values computed before the stop are exact, but nodes left in progress are not
@@ -148,16 +200,32 @@ impl<'a> Point<'a> {
         if self.frames > MAX_FRAMES { Err(Stop::Fallback) } else { Ok(()) }
     }
 
-    fn node(&mut self, def: &'a Definition, member: &str, id: u32) -> Result<Tri, Stop> {
+    /// `def`'s member `name`, resolved once per evaluator.
+    fn member(&mut self, def: &'a Definition, name: &'a str) -> Member<'a> {
+        let key = (def as *const Definition as usize, name.as_ptr() as usize, name.len());
+        if let Some(m) = self.members.get(&key) {
+            return *m;
+        }
+        let m = resolve(def, name);
+        self.members.insert(key, m);
+        m
+    }
+
+    fn node(&mut self, def: &'a Definition, member: &'a str, id: u32) -> Result<Tri, Stop> {
+        let m = self.member(def, member);
+        self.node_resolved(def, m, member, id)
+    }
+
+    fn node_resolved(&mut self, def: &'a Definition, member: Member<'a>, name: &str, id: u32) -> Result<Tri, Stop> {
         let s = self.subject;
-        if s.relation.as_deref() == Some(member) && s.object.ty == def.name && self.sid == Some(id) {
+        if self.sid == Some(id) && s.relation.as_deref() == Some(name) && s.object.ty == def.name {
             return Ok(Tri::True);
         }
         enum M<'s> {
             Rel(&'s RelationIndex),
             Perm(&'s Rewrite),
         }
-        let (addr, m) = if let Some(r) = def.relations.get(member) {
+        let (addr, m) = if let Member::Rel(r) = member {
             let addr = r as *const Relation as usize;
             let info = self.rel_info(def, r, addr);
             let Some(ri) = info.index else { return Ok(Tri::False) };
@@ -170,7 +238,7 @@ impl<'a> Point<'a> {
                 return self.relation(def, ri, id);
             }
             (addr, M::Rel(ri))
-        } else if let Some(p) = def.permissions.get(member) {
+        } else if let Member::Perm(p) = member {
             (p as *const _ as usize, M::Perm(&p.rewrite))
         } else {
             return Ok(Tri::False);
@@ -289,9 +357,23 @@ impl<'a> Point<'a> {
                 set.contains(id) || ri.closure().and_then(|c| c.descendants(id)).is_some_and(|d| d.iter().any(|x| set.contains(x)))
             }
         };
-        if let Some(direct) = self.sid.and_then(|sid| k.edges.reverse.get(sid)) {
-            self.step(direct.len().min(below))?;
-            if any_in(direct) {
+        if let Some(sid) = self.sid {
+            let key = ri as *const RelationIndex as usize;
+            if !self.memberships.contains_key(&key) {
+                // The subject's direct objects and everything they are nested in, once.
+                let mut all = RoaringBitmap::new();
+                if let Some(direct) = k.edges.reverse.get(sid) {
+                    direct.for_each(|g| {
+                        all.insert(g);
+                        if let Some(up) = ri.closure().and_then(|c| c.ancestors(g)) {
+                            up.union_into(&mut all);
+                        }
+                    });
+                }
+                self.step(all.len() as usize)?;
+                self.memberships.insert(key, all);
+            }
+            if self.memberships.get(&key).is_some_and(|all| all.contains(id)) {
                 return Ok(Tri::True);
             }
         }
@@ -322,10 +404,10 @@ impl<'a> Point<'a> {
     }
 
     /// How cheap an operand is to evaluate, for ordering a union's or intersection's operands.
-    fn cost(def: &Definition, rw: &Rewrite) -> u8 {
+    fn cost(&mut self, def: &'a Definition, rw: &'a Rewrite) -> u8 {
         match rw {
             Rewrite::Nil => 0,
-            Rewrite::Computed(m) if def.relations.contains_key(m) => 1,
+            Rewrite::Computed(m) if matches!(self.member(def, m), Member::Rel(_)) => 1,
             Rewrite::Computed(_) => 2,
             Rewrite::Arrow { .. } => 4,
             Rewrite::Union(..) | Rewrite::Intersection(..) | Rewrite::Exclusion(..) => 3,
@@ -339,7 +421,7 @@ impl<'a> Point<'a> {
             Rewrite::Computed(m) => self.node(def, m, id)?,
             Rewrite::Union(a, b) | Rewrite::Intersection(a, b) => {
                 let union = matches!(rw, Rewrite::Union(..));
-                let (first, second) = if Self::cost(def, b) < Self::cost(def, a) { (b, a) } else { (a, b) };
+                let (first, second) = if self.cost(def, b) < self.cost(def, a) { (b, a) } else { (a, b) };
                 let x = self.rewrite(def, first, id)?;
                 if union && x.is_true() {
                     Tri::True
@@ -354,15 +436,24 @@ impl<'a> Point<'a> {
                 let x = self.rewrite(def, a, id)?;
                 if x.is_false() { Tri::False } else { x.minus(self.rewrite(def, b, id)?) }
             }
-            Rewrite::Arrow { tupleset, computed, kind } => self.arrow(def, tupleset, computed, *kind, id)?,
+            Rewrite::Arrow { tupleset, computed, kind } => self.arrow(def, rw, tupleset, computed, *kind, id)?,
         };
         self.frames -= 1;
         Ok(v)
     }
 
-    fn arrow(&mut self, def: &'a Definition, tupleset: &str, computed: &str, kind: ArrowKind, id: u32) -> Result<Tri, Stop> {
+    fn arrow(&mut self, def: &'a Definition, rw: &'a Rewrite, tupleset: &str, computed: &'a str, kind: ArrowKind, id: u32) -> Result<Tri, Stop> {
         let all = matches!(kind, ArrowKind::All);
-        let Some(ri) = self.ix.relation(&def.name, tupleset) else { return Ok(Tri::False) };
+        let rw_addr = rw as *const Rewrite as usize;
+        let ri = match self.arrows.get(&rw_addr) {
+            Some(ri) => *ri,
+            None => {
+                let ri = self.ix.relation(&def.name, tupleset);
+                self.arrows.insert(rw_addr, ri);
+                ri
+            }
+        };
+        let Some(ri) = ri else { return Ok(Tri::False) };
         let schema = self.schema;
         let mut acc = if all { Tri::True } else { Tri::False };
         let mut terms = 0usize;
@@ -378,7 +469,15 @@ impl<'a> Point<'a> {
         };
         for k in &ri.kinds {
             // A subject whose type lacks the computed member contributes false.
-            let target = schema.definition(&k.subject_type).filter(|d| d.member_kind(computed).is_some());
+            let tkey = (k as *const EdgeKind as usize, computed.as_ptr() as usize, computed.len());
+            let target = match self.targets.get(&tkey) {
+                Some(t) => *t,
+                None => {
+                    let t = schema.definition(&k.subject_type).filter(|d| d.member_kind(computed).is_some());
+                    self.targets.insert(tkey, t);
+                    t
+                }
+            };
             if let Some(set) = k.edges.forward.get(id) {
                 self.step(set.len())?;
                 for x in set.iter() {
