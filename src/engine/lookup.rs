@@ -184,7 +184,7 @@ fn decide_resources(
     want: usize,
 ) -> Result<Vec<ResourceResult>, EvalError> {
     let started = std::time::Instant::now();
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(want.min(candidates.len().saturating_sub(start)));
     let mut point = index.map(|ix| Point::new(reader.schema, ix, data, reader.conditions, &req.subject, &req.context, env));
     for (id, surely) in (start..candidates.len()).map_while(|i| candidates.get(i)) {
         if surely {
