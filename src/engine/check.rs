@@ -503,31 +503,37 @@ pub fn check_fast(
     }
 }
 
-/// Decides many Checks at one `now` on the fast path; consecutive items with the same subject
-/// and context share one evaluator, so nodes they have in common are evaluated once.
-pub fn check_bulk_fast(
-    schema: &CompiledSchema,
-    data: &Tuples,
-    index: &IndexGraph,
-    conditions: &Conditions,
-    reqs: &[CheckRequest],
+/// Decides many Checks at one `now` on the fast path. One evaluator serves the whole batch:
+/// consecutive items with the same subject and context share its memoized values, and every
+/// item shares what it resolved about the schema and the index.
+pub fn check_bulk_fast<'a>(
+    schema: &'a CompiledSchema,
+    data: &'a Tuples,
+    index: &'a IndexGraph,
+    conditions: &'a Conditions,
+    reqs: &'a [CheckRequest],
     env: Env,
 ) -> Vec<Result<Decision, EvalError>> {
     let mut out = Vec::with_capacity(reqs.len());
-    let mut shared: Option<(usize, crate::index::eval::Point<'_>)> = None;
-    for (i, req) in reqs.iter().enumerate() {
+    let mut point: Option<crate::index::eval::Point<'a>> = None;
+    for req in reqs {
         if let Err(e) = validate_request(schema, &req.resource, &req.permission, &req.subject) {
             out.push(Err(e));
             continue;
         }
-        let same = shared.as_ref().and_then(|(j, _)| reqs.get(*j)).is_some_and(|p| p.subject == req.subject && p.context == req.context);
-        if !same {
-            shared = Some((i, crate::index::eval::Point::new(schema, index, data, conditions, &req.subject, &req.context, env)));
-        }
-        let answer = match shared.as_mut().map(|(_, p)| p.check(&req.resource, &req.permission)) {
-            Some(Ok(Some(v))) => Ok(Decision::from_tri(&v)),
-            Some(Err(e)) => Err(e),
-            _ => check_indexed(schema, data, index, conditions, req, env),
+        let p = match &mut point {
+            Some(p) => {
+                if !p.serves(&req.subject, &req.context) {
+                    p.retarget(&req.subject, &req.context);
+                }
+                p
+            }
+            None => point.insert(crate::index::eval::Point::new(schema, index, data, conditions, &req.subject, &req.context, env)),
+        };
+        let answer = match p.check(&req.resource, &req.permission) {
+            Ok(Some(v)) => Ok(Decision::from_tri(&v)),
+            Err(e) => Err(e),
+            Ok(None) => check_indexed(schema, data, index, conditions, req, env),
         };
         out.push(answer);
     }

@@ -157,6 +157,21 @@ impl<'a> Point<'a> {
     /// `resource#permission` for this subject: `Ok(None)` when the reference evaluator must
     /// answer (a cycle in the data, the frame budget, or a resource no relationship names).
     /// The request must already be validated against the schema.
+    /// Points the evaluator at another subject and context, keeping what it resolved about the
+    /// schema and the index (names, relations, arrows) and forgetting every value.
+    pub fn retarget(&mut self, subject: &'a SubjectRef, context: &'a Map<String, Value>) {
+        self.sid = if subject.is_wildcard() { None } else { self.ix.id(&subject.object) };
+        self.subject = subject;
+        self.context = context;
+        self.memo.clear();
+        self.memberships.clear();
+    }
+
+    /// Whether the evaluator's values hold for this subject and context.
+    pub fn serves(&self, subject: &SubjectRef, context: &Map<String, Value>) -> bool {
+        self.subject == subject && self.context == context
+    }
+
     /// Nodes memoized so far and work counted by the last Check (for measurements).
     pub fn counts(&self) -> (usize, usize) {
         (self.memo.len(), self.work)
