@@ -261,10 +261,7 @@ impl Database {
             Some(text) => Some(self.compile(text)?),
             None => None,
         };
-        let mut tuples = Tuples::new();
-        for r in snap.relationships {
-            tuples.insert(r);
-        }
+        let mut tuples = Tuples::from_relationships(snap.relationships);
         for (o, a) in snap.attributes {
             tuples.set_attributes(o, a);
         }

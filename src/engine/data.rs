@@ -26,6 +26,39 @@ impl Tuples {
         Tuples::default()
     }
 
+    /// Builds the set from many relationships at once (of several with the same resource,
+    /// relation and subject the first is kept): one sort, then every map built in bulk from
+    /// sorted runs, which is several times faster than inserting one by one. Start-up loads every
+    /// relationship this way.
+    pub fn from_relationships(mut rels: Vec<Relationship>) -> Tuples {
+        rels.sort_by(|a, b| (&a.resource, &a.relation, &a.subject).cmp(&(&b.resource, &b.relation, &b.subject)));
+        rels.dedup_by(|later, first| later.resource == first.resource && later.relation == first.relation && later.subject == first.subject);
+        let len = rels.len();
+
+        let mut naming: Vec<(ObjectRef, (ObjectRef, String))> = rels.iter().map(|r| (r.subject.object.clone(), (r.resource.clone(), r.relation.clone()))).collect();
+        naming.sort_unstable();
+        naming.dedup();
+        let by_subject = group_sorted(naming).map(|(k, v)| (k, v.into_iter().collect::<BTreeSet<_>>())).collect();
+
+        let mut ids: Vec<(String, String)> = Vec::with_capacity(2 * len);
+        for r in &rels {
+            ids.push((r.resource.ty.clone(), r.resource.id.clone()));
+            if !r.subject.is_wildcard() {
+                ids.push((r.subject.object.ty.clone(), r.subject.object.id.clone()));
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let objects = group_sorted(ids).map(|(k, v)| (k, v.into_iter().collect::<BTreeSet<_>>())).collect();
+
+        let by_relation = rels.into_iter().map(|r| ((r.resource.clone(), r.relation.clone()), r));
+        let lists: Vec<((ObjectRef, String), Vec<Relationship>)> = group_sorted(by_relation).collect();
+        let by_resource = group_sorted(lists.into_iter().map(|((o, rel), list)| (o, (rel, list))))
+            .map(|(o, rels)| (o, rels.into_iter().collect::<BTreeMap<_, _>>()))
+            .collect();
+        Tuples { by_resource, by_subject, objects, attributes: BTreeMap::new(), len }
+    }
+
     /// Adds a relationship; returns false (and changes nothing) if one with the same resource,
     /// relation and subject is already present.
     pub fn insert(&mut self, rel: Relationship) -> bool {
@@ -116,6 +149,19 @@ impl Tuples {
     }
 }
 
+/// Groups consecutive pairs with equal keys: `(k, [v…])` per run, in order.
+fn group_sorted<K: PartialEq, V>(pairs: impl IntoIterator<Item = (K, V)>) -> impl Iterator<Item = (K, Vec<V>)> {
+    let mut pairs = pairs.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let (k, v) = pairs.next()?;
+        let mut group = vec![v];
+        while let Some((_, v)) = pairs.next_if(|(k2, _)| *k2 == k) {
+            group.push(v);
+        }
+        Some((k, group))
+    })
+}
+
 /// Every revision of a relationship set, for reads at older revisions (paging, tests). Each
 /// write copies the head: this is the model the versioned store is tested against, not a store.
 #[derive(Debug, Clone)]
@@ -145,5 +191,59 @@ impl History {
         change(&mut next);
         self.revisions.push((rev + 1, std::sync::Arc::new(next)));
         rev + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Building in bulk gives the same set as inserting one by one: edges, backwards entries,
+    /// object ids and size, with duplicates kept once.
+    #[test]
+    fn bulk_building_equals_inserting_one_by_one() {
+        let mut rels = Vec::new();
+        let mut x: u64 = 7;
+        for _ in 0..3000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let (d, u, g, k) = ((x >> 33) % 40, (x >> 40) % 30, (x >> 47) % 10, (x >> 20) % 5);
+            let text = match k {
+                0 => format!("doc:d{d}#viewer@user:u{u}"),
+                1 => format!("doc:d{d}#viewer@group:g{g}#member"),
+                2 => format!("group:g{g}#member@user:u{u}"),
+                3 => format!("doc:d{d}#viewer@user:*"),
+                _ => format!("doc:d{d}#parent@folder:f{g}"),
+            };
+            rels.push(Relationship::parse(&text).unwrap());
+        }
+        let mut one_by_one = Tuples::new();
+        for r in rels.iter().cloned() {
+            one_by_one.insert(r);
+        }
+        let bulk = Tuples::from_relationships(rels);
+        assert_eq!(bulk.len(), one_by_one.len());
+        let sorted = |t: &Tuples| {
+            let mut v: Vec<String> = t.iter().map(|r| r.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(&bulk), sorted(&one_by_one));
+        for ty in ["doc", "user", "group", "folder"] {
+            assert_eq!(bulk.object_ids(ty).collect::<Vec<_>>(), one_by_one.object_ids(ty).collect::<Vec<_>>());
+        }
+        assert_eq!(bulk.object_types().collect::<Vec<_>>(), one_by_one.object_types().collect::<Vec<_>>());
+        for o in ["user:u1", "user:*", "group:g3", "folder:f2", "doc:d5"] {
+            let o = ObjectRef::parse(o, true).unwrap();
+            assert_eq!(bulk.naming(&o).collect::<Vec<_>>(), one_by_one.naming(&o).collect::<Vec<_>>(), "{o}");
+        }
+        for d in 0..40 {
+            let o = ObjectRef::new("doc", format!("d{d}"));
+            let subjects = |t: &Tuples| {
+                let mut v: Vec<String> = t.edges(&o, "viewer").iter().map(|r| r.subject.to_string()).collect();
+                v.sort();
+                v
+            };
+            assert_eq!(subjects(&bulk), subjects(&one_by_one));
+        }
     }
 }
