@@ -122,7 +122,7 @@ fn subjects(tuples: &Tuples) -> Vec<SubjectRef> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, max_global_rejects: 100_000, ..ProptestConfig::default() })]
 
     #[test]
     fn reference_agrees_with_the_oracle_and_all_paths_agree(text in schema_text(), raw in raw_rels(), with_ctx in any::<bool>()) {

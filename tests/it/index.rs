@@ -139,7 +139,7 @@ fn apply(tuples: &mut Tuples, insert: bool, r: Relationship) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// The index inside `Database` is kept current write by write: after every write, Check and
     /// LookupResources through the database (the fast evaluator) equal the reference evaluator
