@@ -364,16 +364,37 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
     let started = std::time::Instant::now();
     let mut items = Vec::new();
-    for subject in candidates.into_iter().filter(|s| s.object.id.as_str() > after.as_str()) {
+    let candidates: Vec<SubjectRef> = candidates.into_iter().filter(|s| s.object.id.as_str() > after.as_str()).collect();
+    // Each candidate is decided by a point Check: on the fast path when the index holds this
+    // revision (one evaluator, retargeted per subject), else by the reference.
+    let index = reader.index.filter(|(r, _)| *r == revision).map(|(_, ix)| ix);
+    let mut point: Option<Point<'_>> = None;
+    for subject in &candidates {
         if started.elapsed() > env.limits.deadline {
             return Err(EvalError::Deadline(env.limits.deadline));
         }
-        let (_, v) = check::solve(reader.schema, &data, reader.conditions, &req.resource, &req.permission, &subject, &req.context, env)?;
+        let fast = match index {
+            Some(ix) => {
+                let p = match &mut point {
+                    Some(p) => {
+                        p.retarget(subject, &req.context);
+                        p
+                    }
+                    None => point.insert(Point::new(reader.schema, ix, &data, reader.conditions, subject, &req.context, env)),
+                };
+                p.check(&req.resource, &req.permission)?
+            }
+            None => None,
+        };
+        let v = match fast {
+            Some(v) => v,
+            None => check::solve(reader.schema, &data, reader.conditions, &req.resource, &req.permission, subject, &req.context, env)?.1,
+        };
         if v.is_false() {
             continue;
         }
         let excluded = if subject.is_wildcard() {
-            wildcard_exclusions(reader.schema, &data, reader.conditions, &req.resource, &req.permission, &subject, &v, &req.context, env)?
+            wildcard_exclusions(reader.schema, &data, reader.conditions, &req.resource, &req.permission, subject, &v, &req.context, env)?
                 .into_iter()
                 .map(|(s, conditional)| {
                     let d = if conditional { conditional_decision(reader, &data, req, &s, env) } else { Decision::No };
@@ -383,7 +404,7 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
         } else {
             Vec::new()
         };
-        items.push(SubjectResult { subject, decision: Decision::from_tri(&v), excluded });
+        items.push(SubjectResult { subject: subject.clone(), decision: Decision::from_tri(&v), excluded });
         if items.len() >= want {
             break;
         }
