@@ -41,6 +41,9 @@ use crate::schema::{AllowedKind, CompiledSchema, Definition, Relation, Rewrite};
 /// handing the request to the reference evaluator, which does not recurse on the native stack.
 pub const MAX_FRAMES: usize = 400;
 
+/// Most operands a chain of unions is ordered across (longer chains go pairwise).
+const FLAT_UNION: usize = 8;
+
 /// Why the fast path stopped.
 enum Stop {
     /// A cycle or the frame budget: the reference evaluator must answer.
@@ -418,14 +421,27 @@ impl<'a> Point<'a> {
         Ok(acc)
     }
 
-    /// How cheap an operand is to evaluate, for ordering a union's or intersection's operands.
-    fn cost(&mut self, def: &'a Definition, rw: &'a Rewrite) -> u8 {
+    /// How cheap an operand is to evaluate on `id`, for ordering a union's or intersection's
+    /// operands (the order never changes the value, only how soon a short-circuit comes): a
+    /// relation is one lookup; an arrow with at most one edge here is one step to one node; a
+    /// permission of the same object may expand to many nodes; a wider arrow more. A union
+    /// costs its cheapest operand (it may stop there), an intersection or exclusion its dearest.
+    fn cost(&mut self, def: &'a Definition, rw: &'a Rewrite, id: u32, depth: u8) -> u8 {
+        if depth > 8 {
+            return 6;
+        }
         match rw {
             Rewrite::Nil => 0,
             Rewrite::Computed(m) if matches!(self.member(def, m), Member::Rel(_)) => 1,
-            Rewrite::Computed(_) => 2,
-            Rewrite::Arrow { .. } => 4,
-            Rewrite::Union(..) | Rewrite::Intersection(..) | Rewrite::Exclusion(..) => 3,
+            Rewrite::Computed(_) => 4,
+            Rewrite::Arrow { tupleset, .. } => {
+                let fan_out: usize = self.arrow_relation(def, rw, tupleset).map_or(0, |ri| {
+                    ri.kinds.iter().map(|k| k.edges.forward.get(id).map_or(0, |s| s.len()) + usize::from(k.wildcards.contains(id)) + k.side.of_resource(id).len()).sum()
+                });
+                if fan_out <= 1 { 2 } else { 5 }
+            }
+            Rewrite::Union(a, b) => self.cost(def, a, id, depth + 1).min(self.cost(def, b, id, depth + 1)).saturating_add(1),
+            Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => self.cost(def, a, id, depth + 1).max(self.cost(def, b, id, depth + 1)).saturating_add(1),
         }
     }
 
@@ -434,19 +450,11 @@ impl<'a> Point<'a> {
         let v = match rw {
             Rewrite::Nil => Tri::False,
             Rewrite::Computed(m) => self.node(def, m, id)?,
-            Rewrite::Union(a, b) | Rewrite::Intersection(a, b) => {
-                let union = matches!(rw, Rewrite::Union(..));
-                let (first, second) = if self.cost(def, b) < self.cost(def, a) { (b, a) } else { (a, b) };
-                let x = self.rewrite(def, first, id)?;
-                if union && x.is_true() {
-                    Tri::True
-                } else if !union && x.is_false() {
-                    Tri::False
-                } else {
-                    let y = self.rewrite(def, second, id)?;
-                    if union { x.or(y) } else { x.and(y) }
-                }
-            }
+            Rewrite::Union(a, b) => match self.union_flat(def, rw, id)? {
+                Some(v) => v,
+                None => self.pair(def, a, b, true, id)?,
+            },
+            Rewrite::Intersection(a, b) => self.pair(def, a, b, false, id)?,
             Rewrite::Exclusion(a, b) => {
                 let x = self.rewrite(def, a, id)?;
                 if x.is_false() { Tri::False } else { x.minus(self.rewrite(def, b, id)?) }
@@ -457,18 +465,78 @@ impl<'a> Point<'a> {
         Ok(v)
     }
 
+    /// An arrow's tupleset relation in the index, looked up once per evaluator.
+    fn arrow_relation(&mut self, def: &'a Definition, rw: &'a Rewrite, tupleset: &str) -> Option<&'a RelationIndex> {
+        let rw_addr = rw as *const Rewrite as usize;
+        if let Some(ri) = self.arrows.get(&rw_addr) {
+            return *ri;
+        }
+        let ri = self.ix.relation(&def.name, tupleset);
+        self.arrows.insert(rw_addr, ri);
+        ri
+    }
+
+    /// `a + b` or `a & b`, the cheaper operand first, stopping when it decides.
+    fn pair(&mut self, def: &'a Definition, a: &'a Rewrite, b: &'a Rewrite, union: bool, id: u32) -> Result<Tri, Stop> {
+        let (first, second) = if self.cost(def, b, id, 0) < self.cost(def, a, id, 0) { (b, a) } else { (a, b) };
+        let x = self.rewrite(def, first, id)?;
+        if (union && x.is_true()) || (!union && x.is_false()) {
+            return Ok(x);
+        }
+        let y = self.rewrite(def, second, id)?;
+        Ok(if union { x.or(y) } else { x.and(y) })
+    }
+
+    /// A chain of unions (`a + b + c`) evaluated as one: its operands in order of cost, stopping
+    /// at the first yes (union is associative and commutative in Kleene logic, so the order
+    /// changes only how soon it stops). `None` when the chain has more than [`FLAT_UNION`]
+    /// operands (the caller goes pairwise).
+    fn union_flat(&mut self, def: &'a Definition, rw: &'a Rewrite, id: u32) -> Result<Option<Tri>, Stop> {
+        // Operands and their costs, gathered without allocating.
+        let mut ops: [(Option<&'a Rewrite>, u8); FLAT_UNION] = [(None, u8::MAX); FLAT_UNION];
+        let mut n = 0;
+        let mut stack: [Option<&'a Rewrite>; FLAT_UNION] = [None; FLAT_UNION];
+        let mut top = 1;
+        if let Some(slot) = stack.first_mut() {
+            *slot = Some(rw);
+        }
+        while top > 0 {
+            top -= 1;
+            let Some(x) = stack.get_mut(top).and_then(Option::take) else { continue };
+            if let Rewrite::Union(a, b) = x {
+                if top + 2 > FLAT_UNION {
+                    return Ok(None);
+                }
+                if let Some(slot) = stack.get_mut(top) {
+                    *slot = Some(b);
+                }
+                if let Some(slot) = stack.get_mut(top + 1) {
+                    *slot = Some(a);
+                }
+                top += 2;
+            } else {
+                let c = self.cost(def, x, id, 0);
+                let Some(slot) = ops.get_mut(n) else { return Ok(None) };
+                *slot = (Some(x), c);
+                n += 1;
+            }
+        }
+        // Unused slots cost `u8::MAX`, so they sort last and are skipped.
+        ops.sort_by_key(|(_, c)| *c);
+        let mut acc = Tri::False;
+        for (leaf, _) in ops.iter() {
+            let Some(leaf) = leaf else { break };
+            acc = acc.or(self.rewrite(def, leaf, id)?);
+            if acc.is_true() {
+                break;
+            }
+        }
+        Ok(Some(acc))
+    }
+
     fn arrow(&mut self, def: &'a Definition, rw: &'a Rewrite, tupleset: &str, computed: &'a str, kind: ArrowKind, id: u32) -> Result<Tri, Stop> {
         let all = matches!(kind, ArrowKind::All);
-        let rw_addr = rw as *const Rewrite as usize;
-        let ri = match self.arrows.get(&rw_addr) {
-            Some(ri) => *ri,
-            None => {
-                let ri = self.ix.relation(&def.name, tupleset);
-                self.arrows.insert(rw_addr, ri);
-                ri
-            }
-        };
-        let Some(ri) = ri else { return Ok(Tri::False) };
+        let Some(ri) = self.arrow_relation(def, rw, tupleset) else { return Ok(Tri::False) };
         let schema = self.schema;
         let mut acc = if all { Tri::True } else { Tri::False };
         let mut terms = 0usize;
