@@ -1,0 +1,95 @@
+//! What's measured: the fast evaluator (`index::eval`, what `Database` answers with) next to the
+//! reference evaluator in the same process, on the generated Drive data set at size S (about
+//! 50k relationships): Check for each probe (direct grant, 6 levels of groups, 8 levels of
+//! folders, a denial, a rhai caveat), CheckBulk of 100 items, and LookupResources (all pages of
+//! 1000) for a user who sees about 1,000 documents. Each group holds a `fast` and a `reference`
+//! function, so the ratio comes from one run.
+//!
+//! Run with: `cargo bench --bench fast`
+
+// A benchmark may unwrap and index: a failure there stops the benchmark, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use pemba::conditions::Conditions;
+use pemba::engine::cursor::CursorKey;
+use pemba::engine::lookup::{LookupResourcesRequest, Reader, ResultCache, lookup_resources};
+use pemba::engine::{self, CheckRequest, Env, History, Tuples};
+use pemba::index::IndexGraph;
+use pemba::model::{ObjectRef, SubjectRef, Timestamp, parse_context};
+use pemba::workload::{self, DriveSize};
+use serde_json::Map;
+
+fn all_pages(reader: &Reader<'_>, subject: &SubjectRef, now: Timestamp) -> usize {
+    let mut req = LookupResourcesRequest {
+        resource_type: "document".into(),
+        permission: "view".into(),
+        subject: subject.clone(),
+        context: Map::new(),
+        limit: Some(1000),
+        cursor: None,
+    };
+    let mut n = 0;
+    loop {
+        let page = lookup_resources(reader, &req, now).unwrap();
+        n += page.items.len();
+        match page.cursor {
+            Some(c) => req.cursor = Some(c),
+            None => return n,
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let conditions = Conditions::new();
+    let schema = pemba::schema::compile_text(workload::DRIVE_SCHEMA, &conditions).unwrap();
+    let size = DriveSize::small();
+    let drive = workload::generate(size);
+    let tuples = Tuples::from_relationships(drive.relationships.clone());
+    let index = IndexGraph::build(tuples.iter());
+    let env = Env::new(Timestamp::now());
+    for p in &drive.probes {
+        let req = CheckRequest {
+            resource: p.resource.clone(),
+            permission: p.permission.into(),
+            subject: p.subject.clone(),
+            context: parse_context(p.context).unwrap(),
+        };
+        let mut group = c.benchmark_group(format!("check/{}", p.name));
+        group.bench_function("fast", |b| b.iter(|| black_box(engine::check_fast(&schema, &tuples, &index, &conditions, &req, env).unwrap())));
+        group.bench_function("reference", |b| b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap())));
+        group.finish();
+    }
+
+    let bulk: Vec<CheckRequest> = (0..100)
+        .map(|i| CheckRequest {
+            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents)),
+            permission: "view".into(),
+            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users)), None),
+            context: Map::new(),
+        })
+        .collect();
+    let mut group = c.benchmark_group("check_bulk_100");
+    group.bench_function("fast", |b| b.iter(|| black_box(engine::check_bulk_fast(&schema, &tuples, &index, &conditions, &bulk, env))));
+    group.bench_function("reference", |b| b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env))));
+    group.finish();
+
+    let history = History::new(tuples.clone());
+    let key = CursorKey::random();
+    let cache = ResultCache::default();
+    let reference = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
+    // The fast path pages through a result cache, as `Database` does.
+    let fast = Reader { cache: Some(&cache), index: Some((history.head().0, &index)), ..reference };
+    let (_, staff) = &drive.lookup_users[0];
+    let mut group = c.benchmark_group("lookup_resources_all_pages/lr_staff");
+    group.sample_size(10);
+    // A fresh `now` per run, so no run reuses another's cached result.
+    group.bench_function("fast", |b| b.iter(|| black_box(all_pages(&fast, staff, Timestamp::now()))));
+    group.bench_function("reference", |b| b.iter(|| black_box(all_pages(&reference, staff, env.now))));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
