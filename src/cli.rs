@@ -69,7 +69,7 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Building the index graph (in progress): time, memory, closures.
+    /// Building the index graph: time, heap bytes by part, bytes per relationship, closures.
     Index {
         /// Data set size: `s` (about 50k relationships) or `m` (about 1M).
         #[arg(long, default_value = "m")]
