@@ -15,31 +15,14 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pemba::conditions::Conditions;
 use pemba::engine::cursor::CursorKey;
-use pemba::engine::lookup::{LookupResourcesRequest, Reader, ResultCache, lookup_resources};
+use pemba::engine::lookup::{Reader, ResultCache, lookup_resources};
 use pemba::engine::{self, CheckRequest, Env, History, Tuples};
 use pemba::index::IndexGraph;
-use pemba::model::{ObjectRef, SubjectRef, Timestamp, parse_context};
+use pemba::model::{SubjectRef, Timestamp, parse_context};
 use pemba::workload::{self, DriveSize};
-use serde_json::Map;
 
 fn all_pages(reader: &Reader<'_>, subject: &SubjectRef, now: Timestamp) -> usize {
-    let mut req = LookupResourcesRequest {
-        resource_type: "document".into(),
-        permission: "view".into(),
-        subject: subject.clone(),
-        context: Map::new(),
-        limit: Some(1000),
-        cursor: None,
-    };
-    let mut n = 0;
-    loop {
-        let page = lookup_resources(reader, &req, now).unwrap();
-        n += page.items.len();
-        match page.cursor {
-            Some(c) => req.cursor = Some(c),
-            None => return n,
-        }
-    }
+    pemba::benchmark::lookup_all_pages(subject, |req| lookup_resources(reader, req, now)).unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -63,14 +46,7 @@ fn bench(c: &mut Criterion) {
         group.finish();
     }
 
-    let bulk: Vec<CheckRequest> = (0..100)
-        .map(|i| CheckRequest {
-            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents)),
-            permission: "view".into(),
-            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users)), None),
-            context: Map::new(),
-        })
-        .collect();
+    let bulk = workload::bulk_requests(size);
     let mut group = c.benchmark_group("check_bulk_100");
     group.bench_function("fast", |b| b.iter(|| black_box(engine::check_bulk_fast(&schema, &tuples, &index, &conditions, &bulk, env))));
     group.bench_function("reference", |b| b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env))));

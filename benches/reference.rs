@@ -14,11 +14,10 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pemba::conditions::Conditions;
 use pemba::engine::cursor::CursorKey;
-use pemba::engine::lookup::{LookupResourcesRequest, Reader, lookup_resources};
+use pemba::engine::lookup::{Reader, lookup_resources};
 use pemba::engine::{self, CheckRequest, Env, History, Tuples};
-use pemba::model::{ObjectRef, SubjectRef, Timestamp, parse_context};
+use pemba::model::{Timestamp, parse_context};
 use pemba::workload::{self, DriveSize};
-use serde_json::Map;
 
 fn bench(c: &mut Criterion) {
     let conditions = Conditions::new();
@@ -42,14 +41,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let bulk: Vec<CheckRequest> = (0..100)
-        .map(|i| CheckRequest {
-            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents)),
-            permission: "view".into(),
-            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users)), None),
-            context: Map::new(),
-        })
-        .collect();
+    let bulk = workload::bulk_requests(size);
     c.bench_function("reference/check_bulk_100", |b| b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env))));
 
     let history = History::new(tuples);
@@ -59,26 +51,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("reference/lookup_resources");
     group.sample_size(10);
     group.bench_function("lr_staff_all_pages", |b| {
-        b.iter(|| {
-            let mut req = LookupResourcesRequest {
-                resource_type: "document".into(),
-                permission: "view".into(),
-                subject: staff.clone(),
-                context: Map::new(),
-                limit: Some(1000),
-                cursor: None,
-            };
-            let mut n = 0;
-            loop {
-                let page = lookup_resources(&reader, &req, env.now).unwrap();
-                n += page.items.len();
-                match page.cursor {
-                    Some(c) => req.cursor = Some(c),
-                    None => break,
-                }
-            }
-            black_box(n)
-        })
+        b.iter(|| black_box(pemba::benchmark::lookup_all_pages(staff, |req| lookup_resources(&reader, req, env.now)).unwrap()))
     });
     group.finish();
 }

@@ -10,7 +10,7 @@ use crate::conditions::Conditions;
 use crate::engine::cursor::CursorKey;
 use crate::engine::lookup::{LookupResourcesRequest, Reader, lookup_resources};
 use crate::engine::{self, CheckRequest, Decision, Env, History, Tuples};
-use crate::model::{ObjectRef, SubjectRef, Timestamp};
+use crate::model::{SubjectRef, Timestamp};
 use crate::schema;
 use crate::workload::{self, DriveSize};
 
@@ -49,16 +49,29 @@ fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> (Vec<Duration>, Optio
     (samples, last)
 }
 
-/// The CheckBulk of 100 items: documents and users spread over the data set.
-fn bulk_requests(size: DriveSize) -> Vec<CheckRequest> {
-    (0..100)
-        .map(|i| CheckRequest {
-            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents.max(1))),
-            permission: "view".into(),
-            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users.max(1))), None),
-            context: Map::new(),
-        })
-        .collect()
+/// LookupResources of `document#view` for `subject`, every page of 1000 through `page`: how
+/// many documents it found.
+pub fn lookup_all_pages<E>(
+    subject: &SubjectRef,
+    mut page: impl FnMut(&LookupResourcesRequest) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
+) -> Result<usize, E> {
+    let mut req = LookupResourcesRequest {
+        resource_type: "document".into(),
+        permission: "view".into(),
+        subject: subject.clone(),
+        context: Map::new(),
+        limit: Some(1000),
+        cursor: None,
+    };
+    let mut found = 0;
+    loop {
+        let p = page(&req)?;
+        found += p.items.len();
+        match p.cursor {
+            Some(c) => req.cursor = Some(c),
+            None => return Ok(found),
+        }
+    }
 }
 
 /// LookupResources of `document#view` for each user, all pages of 1000, three times each: the
@@ -73,23 +86,7 @@ fn lookup_figures<E>(
         let mut samples = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
-            let mut req = LookupResourcesRequest {
-                resource_type: "document".into(),
-                permission: "view".into(),
-                subject: subject.clone(),
-                context: Map::new(),
-                limit: Some(1000),
-                cursor: None,
-            };
-            found = 0;
-            loop {
-                let p = page(&req)?;
-                found += p.items.len();
-                match p.cursor {
-                    Some(c) => req.cursor = Some(c),
-                    None => break,
-                }
-            }
+            found = lookup_all_pages(subject, &mut page)?;
             samples.push(t.elapsed());
         }
         let mut summary = summarize(&mut samples);
@@ -129,7 +126,7 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
         checks.insert(p.name.into(), summarize(&mut samples));
     }
 
-    let bulk = bulk_requests(size);
+    let bulk = workload::bulk_requests(size);
     let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || engine::check_bulk(&schema, &tuples, &conditions, &bulk, env));
 
     let history = History::new(tuples);
@@ -319,7 +316,7 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
         checks.insert(p.name.into(), json!({"indexed": fast, "reference": slow, "speedup_p50": ratio}));
     }
 
-    let bulk = bulk_requests(size);
+    let bulk = workload::bulk_requests(size);
     let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || db.check_bulk("bench", latest, &bulk));
     let (mut bulk_reference, _) = time(iterations.div_ceil(10).max(3), || bulk.iter().map(|r| db.check_reference("bench", latest, r)).collect::<Vec<_>>());
 

@@ -7,6 +7,7 @@
 //! grant, a grant through 6 levels of groups, through 8 levels of folders, a denial, a caveated
 //! grant, and users who see many documents).
 
+use crate::engine::CheckRequest;
 use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 
 /// The schema the data is written for (the project's Drive fixture).
@@ -248,4 +249,17 @@ mod tests {
         assert_eq!(a.relationships, b.relationships);
         assert!((40_000..60_000).contains(&a.relationships.len()), "{}", a.relationships.len());
     }
+}
+
+/// The CheckBulk of 100 items every benchmark uses: `document#view` for documents and users
+/// spread over the data set.
+pub fn bulk_requests(size: DriveSize) -> Vec<CheckRequest> {
+    (0..100)
+        .map(|i| CheckRequest {
+            resource: ObjectRef::new("document", format!("d{}", (i * 7919) % size.documents.max(1))),
+            permission: "view".into(),
+            subject: SubjectRef::new(ObjectRef::new("user", format!("u{}", (i * 104_729) % size.users.max(1))), None),
+            context: serde_json::Map::new(),
+        })
+        .collect()
 }

@@ -175,11 +175,6 @@ impl<'a> Point<'a> {
         self.subject == subject && self.context == context
     }
 
-    /// Nodes memoized so far and work counted by the last Check (for measurements).
-    pub fn counts(&self) -> (usize, usize) {
-        (self.memo.len(), self.work)
-    }
-
     pub fn check(&mut self, resource: &ObjectRef, permission: &str) -> Result<Option<Tri>, EvalError> {
         let Some(def) = self.schema.definition(&resource.ty) else { return Ok(None) };
         let Some(id) = self.ix.id(resource) else { return Ok(None) };
