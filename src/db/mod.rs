@@ -28,8 +28,8 @@
 //! ```
 //!
 //! Architecture invariant: every write is validated against the schema here before it reaches
-//! the store; evaluation reads an immutable `Arc<Tuples>` taken under a short read lock, so a long
-//! evaluation never blocks a writer.
+//! the store; evaluation reads an immutable `Arc<IndexGraph>` (the head's relationships and
+//! attributes) taken under a short read lock, so a long evaluation never blocks a writer.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -42,7 +42,7 @@ use crate::conditions::Conditions;
 use crate::engine::cursor::CursorKey;
 use crate::engine::expand::{self, ExpandTree};
 use crate::engine::lookup::{self, LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, ResultCache, Snapshots, SubjectResult};
-use crate::engine::{self, CheckRequest, Decision, Env, EvalError, Tuples};
+use crate::engine::{self, CheckRequest, Decision, Env, EvalError, Relations, Tuples};
 use crate::index::IndexGraph;
 use crate::model::{MAX_CONTEXT_LEN, ObjectRef, Relationship, Timestamp};
 use crate::schema::{self, CompiledSchema};
@@ -152,9 +152,12 @@ struct State {
     revision: u64,
     schema: Option<CompiledSchema>,
     schema_text: Option<String>,
-    tuples: Arc<Tuples>,
-    /// Derived from `tuples`, kept in step with it.
+    /// Every relationship and attribute at `revision`: the fast evaluator's index, and the data
+    /// the reference evaluator reads when the fast path hands it a Check.
     index: Arc<IndexGraph>,
+    /// The reference evaluator's own relationship set at `revision`, built from the store on
+    /// first use by the `*_reference` baselines (never by the serving path).
+    reference: Arc<std::sync::OnceLock<Arc<Tuples>>>,
 }
 
 #[derive(Debug)]
@@ -261,12 +264,11 @@ impl Database {
             Some(text) => Some(self.compile(text)?),
             None => None,
         };
-        let mut tuples = Tuples::from_relationships(snap.relationships);
+        let mut index = IndexGraph::build(&snap.relationships);
         for (o, a) in snap.attributes {
-            tuples.set_attributes(o, a);
+            index.set_attributes(o, a);
         }
-        let index = IndexGraph::build(tuples.iter());
-        Ok(State { revision: snap.revision, schema, schema_text: snap.schema, tuples: Arc::new(tuples), index: Arc::new(index) })
+        Ok(State { revision: snap.revision, schema, schema_text: snap.schema, index: Arc::new(index), reference: Arc::default() })
     }
 
     fn compile(&self, text: &str) -> Result<CompiledSchema, DbError> {
@@ -284,7 +286,7 @@ impl Database {
             return Err(DbError::TooManyTenants(self.limits.max_tenants));
         }
         self.store().create_tenant(name)?;
-        let state = State { revision: 0, schema: None, schema_text: None, tuples: Arc::new(Tuples::new()), index: Arc::new(IndexGraph::new()) };
+        let state = State { revision: 0, schema: None, schema_text: None, index: Arc::new(IndexGraph::new()), reference: Arc::default() };
         tenants.insert(name.to_string(), Arc::new(Tenant { writer: Mutex::new(()), state: RwLock::new(state) }));
         Ok(())
     }
@@ -325,12 +327,12 @@ impl Database {
     pub fn write(&self, tenant: &str, req: WriteRequest) -> Result<u64, DbError> {
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(lock_err)?;
-        let (schema, tuples) = {
+        let (schema, index) = {
             let s = t.state.read().map_err(lock_err)?;
-            (s.schema.clone(), s.tuples.clone())
+            (s.schema.clone(), s.index.clone())
         };
-        let new_schema = self.validate(tenant, &req, schema.as_ref(), &tuples)?;
-        drop(tuples);
+        let new_schema = self.validate(tenant, &req, schema.as_ref(), &index)?;
+        drop(index);
         let now = Timestamp::now();
         let (rev, changes) = match &self.backend {
             Backend::Sled(s) => {
@@ -345,36 +347,28 @@ impl Database {
             }
             Backend::Memory(m) => m.write(tenant, &req.mutations, now)?,
         };
-        // The batch is durable: make it visible. When no reader holds the current relationships
-        // they are changed in place; otherwise a copy is changed outside the lock (readers keep
-        // the old revision meanwhile; no other writer can run, this one holds the writer lock).
+        // The batch is durable: make it visible. When no reader holds the current index it is
+        // changed in place; otherwise a copy is changed outside the lock (readers keep the old
+        // revision meanwhile; no other writer can run, this one holds the writer lock).
         let in_place = {
             let mut s = t.state.write().map_err(lock_err)?;
-            let State { tuples, index, .. } = &mut *s;
-            match (Arc::get_mut(tuples), Arc::get_mut(index)) {
-                (Some(tuples), Some(index)) => Some(apply_changes(tuples, index, &changes)),
-                _ => None,
-            }
+            Arc::get_mut(&mut s.index).map(|index| apply_changes(index, &changes))
         };
         let applied = match in_place {
             Some(result) => result.map(|()| None),
             None => {
-                let (base, base_index) = {
-                    let s = t.state.read().map_err(lock_err)?;
-                    (s.tuples.clone(), s.index.clone())
-                };
-                let mut copy = (*base).clone();
-                let mut index = (*base_index).clone();
-                apply_changes(&mut copy, &mut index, &changes).map(|()| Some((Arc::new(copy), Arc::new(index))))
+                let base = t.state.read().map_err(lock_err)?.index.clone();
+                let mut index = (*base).clone();
+                apply_changes(&mut index, &changes).map(|()| Some(Arc::new(index)))
             }
         };
         match applied {
             Ok(copy) => {
                 let mut s = t.state.write().map_err(lock_err)?;
-                if let Some((copy, index)) = copy {
-                    s.tuples = copy;
+                if let Some(index) = copy {
                     s.index = index;
                 }
+                s.reference = Arc::default();
                 s.revision = rev;
                 if let Some((compiled, text)) = new_schema {
                     s.schema = Some(compiled);
@@ -399,7 +393,7 @@ impl Database {
 
     /// Checks a batch against the head: limits, schema fit, preconditions. Returns the compiled
     /// new schema if the batch changes it.
-    fn validate(&self, tenant: &str, req: &WriteRequest, schema: Option<&CompiledSchema>, tuples: &Tuples) -> Result<Option<(CompiledSchema, String)>, DbError> {
+    fn validate(&self, tenant: &str, req: &WriteRequest, schema: Option<&CompiledSchema>, index: &IndexGraph) -> Result<Option<(CompiledSchema, String)>, DbError> {
         let count = req.mutations.len();
         if count > self.limits.max_relationships_per_write {
             return Err(DbError::TooManyMutations { count, limit: self.limits.max_relationships_per_write });
@@ -411,15 +405,15 @@ impl Database {
             let compiled = self.compile(text)?;
             let mut blockers = Vec::new();
             let mut count = 0;
-            for r in tuples.iter() {
-                if let Err(e) = compiled.check_relationship(r) {
+            for r in index.relationships(None, None, None) {
+                if let Err(e) = compiled.check_relationship(&r) {
                     count += 1;
                     if blockers.len() < 10 {
                         blockers.push(format!("relationship `{r}`: {e}"));
                     }
                 }
             }
-            for (o, attrs) in tuples.all_attributes() {
+            for (o, attrs) in index.all_attributes() {
                 if let Err(e) = check_attributes(&compiled, o, attrs) {
                     count += 1;
                     if blockers.len() < 10 {
@@ -456,7 +450,10 @@ impl Database {
                 Precondition::MustNotMatch(f) => (f, false),
             };
             let now = Timestamp::now();
-            if tuples.iter().any(|r| filter.matches(r) && r.expiration.is_none_or(|e| e > now)) != must {
+            let found = index
+                .relationships(filter.resource_type.as_deref(), filter.resource_id.as_deref(), filter.relation.as_deref())
+                .any(|r| filter.matches(&r) && r.expiration.is_none_or(|e| e > now));
+            if found != must {
                 let word = if must { "no relationship matches" } else { "a relationship matches" };
                 return Err(DbError::PreconditionFailed(format!("{word} {filter:?}")));
             }
@@ -464,16 +461,52 @@ impl Database {
         Ok(None)
     }
 
-    /// The schema and relationships a read at `consistency` sees.
-    fn read_state(&self, tenant: &str, consistency: Consistency) -> Result<(u64, CompiledSchema, Arc<Tuples>), DbError> {
-        self.read_state_indexed(tenant, consistency).map(|(r, s, t, _)| (r, s, t))
+    /// The reference evaluator's relationship set for a read at `consistency`: built from the
+    /// store's rows at that revision (not from the index, so the baselines and the tests that
+    /// compare against them share nothing with the fast path), kept with the head's state
+    /// until the next write.
+    fn read_reference(&self, tenant: &str, consistency: Consistency) -> Result<(u64, CompiledSchema, Arc<Tuples>), DbError> {
+        let t = self.tenant(tenant)?;
+        let (rev, schema, cell) = {
+            let s = t.state.read().map_err(lock_err)?;
+            (s.revision, s.schema.clone(), s.reference.clone())
+        };
+        let (rev, schema, cell) = match consistency {
+            Consistency::AtLeastAsFresh(r) if r > rev => return Err(DbError::FutureRevision { requested: r, head: rev }),
+            Consistency::AtExactSnapshot(r) if r > rev => return Err(DbError::FutureRevision { requested: r, head: rev }),
+            Consistency::AtExactSnapshot(r) if r != rev => {
+                let snap = self.store().snapshot(tenant, r)?;
+                let schema = match &snap.schema {
+                    Some(text) => self.compile(text)?,
+                    None => return Err(DbError::NoSchema(tenant.to_string())),
+                };
+                (r, Some(schema), Arc::default())
+            }
+            _ => (rev, schema, cell),
+        };
+        let schema = schema.ok_or_else(|| DbError::NoSchema(tenant.to_string()))?;
+        if let Some(t) = cell.get() {
+            return Ok((rev, schema, t.clone()));
+        }
+        let tuples = Arc::new(self.tuples_at(tenant, rev)?);
+        Ok((rev, schema, cell.get_or_init(|| tuples).clone()))
     }
 
-    fn read_state_indexed(&self, tenant: &str, consistency: Consistency) -> Result<(u64, CompiledSchema, Arc<Tuples>, Arc<IndexGraph>), DbError> {
+    /// The reference evaluator's relationship set at a revision, from the store.
+    fn tuples_at(&self, tenant: &str, revision: u64) -> Result<Tuples, DbError> {
+        let snap = self.store().snapshot(tenant, revision)?;
+        let mut tuples = Tuples::from_relationships(snap.relationships);
+        for (o, a) in snap.attributes {
+            tuples.set_attributes(o, a);
+        }
+        Ok(tuples)
+    }
+
+    fn read_state_indexed(&self, tenant: &str, consistency: Consistency) -> Result<(u64, CompiledSchema, Arc<IndexGraph>), DbError> {
         let t = self.tenant(tenant)?;
-        let (rev, schema, tuples, index) = {
+        let (rev, schema, index) = {
             let s = t.state.read().map_err(lock_err)?;
-            (s.revision, s.schema.clone(), s.tuples.clone(), s.index.clone())
+            (s.revision, s.schema.clone(), s.index.clone())
         };
         match consistency {
             Consistency::AtLeastAsFresh(r) if r > rev => Err(DbError::FutureRevision { requested: r, head: rev }),
@@ -483,16 +516,16 @@ impl Database {
                 }
                 let state = self.state_from_snapshot(self.store().snapshot(tenant, r)?)?;
                 let schema = state.schema.ok_or_else(|| DbError::NoSchema(tenant.to_string()))?;
-                Ok((r, schema, state.tuples, state.index))
+                Ok((r, schema, state.index))
             }
-            _ => Ok((rev, schema.ok_or_else(|| DbError::NoSchema(tenant.to_string()))?, tuples, index)),
+            _ => Ok((rev, schema.ok_or_else(|| DbError::NoSchema(tenant.to_string()))?, index)),
         }
     }
 
     pub fn check(&self, tenant: &str, consistency: Consistency, req: &CheckRequest) -> Result<(Decision, u64), DbError> {
         self.check_context(req)?;
-        let (rev, schema, tuples, index) = self.read_state_indexed(tenant, consistency)?;
-        let d = engine::check_fast(&schema, &tuples, &index, &self.conditions, req, Env::new(Timestamp::now()))?;
+        let (rev, schema, index) = self.read_state_indexed(tenant, consistency)?;
+        let d = engine::check_fast(&schema, &*index, &index, &self.conditions, req, Env::new(Timestamp::now()))?;
         Ok((d, rev))
     }
 
@@ -500,8 +533,8 @@ impl Database {
     /// Check is measured and tested against).
     pub fn check_reference(&self, tenant: &str, consistency: Consistency, req: &CheckRequest) -> Result<(Decision, u64), DbError> {
         self.check_context(req)?;
-        let (rev, schema, tuples) = self.read_state(tenant, consistency)?;
-        Ok((engine::check(&schema, &tuples, &self.conditions, req, Env::new(Timestamp::now()))?, rev))
+        let (rev, schema, tuples) = self.read_reference(tenant, consistency)?;
+        Ok((engine::check(&schema, &*tuples, &self.conditions, req, Env::new(Timestamp::now()))?, rev))
     }
 
     /// Heap bytes of a tenant's index, by part.
@@ -516,10 +549,10 @@ impl Database {
         for r in reqs {
             self.check_context(r)?;
         }
-        let (rev, schema, tuples, index) = self.read_state_indexed(tenant, consistency)?;
+        let (rev, schema, index) = self.read_state_indexed(tenant, consistency)?;
         // One `now` for the whole batch.
         let env = Env::new(Timestamp::now());
-        Ok((engine::check_bulk_fast(&schema, &tuples, &index, &self.conditions, reqs, env), rev))
+        Ok((engine::check_bulk_fast(&schema, &*index, &index, &self.conditions, reqs, env), rev))
     }
 
     fn check_context(&self, req: &CheckRequest) -> Result<(), DbError> {
@@ -563,6 +596,7 @@ impl Database {
 
     /// Checks a lookup's page size and context, and runs it on the tenant's head (a cursor then
     /// picks the revision it pinned; older revisions come from the store).
+    #[allow(clippy::too_many_arguments)]
     fn with_lookup_reader<T>(
         &self,
         tenant: &str,
@@ -575,15 +609,22 @@ impl Database {
     ) -> Result<T, DbError> {
         self.page_size(limit)?;
         self.context_size(context)?;
-        let (rev, schema, tuples, index) = self.read_state_indexed(tenant, if paged { Consistency::MinimizeLatency } else { consistency })?;
-        let snaps = TenantSnapshots { db: self, tenant, head: (rev, tuples) };
-        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups), index: use_index.then_some((rev, &*index)) };
+        let consistency = if paged { Consistency::MinimizeLatency } else { consistency };
+        let (rev, schema, head, index): (u64, CompiledSchema, Arc<dyn Relations>, _) = if use_index {
+            let (rev, schema, index) = self.read_state_indexed(tenant, consistency)?;
+            (rev, schema, index.clone(), Some(index))
+        } else {
+            let (rev, schema, tuples) = self.read_reference(tenant, consistency)?;
+            (rev, schema, tuples, None)
+        };
+        let snaps = TenantSnapshots { db: self, tenant, head: (rev, head), reference: !use_index };
+        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups), index: index.as_deref().map(|ix| (rev, ix)) };
         Ok(run(&reader)?)
     }
 
     pub fn expand(&self, tenant: &str, consistency: Consistency, object: &ObjectRef, permission: &str) -> Result<(ExpandTree, u64), DbError> {
-        let (rev, schema, tuples) = self.read_state(tenant, consistency)?;
-        Ok((expand::expand(&schema, &tuples, object, permission, Env::new(Timestamp::now()))?, rev))
+        let (rev, schema, index) = self.read_state_indexed(tenant, consistency)?;
+        Ok((expand::expand(&schema, &*index, object, permission, Env::new(Timestamp::now()))?, rev))
     }
 
     /// Relationships matching a filter, in key order, a page at a time: pass back the returned
@@ -636,16 +677,16 @@ impl Database {
     /// Writes the tenant's schema, relationships and attributes at the head as JSON lines.
     pub fn export(&self, tenant: &str, out: &mut dyn Write) -> Result<u64, DbError> {
         let t = self.tenant(tenant)?;
-        let (rev, text, tuples) = {
+        let (rev, text, index) = {
             let s = t.state.read().map_err(lock_err)?;
-            (s.revision, s.schema_text.clone(), s.tuples.clone())
+            (s.revision, s.schema_text.clone(), s.index.clone())
         };
         let io = |e: std::io::Error| DbError::Io(e.to_string());
         writeln!(out, "{}", json!({"revision": rev, "schema": text})).map_err(io)?;
-        for r in tuples.iter() {
+        for r in index.relationships(None, None, None) {
             writeln!(out, "{}", json!({"relationship": r.to_string()})).map_err(io)?;
         }
-        for (o, a) in tuples.all_attributes() {
+        for (o, a) in index.all_attributes() {
             writeln!(out, "{}", json!({"object": o.to_string(), "attributes": a})).map_err(io)?;
         }
         Ok(rev)
@@ -700,26 +741,18 @@ fn check_attributes(schema: &CompiledSchema, o: &ObjectRef, attrs: &Map<String, 
     Ok(())
 }
 
-fn apply_changes(tuples: &mut Tuples, index: &mut IndexGraph, changes: &[Change]) -> Result<(), DbError> {
+fn apply_changes(index: &mut IndexGraph, changes: &[Change]) -> Result<(), DbError> {
     for c in changes {
         match c {
             Change::Upsert(r) => {
-                let r = r.to_relationship()?;
-                if tuples.remove(&r) {
-                    index.remove(&r);
-                }
-                index.insert(&r);
-                tuples.insert(r);
+                index.upsert(&r.to_relationship()?);
             }
             Change::Delete(r) => {
-                let r = r.to_relationship()?;
-                if tuples.remove(&r) {
-                    index.remove(&r);
-                }
+                index.remove(&r.to_relationship()?);
             }
-            Change::SetAttributes { object, attributes } => tuples.set_attributes(store::parse_object_key(object)?, attributes.clone()),
+            Change::SetAttributes { object, attributes } => index.set_attributes(store::parse_object_key(object)?, attributes.clone()),
             Change::DeleteAttributes { object } => {
-                tuples.remove_attributes(&store::parse_object_key(object)?);
+                index.remove_attributes(&store::parse_object_key(object)?);
             }
             Change::Schema(_) => {}
         }
@@ -731,23 +764,26 @@ fn apply_changes(tuples: &mut Tuples, index: &mut IndexGraph, changes: &[Change]
 struct TenantSnapshots<'a> {
     db: &'a Database,
     tenant: &'a str,
-    head: (u64, Arc<Tuples>),
+    head: (u64, Arc<dyn Relations>),
+    /// Older revisions as the reference's relationship set (the baselines) rather than an index.
+    reference: bool,
 }
 
 impl Snapshots for TenantSnapshots<'_> {
-    fn head(&self) -> (u64, Arc<Tuples>) {
+    fn head(&self) -> (u64, Arc<dyn Relations>) {
         self.head.clone()
     }
 
-    fn at(&self, revision: u64) -> Result<Arc<Tuples>, EvalError> {
+    fn at(&self, revision: u64) -> Result<Arc<dyn Relations>, EvalError> {
         if revision == self.head.0 {
             return Ok(self.head.1.clone());
         }
-        let snap = self.db.store().snapshot(self.tenant, revision).map_err(|e| match e {
-            StoreError::OutsideWindow { .. } | StoreError::FutureRevision { .. } => EvalError::RevisionGone(revision),
-            _ => EvalError::RevisionGone(revision),
-        })?;
+        if self.reference {
+            let tuples = self.db.tuples_at(self.tenant, revision).map_err(|_| EvalError::RevisionGone(revision))?;
+            return Ok(Arc::new(tuples));
+        }
+        let snap = self.db.store().snapshot(self.tenant, revision).map_err(|_| EvalError::RevisionGone(revision))?;
         let state = self.db.state_from_snapshot(snap).map_err(|_| EvalError::RevisionGone(revision))?;
-        Ok(state.tuples)
+        Ok(state.index)
     }
 }

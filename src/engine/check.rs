@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use serde_json::Map;
 
-use super::{CheckRequest, Decision, Env, EvalError, Tri, Tuples};
+use super::{CheckRequest, Decision, Env, EvalError, Relations, Tri};
 use crate::conditions::{self, Conditions, Outcome};
 use crate::graph;
 use crate::model::{ObjectRef, Relationship, SubjectRef};
@@ -39,7 +39,7 @@ pub(crate) enum Term {
 /// The explored part of the graph for one subject, and its solution.
 pub(crate) struct Graph<'a> {
     schema: &'a CompiledSchema,
-    data: &'a Tuples,
+    data: &'a dyn Relations,
     conditions: &'a Conditions,
     subject: &'a SubjectRef,
     context: &'a Map<String, serde_json::Value>,
@@ -58,7 +58,7 @@ pub(crate) struct Graph<'a> {
 impl<'a> Graph<'a> {
     pub(crate) fn new(
         schema: &'a CompiledSchema,
-        data: &'a Tuples,
+        data: &'a dyn Relations,
         conditions: &'a Conditions,
         subject: &'a SubjectRef,
         context: &'a Map<String, serde_json::Value>,
@@ -139,10 +139,14 @@ impl<'a> Graph<'a> {
         })
     }
 
-    /// Relationships `object#relation@…` that have not expired.
-    fn live_edges(&self, object: &ObjectRef, relation: &str) -> Vec<&'a Relationship> {
-        let now = self.env.now;
-        self.data.edges(object, relation).iter().filter(|r| r.expiration.is_none_or(|e| e > now)).collect()
+    /// Relationships `object#relation@…`, expired ones included (callers skip them with
+    /// [`Graph::expired`]).
+    fn all_edges(&self, object: &ObjectRef, relation: &str) -> std::borrow::Cow<'a, [Relationship]> {
+        self.data.edges(object, relation)
+    }
+
+    fn expired(&self, r: &Relationship) -> bool {
+        r.expiration.is_some_and(|e| e <= self.env.now)
     }
 
     fn equation(&mut self, object: &ObjectRef, member: &str, queue: &mut Vec<usize>) -> Result<Term, EvalError> {
@@ -156,7 +160,8 @@ impl<'a> Graph<'a> {
                 if let Some(v) = self.closure_value(object, member)? {
                     return Ok(Term::Const(v));
                 }
-                let edges = self.live_edges(object, member);
+                let all = self.all_edges(object, member);
+                let edges: Vec<&Relationship> = all.iter().filter(|r| !self.expired(r)).collect();
                 self.step(edges.len())?;
                 let mut terms = Vec::new();
                 for rel in edges {
@@ -252,7 +257,8 @@ impl<'a> Graph<'a> {
                 Term::AndNot(Box::new(self.rewrite(object, a, queue)?), Box::new(self.rewrite(object, b, queue)?))
             }
             Rewrite::Arrow { tupleset, computed, kind } => {
-                let edges = self.live_edges(object, tupleset);
+                let all = self.all_edges(object, tupleset);
+                let edges: Vec<&Relationship> = all.iter().filter(|r| !self.expired(r)).collect();
                 self.step(edges.len())?;
                 let mut terms = Vec::new();
                 for rel in edges {
@@ -411,7 +417,7 @@ pub(crate) fn validate_request(schema: &CompiledSchema, resource: &ObjectRef, pe
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn solve<'a>(
     schema: &'a CompiledSchema,
-    data: &'a Tuples,
+    data: &'a dyn Relations,
     conditions: &'a Conditions,
     resource: &ObjectRef,
     permission: &str,
@@ -426,7 +432,7 @@ pub(crate) fn solve<'a>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn solve_indexed<'a>(
     schema: &'a CompiledSchema,
-    data: &'a Tuples,
+    data: &'a dyn Relations,
     index: Option<&'a IndexGraph>,
     conditions: &'a Conditions,
     resource: &ObjectRef,
@@ -448,7 +454,7 @@ pub(crate) fn solve_indexed<'a>(
 /// Decides one Check with the reference evaluator.
 pub fn check(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     conditions: &Conditions,
     req: &CheckRequest,
     env: Env,
@@ -462,7 +468,7 @@ pub fn check(
 /// [`check`] by construction (tested against it on random data).
 pub fn check_indexed(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     index: &IndexGraph,
     conditions: &Conditions,
     req: &CheckRequest,
@@ -476,7 +482,7 @@ pub fn check_indexed(
 /// Decides many Checks at one `now`; each item gets its own answer or error.
 pub fn check_bulk(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     conditions: &Conditions,
     reqs: &[CheckRequest],
     env: Env,
@@ -489,7 +495,7 @@ pub fn check_bulk(
 /// in the data or its frame budget. Equal to [`check`] (tested against it on random data).
 pub fn check_fast(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     index: &IndexGraph,
     conditions: &Conditions,
     req: &CheckRequest,
@@ -508,7 +514,7 @@ pub fn check_fast(
 /// item shares what it resolved about the schema and the index.
 pub fn check_bulk_fast<'a>(
     schema: &'a CompiledSchema,
-    data: &'a Tuples,
+    data: &'a dyn Relations,
     index: &'a IndexGraph,
     conditions: &'a Conditions,
     reqs: &'a [CheckRequest],

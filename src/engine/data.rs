@@ -1,6 +1,9 @@
-//! An in-memory set of relationships at one revision, indexed by resource and relation, with the
-//! stored attributes of objects. The reference evaluator reads only this.
+//! What the reference evaluator reads ([`Relations`]), and an in-memory set of relationships at
+//! one revision that provides it ([`Tuples`]), indexed by resource and relation, with the stored
+//! attributes of objects. The database's index provides it too, so the reference can serve as
+//! the fast path's fallback without a second copy of the data.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
@@ -19,7 +22,44 @@ pub struct Tuples {
     len: usize,
 }
 
-static EMPTY_MAP: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+/// The relationships and attributes of one revision, as the reference evaluator reads them.
+pub trait Relations: Send + Sync {
+    /// Relationships `resource#relation@…`, expired ones included (the evaluator filters them).
+    fn edges(&self, resource: &ObjectRef, relation: &str) -> Cow<'_, [Relationship]>;
+
+    /// Calls `f` with `(resource, relation)` of every relationship whose subject is `object`
+    /// (any subject relation; `type:*` for wildcards), expired ones included, each pair once.
+    fn each_naming(&self, object: &ObjectRef, f: &mut dyn FnMut(&ObjectRef, &str));
+
+    /// The stored attributes of an object (empty when it has none).
+    fn attributes(&self, object: &ObjectRef) -> &Map<String, Value>;
+
+    /// Ids of the objects of a type that appear in the data (a superset is allowed: an id
+    /// no relationship names answers like the type's wildcard).
+    fn object_ids(&self, ty: &str) -> Vec<String>;
+}
+
+impl Relations for Tuples {
+    fn edges(&self, resource: &ObjectRef, relation: &str) -> Cow<'_, [Relationship]> {
+        Cow::Borrowed(Tuples::edges(self, resource, relation))
+    }
+
+    fn each_naming(&self, object: &ObjectRef, f: &mut dyn FnMut(&ObjectRef, &str)) {
+        for (o, r) in self.naming(object) {
+            f(o, r);
+        }
+    }
+
+    fn attributes(&self, object: &ObjectRef) -> &Map<String, Value> {
+        Tuples::attributes(self, object)
+    }
+
+    fn object_ids(&self, ty: &str) -> Vec<String> {
+        Tuples::object_ids(self, ty).map(str::to_string).collect()
+    }
+}
+
+pub(crate) static EMPTY_MAP: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
 impl Tuples {
     pub fn new() -> Tuples {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde_json::Map;
 
 use super::check::{self, validate_request};
-use super::{Env, EvalError, Tri, Tuples};
+use super::{Env, EvalError, Relations, Tri};
 use crate::conditions::Conditions;
 use crate::model::{ObjectRef, Relationship, SubjectRef};
 use crate::schema::ast::ArrowKind;
@@ -42,15 +42,23 @@ pub const MAX_EXPAND_NODES: usize = 10_000;
 /// of each rewrite, count one level each); deeper trees are an error, not a stack overflow.
 pub const MAX_EXPAND_DEPTH: usize = 256;
 
-fn live<'a>(data: &'a Tuples, env: Env, object: &ObjectRef, relation: &str) -> impl Iterator<Item = &'a Relationship> {
+/// The relationships `object#relation@…` that have not expired at `env.now`.
+fn live(data: &dyn Relations, env: Env, object: &ObjectRef, relation: &str) -> Vec<Relationship> {
     let now = env.now;
-    data.edges(object, relation).iter().filter(move |r| r.expiration.is_none_or(|e| e > now))
+    let all = data.edges(object, relation);
+    match all {
+        std::borrow::Cow::Owned(mut v) => {
+            v.retain(|r| r.expiration.is_none_or(|e| e > now));
+            v
+        }
+        std::borrow::Cow::Borrowed(v) => v.iter().filter(|r| r.expiration.is_none_or(|e| e > now)).cloned().collect(),
+    }
 }
 
 /// Expands `object#member` one level: permissions are expanded through their rewrite on this
 /// object (arrows into one child per walked subject), relations become leaves of their direct
 /// subjects. Subject sets are not followed.
-pub fn expand(schema: &CompiledSchema, data: &Tuples, object: &ObjectRef, member: &str, env: Env) -> Result<ExpandTree, EvalError> {
+pub fn expand(schema: &CompiledSchema, data: &dyn Relations, object: &ObjectRef, member: &str, env: Env) -> Result<ExpandTree, EvalError> {
     let def = schema.definition(&object.ty).ok_or_else(|| EvalError::UnknownType(object.ty.clone()))?;
     if def.member_kind(member).is_none() {
         return Err(EvalError::UnknownMember { ty: object.ty.clone(), name: member.to_string() });
@@ -62,7 +70,7 @@ pub fn expand(schema: &CompiledSchema, data: &Tuples, object: &ObjectRef, member
 
 fn expand_member(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     object: &ObjectRef,
     member: &str,
     env: Env,
@@ -82,6 +90,7 @@ fn expand_member(
     if kind != Some(MemberKind::Permission) || on_path.contains(&key) {
         let subjects = match kind {
             Some(MemberKind::Relation) => live(data, env, object, member)
+                .into_iter()
                 .map(|r| ExpandSubject { subject: r.subject.clone(), caveated: r.caveat.is_some() })
                 .collect(),
             Some(MemberKind::Permission) => {
@@ -103,7 +112,7 @@ fn expand_member(
 #[allow(clippy::too_many_arguments)]
 fn expand_rewrite(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     object: &ObjectRef,
     member: &str,
     rw: &Rewrite,
@@ -192,7 +201,7 @@ impl FoundSubject {
 /// found there that Check confirms (true or conditional), in order.
 pub fn found_subjects(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     conditions: &Conditions,
     object: &ObjectRef,
     member: &str,
@@ -227,7 +236,7 @@ pub fn found_subjects(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn wildcard_exclusions(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     conditions: &Conditions,
     object: &ObjectRef,
     member: &str,
@@ -255,7 +264,7 @@ pub(crate) fn wildcard_exclusions(
 /// that name it directly.
 pub(crate) fn reachable_subjects(
     schema: &CompiledSchema,
-    data: &Tuples,
+    data: &dyn Relations,
     object: &ObjectRef,
     member: &str,
     env: Env,

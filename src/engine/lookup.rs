@@ -12,7 +12,7 @@ use super::check::{self, validate_request};
 use super::cursor::{Cursor, CursorError, CursorKey, query_digest};
 use super::data::History;
 use super::expand::{reachable_subjects, wildcard_exclusions};
-use super::{Decision, Env, EvalError, Tri, Tuples};
+use super::{Decision, Env, EvalError, Relations, Tri};
 use crate::conditions::Conditions;
 use crate::index::IndexGraph;
 use crate::index::eval::{self, Point};
@@ -25,17 +25,35 @@ pub const MAX_PAGE_SIZE: usize = 10_000;
 /// Where a lookup finds the data at a revision: the head for a first page, the cursor's revision
 /// for the next ones.
 pub trait Snapshots {
-    fn head(&self) -> (u64, Arc<Tuples>);
-    fn at(&self, revision: u64) -> Result<Arc<Tuples>, EvalError>;
+    fn head(&self) -> (u64, Arc<dyn Relations>);
+    fn at(&self, revision: u64) -> Result<Arc<dyn Relations>, EvalError>;
 }
 
 impl Snapshots for History {
-    fn head(&self) -> (u64, Arc<Tuples>) {
-        History::head(self)
+    fn head(&self) -> (u64, Arc<dyn Relations>) {
+        let (rev, data) = History::head(self);
+        (rev, data)
     }
 
-    fn at(&self, revision: u64) -> Result<Arc<Tuples>, EvalError> {
-        History::at(self, revision).ok_or(EvalError::RevisionGone(revision))
+    fn at(&self, revision: u64) -> Result<Arc<dyn Relations>, EvalError> {
+        match History::at(self, revision) {
+            Some(data) => Ok(data),
+            None => Err(EvalError::RevisionGone(revision)),
+        }
+    }
+}
+
+/// One revision only (a lookup whose cursor names another gets `RevisionGone`): how tests and
+/// validation files serve the index as the data.
+pub struct OneRevision(pub u64, pub Arc<dyn Relations>);
+
+impl Snapshots for OneRevision {
+    fn head(&self) -> (u64, Arc<dyn Relations>) {
+        (self.0, self.1.clone())
+    }
+
+    fn at(&self, revision: u64) -> Result<Arc<dyn Relations>, EvalError> {
+        if revision == self.0 { Ok(self.1.clone()) } else { Err(EvalError::RevisionGone(revision)) }
     }
 }
 
@@ -101,7 +119,7 @@ pub struct Page<T> {
 }
 
 /// Resolves the snapshot a lookup reads: the cursor's, or the head with a fresh `now`.
-fn snapshot(reader: &Reader<'_>, cursor: Option<&str>, query: [u8; 16], now: Timestamp) -> Result<(u64, Timestamp, String, Arc<Tuples>), EvalError> {
+fn snapshot(reader: &Reader<'_>, cursor: Option<&str>, query: [u8; 16], now: Timestamp) -> Result<(u64, Timestamp, String, Arc<dyn Relations>), EvalError> {
     match cursor {
         None => {
             let (rev, data) = reader.history.head();
@@ -152,7 +170,7 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
             let c = match fast {
                 Some(c) => c,
                 None => {
-                    let ids = reverse_reachable(reader.schema, &data, &req.subject, &req.resource_type, &req.permission);
+                    let ids = reverse_reachable(reader.schema, &*data, &req.subject, &req.resource_type, &req.permission);
                     eval::Candidates::from_sorted(ids.iter().map(|id| (id.as_str(), false)))
                 }
             };
@@ -165,7 +183,7 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
     };
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
     let start = candidates.first_after(&after);
-    let items = decide_resources(reader, req, &data, index, env, &candidates, start, want)?;
+    let items = decide_resources(reader, req, &*data, index, env, &candidates, start, want)?;
     Ok(finish(reader, items, req.limit, revision, now, query, |r| r.id.clone()))
 }
 
@@ -176,7 +194,7 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
 fn decide_resources(
     reader: &Reader<'_>,
     req: &LookupResourcesRequest,
-    data: &Tuples,
+    data: &dyn Relations,
     index: Option<&IndexGraph>,
     env: Env,
     candidates: &eval::Candidates,
@@ -247,7 +265,7 @@ impl ResultCache {
 /// permissions that use a member, and arrows. Only these can answer anything but "no": every
 /// derivation of a yes ends at a relationship naming the subject (or at the subject set itself).
 /// Caveats, expiration and exclusions are ignored here (a superset is safe; Check decides).
-pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &Tuples, subject: &SubjectRef, resource_type: &str, permission: &str) -> BTreeSet<String> {
+pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &dyn Relations, subject: &SubjectRef, resource_type: &str, permission: &str) -> BTreeSet<String> {
     use std::collections::HashSet;
     let mut seen: HashSet<(ObjectRef, String)> = HashSet::new();
     let mut stack: Vec<(ObjectRef, String)> = Vec::new();
@@ -256,10 +274,10 @@ pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &Tuples, subject:
         None => {
             let wildcard = ObjectRef::new(subject.object.ty.clone(), "*");
             for o in [&subject.object, &wildcard] {
-                for (res, rel) in data.naming(o) {
+                for (res, rel) in naming(data, o) {
                     // Only relationships naming the terminal subject (or the wildcard) start a path.
-                    if data.edges(res, rel).iter().any(|e| &e.subject.object == o && e.subject.relation.is_none()) {
-                        stack.push((res.clone(), rel.clone()));
+                    if data.edges(&res, &rel).iter().any(|e| &e.subject.object == o && e.subject.relation.is_none()) {
+                        stack.push((res, rel));
                     }
                 }
             }
@@ -275,7 +293,8 @@ pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &Tuples, subject:
             out.insert(o.id.clone());
         }
         // Subject sets `o#m` named by relationships.
-        for (res, rel) in data.naming(&o) {
+        let named = naming(data, &o);
+        for (res, rel) in &named {
             if data.edges(res, rel).iter().any(|e| e.subject.object == o && e.subject.relation.as_deref() == Some(m.as_str())) {
                 stack.push((res.clone(), rel.clone()));
             }
@@ -299,7 +318,7 @@ pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &Tuples, subject:
                             }
                             // …and `computed` on `o` reaches every object whose `tupleset` names `o`.
                             if computed == &m {
-                                for (res, rel) in data.naming(&o) {
+                                for (res, rel) in &named {
                                     if res.ty == def.name && rel == tupleset {
                                         stack.push((res.clone(), p.name.clone()));
                                     }
@@ -315,6 +334,13 @@ pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &Tuples, subject:
             }
         }
     }
+    out
+}
+
+/// `(resource, relation)` of every relationship naming `object`.
+fn naming(data: &dyn Relations, object: &ObjectRef) -> Vec<(ObjectRef, String)> {
+    let mut out = Vec::new();
+    data.each_naming(object, &mut |res, rel| out.push((res.clone(), rel.to_string())));
     out
 }
 
@@ -348,7 +374,7 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
     ]);
     let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
     let env = Env::new(now);
-    let reachable = reachable_subjects(reader.schema, &data, &req.resource, &req.permission, env)?;
+    let reachable = reachable_subjects(reader.schema, &*data, &req.resource, &req.permission, env)?;
     let mut candidates: BTreeSet<SubjectRef> = reachable
         .found
         .into_keys()
@@ -380,7 +406,7 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
                         p.retarget(subject, &req.context);
                         p
                     }
-                    None => point.insert(Point::new(reader.schema, ix, &data, reader.conditions, subject, &req.context, env)),
+                    None => point.insert(Point::new(reader.schema, ix, &*data, reader.conditions, subject, &req.context, env)),
                 };
                 p.check(&req.resource, &req.permission)?
             }
@@ -388,16 +414,16 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
         };
         let v = match fast {
             Some(v) => v,
-            None => check::solve(reader.schema, &data, reader.conditions, &req.resource, &req.permission, subject, &req.context, env)?.1,
+            None => check::solve(reader.schema, &*data, reader.conditions, &req.resource, &req.permission, subject, &req.context, env)?.1,
         };
         if v.is_false() {
             continue;
         }
         let excluded = if subject.is_wildcard() {
-            wildcard_exclusions(reader.schema, &data, reader.conditions, &req.resource, &req.permission, subject, &v, &req.context, env)?
+            wildcard_exclusions(reader.schema, &*data, reader.conditions, &req.resource, &req.permission, subject, &v, &req.context, env)?
                 .into_iter()
                 .map(|(s, conditional)| {
-                    let d = if conditional { conditional_decision(reader, &data, req, &s, env) } else { Decision::No };
+                    let d = if conditional { conditional_decision(reader, &*data, req, &s, env) } else { Decision::No };
                     (s, d)
                 })
                 .collect()
@@ -413,7 +439,7 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
 }
 
 /// The conditional answer for one excluded subject (which names its missing context).
-fn conditional_decision(reader: &Reader<'_>, data: &Tuples, req: &LookupSubjectsRequest, s: &SubjectRef, env: Env) -> Decision {
+fn conditional_decision(reader: &Reader<'_>, data: &dyn Relations, req: &LookupSubjectsRequest, s: &SubjectRef, env: Env) -> Decision {
     match check::solve(reader.schema, data, reader.conditions, &req.resource, &req.permission, s, &req.context, env) {
         Ok((_, Tri::Unknown(m))) => Decision::Conditional(m.into_iter().collect()),
         _ => Decision::Conditional(Vec::new()),

@@ -1,7 +1,7 @@
 //! Evaluation of permissions over relationships at one revision: the request and result types,
 //! the limits, and the reference evaluator.
 //!
-//! Architecture invariant: the engine reads relationships only through [`Tuples`], knows nothing
+//! Architecture invariant: the engine reads relationships only through [`Relations`], knows nothing
 //! about storage or gRPC, and never recurses on the native stack in proportion to data depth.
 
 pub mod check;
@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 pub use check::{check, check_bulk, check_bulk_fast, check_fast, check_indexed};
-pub use data::{History, Tuples};
+pub use data::{History, Relations, Tuples};
 pub use tri::Tri;
 
 use crate::conditions::ConditionError;

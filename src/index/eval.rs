@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use super::graph::{EdgeKind, IndexGraph, RelationIndex, WILDCARD};
 use super::hash::FastMap;
 use crate::conditions::{self, Conditions, Outcome};
-use crate::engine::{Env, EvalError, Tri, Tuples};
+use crate::engine::{Env, EvalError, Relations, Tri};
 use crate::model::{CaveatRef, ObjectRef, SubjectRef};
 use crate::schema::ast::ArrowKind;
 use crate::schema::{AllowedKind, CompiledSchema, Definition, Relation, Rewrite};
@@ -71,7 +71,7 @@ type NodeKey = (usize, u32);
 pub struct Point<'a> {
     schema: &'a CompiledSchema,
     ix: &'a IndexGraph,
-    data: &'a Tuples,
+    data: &'a dyn Relations,
     conditions: &'a Conditions,
     subject: &'a SubjectRef,
     /// The subject object's dense id (`None`: a wildcard, or an object no relationship names).
@@ -129,7 +129,7 @@ impl<'a> Point<'a> {
     pub fn new(
         schema: &'a CompiledSchema,
         ix: &'a IndexGraph,
-        data: &'a Tuples,
+        data: &'a dyn Relations,
         conditions: &'a Conditions,
         subject: &'a SubjectRef,
         context: &'a Map<String, Value>,

@@ -9,11 +9,15 @@
 //! Lookups are by `&str` through nested maps (resource type, then relation), so reading the
 //! index never allocates.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
 
 use super::closure::Closure;
 use super::hash::FastMap;
 use super::idset::IdSet;
+use crate::engine::Relations;
 use crate::model::{CaveatRef, ObjectRef, Relationship, SubjectRef, Timestamp};
 
 /// Dense ids of one object type. Names are stored once, back to back in one buffer in id
@@ -372,6 +376,8 @@ pub struct IndexGraph {
     relations: FastMap<String, FastMap<String, RelationIndex>>,
     /// Set updates made by changes so far (edges, wildcards, closures).
     pub updates: u64,
+    /// The stored attributes of objects (caveats read them).
+    attributes: BTreeMap<ObjectRef, Map<String, Value>>,
 }
 
 /// The subject id used for wildcard edges in the side table.
@@ -386,6 +392,15 @@ impl IndexGraph {
         let mut g = IndexGraph::new();
         for r in rels {
             g.insert(r);
+        }
+        g
+    }
+
+    /// The index of a relationship set, with its attributes.
+    pub fn from_tuples(tuples: &crate::engine::Tuples) -> IndexGraph {
+        let mut g = IndexGraph::build(tuples.iter());
+        for (o, a) in tuples.all_attributes() {
+            g.set_attributes(o.clone(), a.clone());
         }
         g
     }
@@ -447,18 +462,21 @@ impl IndexGraph {
         self.updates += updates;
     }
 
-    /// Removes the row with this relationship's resource, relation and subject.
-    pub fn remove(&mut self, r: &Relationship) {
-        let Some(res) = self.id(&r.resource) else { return };
+    /// Removes the row with this relationship's resource, relation and subject; returns whether
+    /// it was there.
+    pub fn remove(&mut self, r: &Relationship) -> bool {
+        let Some(res) = self.id(&r.resource) else { return false };
         let subj = if r.subject.is_wildcard() { Some(WILDCARD) } else { self.id(&r.subject.object) };
-        let Some(subj) = subj else { return };
+        let Some(subj) = subj else { return false };
         let nests = Self::self_nesting(r);
-        let Some(ri) = self.relations.get_mut(&r.resource.ty).and_then(|m| m.get_mut(&r.relation)) else { return };
-        let Some(pos) = ri.kinds.iter().position(|k| k.subject_type == r.subject.object.ty && k.subject_relation == r.subject.relation) else { return };
+        let Some(ri) = self.relations.get_mut(&r.resource.ty).and_then(|m| m.get_mut(&r.relation)) else { return false };
+        let Some(pos) = ri.kinds.iter().position(|k| k.subject_type == r.subject.object.ty && k.subject_relation == r.subject.relation) else { return false };
         let mut updates = 0;
+        let removed;
         // The row may be in the side table (conditional) or in the sets (unconditional).
         let was_conditional = ri.kinds.get_mut(pos).is_some_and(|k| k.side.remove(res, subj));
         if was_conditional {
+            removed = true;
             if nests {
                 ri.conditional_nesting = ri.conditional_nesting.saturating_sub(1);
                 if ri.conditional_nesting == 0 {
@@ -475,17 +493,109 @@ impl IndexGraph {
             }
         } else if let Some(k) = ri.kinds.get_mut(pos) {
             if subj == WILDCARD {
-                updates += u64::from(k.wildcards.remove(res));
+                removed = k.wildcards.remove(res);
+                updates += u64::from(removed);
             } else {
-                updates += k.edges.remove(res, subj);
-                if nests && ri.conditional_nesting == 0 {
+                let n = k.edges.remove(res, subj);
+                removed = n > 0;
+                updates += n;
+                if removed && nests && ri.conditional_nesting == 0 {
                     if let Some(c) = ri.closure.as_mut() {
                         updates += c.remove_edge(res, subj);
                     }
                 }
             }
+        } else {
+            removed = false;
         }
         self.updates += updates;
+        removed
+    }
+
+    /// Adds or replaces a relationship (the row with its resource, relation and subject);
+    /// returns whether a row was replaced.
+    pub fn upsert(&mut self, r: &Relationship) -> bool {
+        let replaced = self.remove(r);
+        self.insert(r);
+        replaced
+    }
+
+    pub fn set_attributes(&mut self, object: ObjectRef, attributes: Map<String, Value>) {
+        self.attributes.insert(object, attributes);
+    }
+
+    pub fn remove_attributes(&mut self, object: &ObjectRef) -> bool {
+        self.attributes.remove(object).is_some()
+    }
+
+    /// Every object with stored attributes.
+    pub fn all_attributes(&self) -> impl Iterator<Item = (&ObjectRef, &Map<String, Value>)> {
+        self.attributes.iter()
+    }
+
+    /// The relationships of `resource#relation`, expired ones included, ordered by subject.
+    pub fn relationships_of(&self, resource: &ObjectRef, relation: &str) -> Vec<Relationship> {
+        let mut out = Vec::new();
+        if let (Some(ri), Some(res)) = (self.relation(&resource.ty, relation), self.id(resource)) {
+            for k in &ri.kinds {
+                self.kind_rows(&resource.ty, relation, k, res, &mut out);
+            }
+        }
+        out.sort_by(|a, b| a.subject.cmp(&b.subject));
+        out
+    }
+
+    /// Appends the rows of one resource in one edge kind.
+    fn kind_rows(&self, ty: &str, relation: &str, k: &EdgeKind, res: u32, out: &mut Vec<Relationship>) {
+        let Some(res_name) = self.name(ty, res) else { return };
+        let resource = ObjectRef::new(ty, res_name);
+        let row = |id: &str, caveat: Option<CaveatRef>, expiration: Option<Timestamp>| Relationship {
+            resource: resource.clone(),
+            relation: relation.to_string(),
+            subject: SubjectRef::new(ObjectRef::new(k.subject_type.as_str(), id), k.subject_relation.clone()),
+            caveat,
+            expiration,
+        };
+        if let Some(subjects) = k.edges.forward.get(res) {
+            out.extend(subjects.iter().filter_map(|s| self.name(&k.subject_type, s)).map(|id| row(id, None, None)));
+        }
+        if k.wildcards.contains(res) {
+            out.push(row("*", None, None));
+        }
+        for e in k.side.of_resource(res) {
+            let id = if e.subject == WILDCARD { Some("*") } else { self.name(&k.subject_type, e.subject) };
+            if let Some(id) = id {
+                out.push(row(id, e.caveat.clone(), e.expiration));
+            }
+        }
+    }
+
+    /// Every relationship held (expired ones included), resource type by resource type;
+    /// `resource_type`, `resource_id` and `relation` narrow the walk when given.
+    pub fn relationships<'s>(&'s self, resource_type: Option<&'s str>, resource_id: Option<&'s str>, relation: Option<&'s str>) -> impl Iterator<Item = Relationship> + 's {
+        self.relations
+            .iter()
+            .filter(move |(ty, _)| resource_type.is_none_or(|t| t == ty.as_str()))
+            .flat_map(move |(ty, m)| {
+                m.iter().filter(move |(rel, _)| relation.is_none_or(|r| r == rel.as_str())).flat_map(move |(rel, ri)| {
+                    ri.kinds.iter().flat_map(move |k| {
+                        let resources: Vec<u32> = match resource_id {
+                            Some(id) => self.id_of(ty, id).into_iter().collect(),
+                            None => {
+                                let mut v: Vec<u32> = k.edges.forward.iter().map(|(r, _)| r).chain(k.wildcards.iter()).chain(k.side.iter().map(|e| e.resource)).collect();
+                                v.sort_unstable();
+                                v.dedup();
+                                v
+                            }
+                        };
+                        resources.into_iter().flat_map(move |res| {
+                            let mut rows = Vec::new();
+                            self.kind_rows(ty, rel, k, res, &mut rows);
+                            rows
+                        })
+                    })
+                })
+            })
     }
 
     /// The name of an interned id.
@@ -562,6 +672,56 @@ impl IndexGraph {
         let edges: usize = ris().map(RelationIndex::heap_bytes).sum();
         let closures: usize = ris().filter_map(|r| r.closure.as_ref()).map(Closure::heap_bytes).sum();
         [("interners", interners), ("edges", edges), ("closures", closures)]
+    }
+}
+
+impl Relations for IndexGraph {
+    fn edges(&self, resource: &ObjectRef, relation: &str) -> Cow<'_, [Relationship]> {
+        Cow::Owned(self.relationships_of(resource, relation))
+    }
+
+    fn each_naming(&self, object: &ObjectRef, f: &mut dyn FnMut(&ObjectRef, &str)) {
+        let subject = if object.is_wildcard() { Some(WILDCARD) } else { self.id(object) };
+        let Some(subject) = subject else { return };
+        for (ty, m) in &self.relations {
+            for (rel, ri) in m {
+                let mut resources: Vec<u32> = Vec::new();
+                for k in ri.kinds.iter().filter(|k| k.subject_type == object.ty) {
+                    if subject == WILDCARD {
+                        if k.subject_relation.is_none() {
+                            resources.extend(k.wildcards.iter());
+                        }
+                    } else if let Some(set) = k.edges.reverse.get(subject) {
+                        resources.extend(set.iter());
+                    }
+                    if let Some(set) = k.side.naming(subject) {
+                        resources.extend(set.iter());
+                    }
+                }
+                resources.sort_unstable();
+                resources.dedup();
+                for res in resources {
+                    if let Some(name) = self.name(ty, res) {
+                        f(&ObjectRef::new(ty.as_str(), name), rel);
+                    }
+                }
+            }
+        }
+    }
+
+    fn attributes(&self, object: &ObjectRef) -> &Map<String, Value> {
+        self.attributes.get(object).unwrap_or(&crate::engine::data::EMPTY_MAP)
+    }
+
+    fn object_ids(&self, ty: &str) -> Vec<String> {
+        let mut ids: Vec<String> = match self.types.get(ty) {
+            Some(i) => (0..i.len() as u32).filter_map(|id| i.name(id)).map(str::to_string).collect(),
+            None => Vec::new(),
+        };
+        ids.extend(self.attributes.keys().filter(|o| o.ty == ty).map(|o| o.id.clone()));
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 }
 

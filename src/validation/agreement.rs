@@ -6,6 +6,7 @@
 //! LookupSubjects on the fast path (its reference path is covered by the paging proptests).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Map;
 
@@ -13,7 +14,7 @@ use super::{Failure, FileReport, ValidationFile};
 use crate::conditions::Conditions;
 use crate::engine::cursor::CursorKey;
 use crate::engine::expand::found_subjects;
-use crate::engine::lookup::{LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, SubjectResult, lookup_resources, lookup_subjects};
+use crate::engine::lookup::{LookupResourcesRequest, LookupSubjectsRequest, OneRevision, Page, Reader, ResourceResult, SubjectResult, lookup_resources, lookup_subjects};
 use crate::engine::{self, CheckRequest, Decision, Env, EvalError, History};
 use crate::model::{ObjectRef, SubjectRef};
 
@@ -65,8 +66,11 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
     let reader = Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
     // The fast path reads the index at the history's head revision. Paged lookups read through
     // a result cache, unpaged ones decide directly: every path agrees.
-    let index = crate::index::IndexGraph::build(file.tuples.iter());
-    let fast = Reader { index: Some((history.head().0, &index)), ..reader };
+    // The fast path reads the index for everything, as the database does: its point Checks,
+    // the reference's fallback, and LookupSubjects' candidates.
+    let index = Arc::new(crate::index::IndexGraph::from_tuples(&file.tuples));
+    let indexed = OneRevision(history.head().0, index.clone());
+    let fast = Reader { history: &indexed, index: Some((history.head().0, &index)), ..reader };
     let cache = crate::engine::lookup::ResultCache::default();
     let cached = Reader { cache: Some(&cache), ..fast };
     let none = Map::new();
@@ -92,7 +96,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                     return;
                 }
                 let bulk = engine::check_bulk(&file.schema, &file.tuples, conditions, &reqs, env);
-                let bulk_fast = engine::check_bulk_fast(&file.schema, &file.tuples, &index, conditions, &reqs, env);
+                let bulk_fast = engine::check_bulk_fast(&file.schema, &*index, &index, conditions, &reqs, env);
                 for ((req, bulk_answer), bulk_fast) in reqs.iter().zip(bulk).zip(bulk_fast) {
                     let triple = format!("{}#{}@{}", req.resource, req.permission, req.subject);
                     report.agreement_checks += 1;
@@ -107,7 +111,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                     if bulk_answer.as_ref() != Ok(&single) {
                         fail(report, format!("CheckBulk `{triple}`"), format!("CheckBulk gave {bulk_answer:?}, Check gave {single}"));
                     }
-                    let fast_single = engine::check_fast(&file.schema, &file.tuples, &index, conditions, req, env);
+                    let fast_single = engine::check_fast(&file.schema, &*index, &index, conditions, req, env);
                     if fast_single.as_ref() != Ok(&single) || bulk_fast.as_ref() != Ok(&single) {
                         fail(report, format!("fast Check `{triple}`"), format!("fast Check gave {fast_single:?}, fast CheckBulk {bulk_fast:?}, reference Check {single}"));
                     }
@@ -178,7 +182,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                 for (ty, rel) in &kinds {
                     subjects_agree(&fast, &resource, m, ty, rel, &seen, &decisions, env, report);
                 }
-                expansion_agrees(file, conditions, &resource, m, &seen, &decisions, env, report);
+                expansion_agrees(file, &index, conditions, &resource, m, &seen, &decisions, env, report);
             }
         }
     }
@@ -276,6 +280,7 @@ fn subject_answer(results: &[SubjectResult], s: &SubjectRef) -> Decision {
 #[allow(clippy::too_many_arguments)]
 fn expansion_agrees(
     file: &ValidationFile,
+    index: &crate::index::IndexGraph,
     conditions: &Conditions,
     resource: &ObjectRef,
     permission: &str,
@@ -293,6 +298,12 @@ fn expansion_agrees(
             return;
         }
     };
+    // The same expansion reading the index finds the same subjects, paths and exclusions.
+    match found_subjects(&file.schema, index, conditions, resource, permission, env) {
+        Ok(on_index) if format!("{on_index:?}") == format!("{found:?}") => {}
+        Ok(on_index) => report.failures.push(Failure { what: format!("{what} on the index"), detail: format!("index: {on_index:?}\nrelationship set: {found:?}") }),
+        Err(e) => report.failures.push(Failure { what: format!("{what} on the index"), detail: format!("error: {e}") }),
+    }
     let results: Vec<SubjectResult> = found
         .iter()
         .map(|f| SubjectResult {

@@ -10,6 +10,42 @@ use pemba::index::IndexGraph;
 use pemba::model::{ObjectRef, Relationship, SubjectRef};
 use proptest::prelude::*;
 
+/// The index read as the reference evaluator reads data (`Relations`: what the fast path falls
+/// back on, and what Expand and LookupSubjects read) gives what the relationship set gives.
+fn assert_same_relations(tuples: &Tuples, g: &IndexGraph) -> Result<(), TestCaseError> {
+    use pemba::engine::Relations;
+    let text = |rels: &[Relationship]| {
+        let mut v: Vec<String> = rels.iter().map(|r| r.to_string()).collect();
+        v.sort();
+        v
+    };
+    let mut objects: Vec<ObjectRef> = (0..4).map(|i| ObjectRef::new("group", format!("g{i}"))).collect();
+    objects.extend((0..4).map(|i| ObjectRef::new("user", format!("u{i}"))));
+    objects.push(ObjectRef::parse("user:*", true).unwrap());
+    for o in &objects {
+        for rel in ["member", "viewer", "parent", "banned"] {
+            let want = text(&Relations::edges(tuples, o, rel));
+            prop_assert_eq!(text(&Relations::edges(g, o, rel)), want, "edges of {}#{}", o, rel);
+        }
+        let naming = |d: &dyn Relations| {
+            let mut v = Vec::new();
+            d.each_naming(o, &mut |res, rel| v.push(format!("{res}#{rel}")));
+            v.sort();
+            v
+        };
+        prop_assert_eq!(naming(g), naming(tuples), "relationships naming {}", o);
+    }
+    let all: Vec<Relationship> = g.relationships(None, None, None).collect();
+    prop_assert_eq!(text(&all), text(&tuples.iter().cloned().collect::<Vec<_>>()));
+    for ty in ["group", "user", "doc"] {
+        let ids = g.object_ids(ty);
+        for id in tuples.object_ids(ty) {
+            prop_assert!(ids.iter().any(|x| x == id), "object ids of {} miss {}", ty, id);
+        }
+    }
+    Ok(())
+}
+
 fn relationship() -> impl Strategy<Value = Relationship> {
     (0..4u8, 0..4u8, 0..4u8, 0..3u8).prop_map(|(g, kind, s, cav)| {
         let subject = match kind {
@@ -34,13 +70,15 @@ proptest! {
             let old: Option<Relationship> = tuples.edges(&r.resource, &r.relation).iter().find(|x| x.subject == r.subject).cloned();
             if let Some(old) = old {
                 tuples.remove(&old);
-                g.remove(&old);
+                prop_assert!(g.remove(&old), "the index held {}", old);
             }
+            prop_assert!(!g.remove(r), "removed twice: {}", r);
             if *insert {
                 tuples.insert(r.clone());
                 g.insert(r);
             }
         }
+        assert_same_relations(&tuples, &g)?;
         let unconditional = |x: &Relationship| x.caveat.is_none() && x.expiration.is_none();
         for gi in 0..4 {
             let group = ObjectRef::new("group", format!("g{gi}"));
@@ -126,7 +164,54 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
             prop_assert_eq!(got, want, "LookupResources {}#{}@{}", ty, perm, s);
         }
     }
+    // LookupSubjects and Expand through the database read the index (candidates, exclusions,
+    // trees); the reference reads the relationship set.
+    use pemba::engine::lookup::{LookupSubjectsRequest, Reader, lookup_subjects};
+    let history = pemba::engine::History::new(tuples.clone());
+    let key = pemba::engine::cursor::CursorKey::random();
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None, index: None };
+    for (res, perm) in [("doc:d0", "view"), ("doc:d1", "view"), ("doc:d2", "viewer"), ("group:g0", "member"), ("group:g3", "member")] {
+        let resource = ObjectRef::parse(res, false).unwrap();
+        for (ty, rel) in [("user", None), ("group", Some("member"))] {
+            for ctx in [serde_json::Map::new(), serde_json::from_str(r#"{"x": 1}"#).unwrap()] {
+                let req = LookupSubjectsRequest { resource: resource.clone(), permission: perm.into(), subject_type: ty.into(), subject_relation: rel.map(str::to_string), context: ctx, limit: None, cursor: None };
+                let got = db.lookup_subjects("t", Consistency::FullyConsistent, &req).unwrap().items;
+                let want = lookup_subjects(&reader, &req, pemba::model::Timestamp::now()).unwrap().items;
+                prop_assert_eq!(got, want, "LookupSubjects {}#{}@{}", res, perm, ty);
+            }
+        }
+        let (got, _) = db.expand("t", Consistency::FullyConsistent, &resource, perm).unwrap();
+        let want = pemba::engine::expand::expand(&schema, tuples, &resource, perm, Env::new(pemba::model::Timestamp::now())).unwrap();
+        prop_assert_eq!(sorted_tree(got), sorted_tree(want), "Expand {}#{}", res, perm);
+    }
     Ok(())
+}
+
+/// An expansion tree with every leaf's subjects and every node's children in a fixed order
+/// (the index lists a relation's subjects by subject, the relationship set by insertion).
+fn sorted_tree(t: pemba::engine::expand::ExpandTree) -> String {
+    use pemba::engine::expand::ExpandTree;
+    match t {
+        ExpandTree::Leaf { object, relation, subjects } => {
+            let mut v: Vec<String> = subjects.iter().map(|s| format!("{}{}", s.subject, if s.caveated { "[caveated]" } else { "" })).collect();
+            v.sort();
+            format!("leaf {object}#{relation} [{}]", v.join(", "))
+        }
+        ExpandTree::Union { object, relation, children } => {
+            let mut v: Vec<String> = children.into_iter().map(sorted_tree).collect();
+            v.sort();
+            format!("union {object}#{relation} ({})", v.join("; "))
+        }
+        ExpandTree::Intersection { object, relation, children } => {
+            let mut v: Vec<String> = children.into_iter().map(sorted_tree).collect();
+            v.sort();
+            format!("intersection {object}#{relation} ({})", v.join("; "))
+        }
+        ExpandTree::Exclusion { object, relation, children } => {
+            let v: Vec<String> = children.into_iter().map(sorted_tree).collect();
+            format!("exclusion {object}#{relation} ({})", v.join("; "))
+        }
+    }
 }
 
 fn apply(tuples: &mut Tuples, insert: bool, r: Relationship) {
