@@ -114,15 +114,6 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
     let now = Timestamp::now();
     let env = Env::new(now);
 
-    // The reference evaluator keeps its own relationship set, built from the store on its first
-    // use (the database serves from the index alone): build it before timing anything.
-    let t = Instant::now();
-    if let Some(p) = drive.probes.first() {
-        let req = CheckRequest { resource: p.resource.clone(), permission: p.permission.into(), subject: p.subject.clone(), context: Map::new() };
-        db.check_reference("bench", latest, &req)?;
-    }
-    let reference_load_ms = t.elapsed().as_secs_f64() * 1e3;
-
     let mut checks = Map::new();
     for p in &drive.probes {
         let context = crate::model::parse_context(p.context).unwrap_or_default();
