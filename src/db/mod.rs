@@ -348,8 +348,10 @@ impl Database {
             Backend::Memory(m) => m.write(tenant, &req.mutations, now)?,
         };
         // The batch is durable: make it visible. When no reader holds the current index it is
-        // changed in place; otherwise a copy is changed outside the lock (readers keep the old
-        // revision meanwhile; no other writer can run, this one holds the writer lock).
+        // changed in place; otherwise the next index is built from it by structural sharing (a
+        // clone copies pointers to its parts; changing it copies only the tables and chunks
+        // the batch touches), outside the lock. Readers keep the old revision meanwhile; no
+        // other writer can run, this one holds the writer lock.
         let in_place = {
             let mut s = t.state.write().map_err(lock_err)?;
             Arc::get_mut(&mut s.index).map(|index| apply_changes(index, &changes))

@@ -6,18 +6,17 @@
 
 use std::collections::VecDeque;
 
-use super::hash::FastMap;
-
 use super::idset::IdSet;
+use super::shared::ShardMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct Closure {
     /// Direct nesting: parent → children.
-    children: FastMap<u32, IdSet>,
+    children: ShardMap<IdSet>,
     /// Transitive: object → every object nested below it (itself excluded unless in a cycle).
-    descendants: FastMap<u32, IdSet>,
+    descendants: ShardMap<IdSet>,
     /// Transitive: object → every object it is nested below.
-    ancestors: FastMap<u32, IdSet>,
+    ancestors: ShardMap<IdSet>,
     /// Set insertions and removals made so far (the cost of keeping the closure current).
     pub updates: u64,
 }
@@ -28,34 +27,36 @@ impl Closure {
     }
 
     pub fn descendants(&self, id: u32) -> Option<&IdSet> {
-        self.descendants.get(&id)
+        self.descendants.get(id)
     }
 
     pub fn ancestors(&self, id: u32) -> Option<&IdSet> {
-        self.ancestors.get(&id)
+        self.ancestors.get(id)
     }
 
     /// Whether `inner` is `outer` or nested below it.
     pub fn reaches(&self, outer: u32, inner: u32) -> bool {
-        outer == inner || self.descendants.get(&outer).is_some_and(|d| d.contains(inner))
+        outer == inner || self.descendants.get(outer).is_some_and(|d| d.contains(inner))
     }
 
     /// Records that `child` is nested directly in `parent`; returns the set updates made.
     pub fn add_edge(&mut self, parent: u32, child: u32) -> u64 {
-        if !self.children.entry(parent).or_default().insert(child) {
+        if self.children.get(parent).is_some_and(|c| c.contains(child)) {
             return 0;
         }
-        let mut above: Vec<u32> = self.ancestors.get(&parent).map(|a| a.iter().collect()).unwrap_or_default();
+        self.children.entry_or_default(parent).insert(child);
+        let mut above: Vec<u32> = self.ancestors.get(parent).map(|a| a.iter().collect()).unwrap_or_default();
         above.push(parent);
-        let mut below: Vec<u32> = self.descendants.get(&child).map(|d| d.iter().collect()).unwrap_or_default();
+        let mut below: Vec<u32> = self.descendants.get(child).map(|d| d.iter().collect()).unwrap_or_default();
         below.push(child);
         let mut n = 0;
+        // Only sets that change are touched (and so copied, when a snapshot shares them).
         for &a in &above {
             for &d in &below {
-                if self.descendants.entry(a).or_default().insert(d) {
+                if !self.descendants.get(a).is_some_and(|x| x.contains(d)) && self.descendants.entry_or_default(a).insert(d) {
                     n += 1;
                 }
-                if self.ancestors.entry(d).or_default().insert(a) {
+                if !self.ancestors.get(d).is_some_and(|x| x.contains(a)) && self.ancestors.entry_or_default(d).insert(a) {
                     n += 1;
                 }
             }
@@ -66,19 +67,19 @@ impl Closure {
 
     /// Removes a direct nesting and repairs the closure of everything above `parent`.
     pub fn remove_edge(&mut self, parent: u32, child: u32) -> u64 {
-        let removed = self.children.get_mut(&parent).is_some_and(|c| c.remove(child));
+        let removed = self.children.get(parent).is_some_and(|c| c.contains(child)) && self.children.get_mut(parent).is_some_and(|c| c.remove(child));
         if !removed {
             return 0;
         }
-        let mut affected: Vec<u32> = self.ancestors.get(&parent).map(|a| a.iter().collect()).unwrap_or_default();
+        let mut affected: Vec<u32> = self.ancestors.get(parent).map(|a| a.iter().collect()).unwrap_or_default();
         affected.push(parent);
         let mut n = 0;
         for a in affected {
             let fresh = self.walk(a);
-            let old = self.descendants.remove(&a).unwrap_or_default();
+            let old = self.descendants.remove(a).unwrap_or_default();
             for d in old.iter() {
                 if !fresh.contains(d) {
-                    if let Some(anc) = self.ancestors.get_mut(&d) {
+                    if let Some(anc) = self.ancestors.get_mut(d) {
                         anc.remove(a);
                     }
                     n += 2;
@@ -86,7 +87,7 @@ impl Closure {
             }
             for d in fresh.iter() {
                 if !old.contains(d) {
-                    self.ancestors.entry(d).or_default().insert(a);
+                    self.ancestors.entry_or_default(d).insert(a);
                     n += 2;
                 }
             }
@@ -101,10 +102,10 @@ impl Closure {
     /// Everything reachable from `start` through direct nesting (breadth first, no recursion).
     fn walk(&self, start: u32) -> IdSet {
         let mut seen = IdSet::default();
-        let mut queue: VecDeque<u32> = self.children.get(&start).map(|c| c.iter().collect()).unwrap_or_default();
+        let mut queue: VecDeque<u32> = self.children.get(start).map(|c| c.iter().collect()).unwrap_or_default();
         while let Some(x) = queue.pop_front() {
             if seen.insert(x) {
-                if let Some(c) = self.children.get(&x) {
+                if let Some(c) = self.children.get(x) {
                     queue.extend(c.iter());
                 }
             }
@@ -112,9 +113,9 @@ impl Closure {
         seen
     }
 
-    /// Heap bytes held by the closure's sets (the maps' own tables are counted by the caller).
+    /// Heap bytes held by the closure's tables and sets.
     pub fn heap_bytes(&self) -> usize {
-        [&self.children, &self.descendants, &self.ancestors].iter().flat_map(|m| m.values()).map(IdSet::heap_bytes).sum()
+        [&self.children, &self.descendants, &self.ancestors].iter().map(|m| m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>()).sum()
     }
 }
 

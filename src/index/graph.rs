@@ -11,12 +11,14 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::closure::Closure;
 use super::hash::FastMap;
 use super::idset::IdSet;
+use super::shared::{CHUNK, ChunkVec, ShardMap};
 use crate::engine::Relations;
 use crate::model::{CaveatRef, ObjectRef, Relationship, SubjectRef, Timestamp};
 
@@ -26,14 +28,22 @@ use crate::model::{CaveatRef, ObjectRef, Relationship, SubjectRef, Timestamp};
 /// the rare names whose hash another name already holds go to a small overflow map.
 #[derive(Debug, Clone, Default)]
 pub struct Interner {
-    text: String,
-    /// End of each name in `text`, by id.
-    ends: Vec<usize>,
+    /// Names by id, [`CHUNK`] names a segment (segments are shared between snapshots).
+    segments: Vec<Arc<Segment>>,
+    len: usize,
     /// 32 bits of the name's hash → id. With a keyed hash, colliding names are rare (a few per
     /// million names) and cannot be chosen by clients; they go to `overflow`.
-    by_hash: FastMap<u32, u32>,
-    overflow: HashMap<String, u32>,
+    by_hash: ShardMap<u32>,
+    overflow: Arc<HashMap<String, u32>>,
     state: std::hash::RandomState,
+}
+
+/// The names of [`CHUNK`] consecutive ids, back to back.
+#[derive(Debug, Clone, Default)]
+struct Segment {
+    text: String,
+    /// End of each name in `text`.
+    ends: Vec<u32>,
 }
 
 impl Interner {
@@ -42,7 +52,7 @@ impl Interner {
     }
 
     pub fn get(&self, name: &str) -> Option<u32> {
-        if let Some(&id) = self.by_hash.get(&self.hash(name)) {
+        if let Some(&id) = self.by_hash.get(self.hash(name)) {
             if self.name(id) == Some(name) {
                 return Some(id);
             }
@@ -56,12 +66,23 @@ impl Interner {
         if let Some(id) = self.get(name) {
             return id;
         }
-        let id = self.ends.len() as u32;
-        self.text.push_str(name);
-        self.ends.push(self.text.len());
+        let id = self.len as u32;
+        let segment = match self.segments.last_mut() {
+            Some(seg) if seg.ends.len() < CHUNK => Arc::make_mut(seg),
+            _ => {
+                self.segments.push(Arc::new(Segment::default()));
+                // INVARIANT: a segment was just pushed.
+                #[expect(clippy::indexing_slicing, reason = "the vector was just pushed onto")]
+                let last = self.segments.len() - 1;
+                Arc::make_mut(&mut self.segments[last])
+            }
+        };
+        segment.text.push_str(name);
+        segment.ends.push(segment.text.len() as u32);
+        self.len += 1;
         let h = self.hash(name);
-        if self.by_hash.contains_key(&h) {
-            self.overflow.insert(name.to_string(), id);
+        if self.by_hash.contains_key(h) {
+            Arc::make_mut(&mut self.overflow).insert(name.to_string(), id);
         } else {
             self.by_hash.insert(h, id);
         }
@@ -69,25 +90,25 @@ impl Interner {
     }
 
     pub fn name(&self, id: u32) -> Option<&str> {
-        let i = id as usize;
-        let end = *self.ends.get(i)?;
-        let start = if i == 0 { 0 } else { *self.ends.get(i - 1)? };
-        self.text.get(start..end)
+        let seg = self.segments.get(id as usize / CHUNK)?;
+        let i = id as usize % CHUNK;
+        let end = *seg.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { *seg.ends.get(i - 1)? as usize };
+        seg.text.get(start..end)
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.len == 0
     }
 
     fn heap_bytes(&self) -> usize {
-        // The hash map's slots (key, value, padding) plus one control byte each.
-        self.text.capacity()
-            + self.ends.capacity() * std::mem::size_of::<usize>()
-            + self.by_hash.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
+        self.segments.capacity() * 8
+            + self.segments.iter().map(|s| 16 + 48 + s.text.capacity() + s.ends.capacity() * 4).sum::<usize>()
+            + self.by_hash.table_bytes(std::mem::size_of::<(u32, u32)>())
             + self.overflow.iter().map(|(k, _)| k.capacity() + 24 + 4 + 8).sum::<usize>()
     }
 }
@@ -98,13 +119,13 @@ impl Interner {
 #[derive(Debug, Clone)]
 pub enum DenseSets {
     /// The map and the largest id it has held.
-    Sparse(FastMap<u32, IdSet>, u32),
-    Dense(Vec<IdSet>),
+    Sparse(ShardMap<IdSet>, u32),
+    Dense(ChunkVec<IdSet>),
 }
 
 impl Default for DenseSets {
     fn default() -> Self {
-        DenseSets::Sparse(FastMap::default(), 0)
+        DenseSets::Sparse(ShardMap::default(), 0)
     }
 }
 
@@ -114,7 +135,7 @@ const SPARSE_ENTRY: usize = 28;
 impl DenseSets {
     pub fn get(&self, id: u32) -> Option<&IdSet> {
         match self {
-            DenseSets::Sparse(m, _) => m.get(&id),
+            DenseSets::Sparse(m, _) => m.get(id),
             DenseSets::Dense(v) => v.get(id as usize),
         }
         .filter(|s| !s.is_empty())
@@ -122,7 +143,7 @@ impl DenseSets {
 
     fn get_mut(&mut self, id: u32) -> Option<&mut IdSet> {
         match self {
-            DenseSets::Sparse(m, _) => m.get_mut(&id),
+            DenseSets::Sparse(m, _) => m.get_mut(id),
             DenseSets::Dense(v) => v.get_mut(id as usize),
         }
     }
@@ -130,52 +151,47 @@ impl DenseSets {
     /// Removes `id`'s set if it became empty (sparse form only; dense slots stay).
     fn tidy(&mut self, id: u32) {
         if let DenseSets::Sparse(m, _) = self {
-            if m.get(&id).is_some_and(IdSet::is_empty) {
-                m.remove(&id);
+            if m.get(id).is_some_and(IdSet::is_empty) {
+                m.remove(id);
             }
         }
     }
 
-    #[expect(clippy::indexing_slicing, reason = "the vector is grown to hold the index first")]
     fn slot(&mut self, id: u32) -> &mut IdSet {
         if let DenseSets::Sparse(m, largest) = self {
             *largest = (*largest).max(id);
             let max = *largest as usize;
             // Switch to the vector once it costs less than the map would.
             if (max + 1) * std::mem::size_of::<IdSet>() < (m.len() + 1) * SPARSE_ENTRY {
-                let mut v: Vec<IdSet> = Vec::new();
-                v.resize_with(max + 1, IdSet::default);
-                for (k, set) in m.drain() {
-                    v[k as usize] = set;
+                let mut entries = m.take_all();
+                entries.sort_unstable_by_key(|(k, _)| *k);
+                let mut v: ChunkVec<IdSet> = ChunkVec::default();
+                for (k, set) in entries {
+                    v.grow_to(k as usize, IdSet::default);
+                    v.push(set);
                 }
+                v.grow_to(max + 1, IdSet::default);
                 *self = DenseSets::Dense(v);
             }
         }
         match self {
-            DenseSets::Sparse(m, _) => m.entry(id).or_default(),
-            DenseSets::Dense(v) => {
-                let i = id as usize;
-                if v.len() <= i {
-                    v.resize_with(i + 1, IdSet::default);
-                }
-                // INVARIANT: the vector was just grown to hold index `i`.
-                &mut v[i]
-            }
+            DenseSets::Sparse(m, _) => m.entry_or_default(id),
+            DenseSets::Dense(v) => v.slot(id as usize, IdSet::default),
         }
     }
 
     /// (id, set) for every non-empty set (in id order for the vector, any order for the map).
     pub fn iter(&self) -> Box<dyn Iterator<Item = (u32, &IdSet)> + '_> {
         match self {
-            DenseSets::Sparse(m, _) => Box::new(m.iter().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (*i, s))),
+            DenseSets::Sparse(m, _) => Box::new(m.iter().filter(|(_, s)| !s.is_empty())),
             DenseSets::Dense(v) => Box::new(v.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s))),
         }
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
-            DenseSets::Sparse(m, _) => m.capacity() * SPARSE_ENTRY + m.values().map(IdSet::heap_bytes).sum::<usize>(),
-            DenseSets::Dense(v) => v.capacity() * std::mem::size_of::<IdSet>() + v.iter().map(IdSet::heap_bytes).sum::<usize>(),
+            DenseSets::Sparse(m, _) => m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>(),
+            DenseSets::Dense(v) => v.slot_bytes() + v.iter().map(IdSet::heap_bytes).sum::<usize>(),
         }
     }
 }
@@ -189,12 +205,19 @@ pub struct Edges {
 
 impl Edges {
     fn insert(&mut self, res: u32, subj: u32) -> u64 {
+        // Only a set that changes is touched (and so copied, when a snapshot shares it).
+        if self.forward.get(res).is_some_and(|s| s.contains(subj)) {
+            return 0;
+        }
         let a = self.forward.slot(res).insert(subj);
         let b = self.reverse.slot(subj).insert(res);
         u64::from(a) + u64::from(b)
     }
 
     fn remove(&mut self, res: u32, subj: u32) -> u64 {
+        if !self.forward.get(res).is_some_and(|s| s.contains(subj)) {
+            return 0;
+        }
         let a = self.forward.get_mut(res).is_some_and(|s| s.remove(subj));
         let b = self.reverse.get_mut(subj).is_some_and(|s| s.remove(res));
         self.forward.tidy(res);
@@ -225,21 +248,21 @@ pub struct SideEdge {
 /// Conditional and expiring edges of one kind, by resource and by subject.
 #[derive(Debug, Clone, Default)]
 pub struct SideEdges {
-    by_resource: FastMap<u32, Vec<SideEdge>>,
+    by_resource: ShardMap<Vec<SideEdge>>,
     /// Subject id (or [`WILDCARD`]) → resources with a side edge naming it.
-    by_subject: FastMap<u32, IdSet>,
+    by_subject: ShardMap<IdSet>,
     len: usize,
 }
 
 impl SideEdges {
     /// The side edges of one resource.
     pub fn of_resource(&self, resource: u32) -> &[SideEdge] {
-        self.by_resource.get(&resource).map_or(&[], Vec::as_slice)
+        self.by_resource.get(resource).map_or(&[], Vec::as_slice)
     }
 
     /// Resources with a side edge naming `subject` (or [`WILDCARD`]).
     pub fn naming(&self, subject: u32) -> Option<&IdSet> {
-        self.by_subject.get(&subject)
+        self.by_subject.get(subject)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &SideEdge> {
@@ -255,27 +278,27 @@ impl SideEdges {
     }
 
     fn insert(&mut self, e: SideEdge) {
-        self.by_subject.entry(e.subject).or_default().insert(e.resource);
-        self.by_resource.entry(e.resource).or_default().push(e);
+        self.by_subject.entry_or_default(e.subject).insert(e.resource);
+        self.by_resource.entry_or_default(e.resource).push(e);
         self.len += 1;
     }
 
     fn remove(&mut self, resource: u32, subject: u32) -> bool {
-        let Some(list) = self.by_resource.get_mut(&resource) else { return false };
+        if !self.of_resource(resource).iter().any(|e| e.subject == subject) {
+            return false;
+        }
+        let Some(list) = self.by_resource.get_mut(resource) else { return false };
         let before = list.len();
         list.retain(|e| e.subject != subject);
         let removed = before - list.len();
         if list.is_empty() {
-            self.by_resource.remove(&resource);
-        }
-        if removed == 0 {
-            return false;
+            self.by_resource.remove(resource);
         }
         self.len -= removed;
-        if let Some(s) = self.by_subject.get_mut(&subject) {
+        if let Some(s) = self.by_subject.get_mut(subject) {
             s.remove(resource);
             if s.is_empty() {
-                self.by_subject.remove(&subject);
+                self.by_subject.remove(subject);
             }
         }
         true
@@ -285,9 +308,12 @@ impl SideEdges {
         let edges: usize = self
             .by_resource
             .values()
-            .map(|v| 48 + v.capacity() * std::mem::size_of::<SideEdge>() + v.iter().map(|e| e.caveat.as_ref().map_or(0, |c| c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2)).sum::<usize>())
+            .map(|v| v.capacity() * std::mem::size_of::<SideEdge>() + v.iter().map(|e| e.caveat.as_ref().map_or(0, |c| c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2)).sum::<usize>())
             .sum();
-        edges + self.by_subject.values().map(|s| 32 + s.heap_bytes()).sum::<usize>()
+        edges
+            + self.by_resource.table_bytes(std::mem::size_of::<(u32, Vec<SideEdge>)>())
+            + self.by_subject.table_bytes(std::mem::size_of::<(u32, IdSet)>())
+            + self.by_subject.values().map(IdSet::heap_bytes).sum::<usize>()
     }
 }
 
@@ -300,7 +326,7 @@ pub struct EdgeKind {
     /// Unconditional edges.
     pub edges: Edges,
     /// Resources with an unconditional wildcard edge (terminal kinds only).
-    pub wildcards: IdSet,
+    pub wildcards: Arc<IdSet>,
     /// Conditional and expiring edges, wildcards included.
     pub side: SideEdges,
 }
@@ -331,7 +357,7 @@ impl RelationIndex {
                     subject_type: subject_type.to_string(),
                     subject_relation: subject_relation.map(str::to_string),
                     edges: Edges::default(),
-                    wildcards: IdSet::default(),
+                    wildcards: Arc::default(),
                     side: SideEdges::default(),
                 });
                 self.kinds.len() - 1
@@ -372,13 +398,17 @@ impl RelationIndex {
 #[derive(Debug, Clone, Default)]
 pub struct IndexGraph {
     pub types: FastMap<String, Interner>,
-    /// Resource type → relation → its edges.
-    relations: FastMap<String, FastMap<String, RelationIndex>>,
+    /// Resource type → relation → its edges (shared between snapshots until changed).
+    relations: FastMap<String, FastMap<String, Arc<RelationIndex>>>,
     /// Set updates made by changes so far (edges, wildcards, closures).
     pub updates: u64,
-    /// The stored attributes of objects (caveats read them).
-    attributes: BTreeMap<ObjectRef, Map<String, Value>>,
+    /// The stored attributes of objects (caveats read them), in tables by a hash of the object
+    /// (shared between snapshots until changed).
+    attributes: Vec<Arc<BTreeMap<ObjectRef, Map<String, Value>>>>,
 }
+
+/// Tables of objects' attributes.
+const ATTRIBUTE_TABLES: usize = 64;
 
 /// The subject id used for wildcard edges in the side table.
 pub const WILDCARD: u32 = u32::MAX;
@@ -426,13 +456,15 @@ impl IndexGraph {
         r.subject.object.ty == r.resource.ty && r.subject.relation.as_deref() == Some(r.relation.as_str())
     }
 
+    /// The index of one (resource type, relation) to change (copied first if a snapshot shares
+    /// it: a shallow copy, its sets stay shared until changed).
     fn relation_mut(&mut self, ty: &str, relation: &str) -> &mut RelationIndex {
-        self.relations.entry(ty.to_string()).or_default().entry(relation.to_string()).or_default()
+        Arc::make_mut(self.relations.entry(ty.to_string()).or_default().entry(relation.to_string()).or_default())
     }
 
     /// The index of one (resource type, relation), if it has ever had an edge.
     pub fn relation(&self, ty: &str, relation: &str) -> Option<&RelationIndex> {
-        self.relations.get(ty)?.get(relation)
+        self.relations.get(ty)?.get(relation).map(|r| &**r)
     }
 
     /// Adds a relationship (replacing nothing: callers remove the old row of a touch first).
@@ -452,7 +484,9 @@ impl IndexGraph {
                 ri.closure = None;
             }
         } else if subj == WILDCARD {
-            updates += u64::from(kind.wildcards.insert(res));
+            if !kind.wildcards.contains(res) {
+                updates += u64::from(Arc::make_mut(&mut kind.wildcards).insert(res));
+            }
         } else {
             updates += kind.edges.insert(res, subj);
             if nests && ri.closure_enabled() {
@@ -469,7 +503,14 @@ impl IndexGraph {
         let subj = if r.subject.is_wildcard() { Some(WILDCARD) } else { self.id(&r.subject.object) };
         let Some(subj) = subj else { return false };
         let nests = Self::self_nesting(r);
-        let Some(ri) = self.relations.get_mut(&r.resource.ty).and_then(|m| m.get_mut(&r.relation)) else { return false };
+        let present = self.kind(&r.resource.ty, &r.relation, &r.subject.object.ty, r.subject.relation.as_deref()).is_some_and(|k| {
+            k.side.of_resource(res).iter().any(|e| e.subject == subj)
+                || if subj == WILDCARD { k.wildcards.contains(res) } else { k.edges.forward.get(res).is_some_and(|s| s.contains(subj)) }
+        });
+        if !present {
+            return false;
+        }
+        let Some(ri) = self.relations.get_mut(&r.resource.ty).and_then(|m| m.get_mut(&r.relation)).map(Arc::make_mut) else { return false };
         let Some(pos) = ri.kinds.iter().position(|k| k.subject_type == r.subject.object.ty && k.subject_relation == r.subject.relation) else { return false };
         let mut updates = 0;
         let removed;
@@ -493,7 +534,7 @@ impl IndexGraph {
             }
         } else if let Some(k) = ri.kinds.get_mut(pos) {
             if subj == WILDCARD {
-                removed = k.wildcards.remove(res);
+                removed = k.wildcards.contains(res) && Arc::make_mut(&mut k.wildcards).remove(res);
                 updates += u64::from(removed);
             } else {
                 let n = k.edges.remove(res, subj);
@@ -520,17 +561,34 @@ impl IndexGraph {
         replaced
     }
 
+    /// The attribute table of an object.
+    fn attribute_table(object: &ObjectRef) -> usize {
+        std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<super::hash::FastHasher>::default(), object) as usize % ATTRIBUTE_TABLES
+    }
+
     pub fn set_attributes(&mut self, object: ObjectRef, attributes: Map<String, Value>) {
-        self.attributes.insert(object, attributes);
+        if self.attributes.is_empty() {
+            self.attributes = (0..ATTRIBUTE_TABLES).map(|_| Arc::default()).collect();
+        }
+        if let Some(t) = self.attributes.get_mut(Self::attribute_table(&object)) {
+            Arc::make_mut(t).insert(object, attributes);
+        }
     }
 
     pub fn remove_attributes(&mut self, object: &ObjectRef) -> bool {
-        self.attributes.remove(object).is_some()
+        match self.attributes.get_mut(Self::attribute_table(object)) {
+            Some(t) if t.contains_key(object) => Arc::make_mut(t).remove(object).is_some(),
+            _ => false,
+        }
     }
 
-    /// Every object with stored attributes.
+    fn attributes_of(&self, object: &ObjectRef) -> Option<&Map<String, Value>> {
+        self.attributes.get(Self::attribute_table(object))?.get(object)
+    }
+
+    /// Every object with stored attributes (in no particular order).
     pub fn all_attributes(&self) -> impl Iterator<Item = (&ObjectRef, &Map<String, Value>)> {
-        self.attributes.iter()
+        self.attributes.iter().flat_map(|t| t.iter())
     }
 
     /// The relationships of `resource#relation`, expired ones included, ordered by subject.
@@ -639,7 +697,7 @@ impl IndexGraph {
 
     /// Resources `ty:?#relation` with an unconditional wildcard `subject_type:*`.
     pub fn wildcard(&self, ty: &str, relation: &str, subject_type: &str) -> Option<&IdSet> {
-        self.kind(ty, relation, subject_type, None).map(|k| &k.wildcards).filter(|w| !w.is_empty())
+        self.kind(ty, relation, subject_type, None).map(|k| &*k.wildcards).filter(|w| !w.is_empty())
     }
 
     /// Unconditional subjects of `resource#relation` of one subject type and relation.
@@ -668,7 +726,7 @@ impl IndexGraph {
     /// Heap bytes by part: interners, edges (with wildcards and the side table), closures.
     pub fn memory(&self) -> [(&'static str, usize); 3] {
         let interners: usize = self.types.values().map(Interner::heap_bytes).sum();
-        let ris = || self.relations.values().flat_map(|m| m.values());
+        let ris = || self.relations.values().flat_map(|m| m.values()).map(|r| &**r);
         let edges: usize = ris().map(RelationIndex::heap_bytes).sum();
         let closures: usize = ris().filter_map(|r| r.closure.as_ref()).map(Closure::heap_bytes).sum();
         [("interners", interners), ("edges", edges), ("closures", closures)]
@@ -710,7 +768,7 @@ impl Relations for IndexGraph {
     }
 
     fn attributes(&self, object: &ObjectRef) -> &Map<String, Value> {
-        self.attributes.get(object).unwrap_or(&crate::engine::data::EMPTY_MAP)
+        self.attributes_of(object).unwrap_or(&crate::engine::data::EMPTY_MAP)
     }
 
     fn object_ids(&self, ty: &str) -> Vec<String> {
@@ -718,7 +776,7 @@ impl Relations for IndexGraph {
             Some(i) => (0..i.len() as u32).filter_map(|id| i.name(id)).map(str::to_string).collect(),
             None => Vec::new(),
         };
-        ids.extend(self.attributes.keys().filter(|o| o.ty == ty).map(|o| o.id.clone()));
+        ids.extend(self.all_attributes().filter(|(o, _)| o.ty == ty).map(|(o, _)| o.id.clone()));
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -754,7 +812,7 @@ mod tests {
         assert_eq!(i.intern("late"), names.len() as u32);
         assert_eq!(i.get("late"), Some(names.len() as u32));
         assert_eq!(i.get("doc-1"), Some(1));
-        assert!(i.by_hash.contains_key(&h));
+        assert!(i.by_hash.contains_key(h));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod eval;
 pub mod graph;
 pub mod hash;
 pub mod idset;
+pub mod shared;
 
 pub use closure::Closure;
 pub use graph::IndexGraph;

@@ -1,0 +1,241 @@
+//! Containers that snapshots of the index share. Cloning one copies pointers to its parts, not
+//! the parts; changing a clone copies only the part it changes (`Arc::make_mut`). A write under
+//! concurrent readers therefore builds the next index from the previous one at the cost of the
+//! parts it touches, not of the whole index.
+//!
+//! - [`ShardMap`]: a map from `u32` keys, one table while small, 64 tables by the key's low bits
+//!   once large.
+//! - [`ChunkVec`]: a vector in chunks of [`CHUNK`] slots.
+
+use std::sync::Arc;
+
+use super::hash::FastMap;
+
+/// Tables of a large [`ShardMap`].
+const SHARDS: usize = 64;
+/// Entries past which a one-table [`ShardMap`] splits into [`SHARDS`] tables.
+const SPLIT_AT: usize = 2048;
+
+/// A map from `u32` keys (dense ids, or hashes) whose tables snapshots share.
+#[derive(Debug)]
+pub struct ShardMap<V> {
+    /// None (empty), one table, or [`SHARDS`] tables chosen by `key % SHARDS`.
+    shards: Vec<Arc<FastMap<u32, V>>>,
+}
+
+impl<V> Default for ShardMap<V> {
+    fn default() -> Self {
+        ShardMap { shards: Vec::new() }
+    }
+}
+
+impl<V> Clone for ShardMap<V> {
+    fn clone(&self) -> Self {
+        ShardMap { shards: self.shards.clone() }
+    }
+}
+
+impl<V> ShardMap<V> {
+    fn at(&self, k: u32) -> usize {
+        if self.shards.len() == SHARDS { k as usize % SHARDS } else { 0 }
+    }
+
+    pub fn get(&self, k: u32) -> Option<&V> {
+        self.shards.get(self.at(k))?.get(&k)
+    }
+
+    pub fn contains_key(&self, k: u32) -> bool {
+        self.get(k).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(|s| s.is_empty())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &V)> {
+        self.shards.iter().flat_map(|s| s.iter().map(|(k, v)| (*k, v)))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.shards.iter().flat_map(|s| s.values())
+    }
+
+    /// Bytes of the tables themselves, with `entry` bytes a slot (the values' own heap is the
+    /// caller's to count).
+    pub fn table_bytes(&self, entry: usize) -> usize {
+        self.shards.capacity() * std::mem::size_of::<usize>() + self.shards.iter().map(|s| 64 + s.capacity() * (entry + 1)).sum::<usize>()
+    }
+}
+
+impl<V: Clone> ShardMap<V> {
+    /// The table holding `k`, made this snapshot's own (copied if another snapshot shares it).
+    fn table_mut(&mut self, k: u32) -> &mut FastMap<u32, V> {
+        if self.shards.is_empty() {
+            self.shards.push(Arc::new(FastMap::default()));
+        } else if self.shards.len() == 1 && self.shards.iter().map(|s| s.len()).sum::<usize>() >= SPLIT_AT {
+            let mut tables: Vec<FastMap<u32, V>> = (0..SHARDS).map(|_| FastMap::default()).collect();
+            for one in self.shards.drain(..) {
+                for (key, v) in Arc::unwrap_or_clone(one) {
+                    if let Some(t) = tables.get_mut(key as usize % SHARDS) {
+                        t.insert(key, v);
+                    }
+                }
+            }
+            self.shards = tables.into_iter().map(Arc::new).collect();
+        }
+        let i = self.at(k);
+        // INVARIANT: `at` returns 0 for one table and `k % SHARDS` for SHARDS tables.
+        #[expect(clippy::indexing_slicing, reason = "at() indexes an existing table")]
+        Arc::make_mut(&mut self.shards[i])
+    }
+
+    /// The value of `k` to change, if present (a table is copied only when the key is in it).
+    pub fn get_mut(&mut self, k: u32) -> Option<&mut V> {
+        if !self.contains_key(k) {
+            return None;
+        }
+        self.table_mut(k).get_mut(&k)
+    }
+
+    pub fn insert(&mut self, k: u32, v: V) -> Option<V> {
+        self.table_mut(k).insert(k, v)
+    }
+
+    pub fn remove(&mut self, k: u32) -> Option<V> {
+        if !self.contains_key(k) {
+            return None;
+        }
+        self.table_mut(k).remove(&k)
+    }
+
+    pub fn entry_or_default(&mut self, k: u32) -> &mut V
+    where
+        V: Default,
+    {
+        self.table_mut(k).entry(k).or_default()
+    }
+
+    /// Every entry, leaving the map empty.
+    pub fn take_all(&mut self) -> Vec<(u32, V)> {
+        self.shards.drain(..).flat_map(|s| Arc::unwrap_or_clone(s).into_iter()).collect()
+    }
+}
+
+/// Slots of one [`ChunkVec`] chunk.
+pub const CHUNK: usize = 256;
+
+/// A vector whose chunks of [`CHUNK`] slots snapshots share.
+#[derive(Debug)]
+pub struct ChunkVec<T> {
+    chunks: Vec<Arc<Vec<T>>>,
+    len: usize,
+}
+
+impl<T> Default for ChunkVec<T> {
+    fn default() -> Self {
+        ChunkVec { chunks: Vec::new(), len: 0 }
+    }
+}
+
+impl<T> Clone for ChunkVec<T> {
+    fn clone(&self) -> Self {
+        ChunkVec { chunks: self.chunks.clone(), len: self.len }
+    }
+}
+
+impl<T> ChunkVec<T> {
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// Bytes of the chunks' slots (the values' own heap is the caller's to count).
+    pub fn slot_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<usize>() + self.chunks.iter().map(|c| 16 + 24 + c.capacity() * std::mem::size_of::<T>()).sum::<usize>()
+    }
+}
+
+impl<T: Clone> ChunkVec<T> {
+    /// Slot `i` to change (its chunk is copied if another snapshot shares it).
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        let c = self.chunks.get_mut(i / CHUNK)?;
+        if i % CHUNK >= c.len() {
+            return None;
+        }
+        Arc::make_mut(c).get_mut(i % CHUNK)
+    }
+
+    pub fn push(&mut self, v: T) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => Arc::make_mut(c).push(v),
+            _ => self.chunks.push(Arc::new(vec![v])),
+        }
+        self.len += 1;
+    }
+
+    /// Slot `i` to change, growing the vector with `f()` to hold it first.
+    #[expect(clippy::indexing_slicing, reason = "the vector is grown to hold slot i first")]
+    pub fn slot(&mut self, i: usize, f: impl FnMut() -> T) -> &mut T {
+        self.grow_to(i + 1, f);
+        // INVARIANT: chunks hold CHUNK slots each but the last, and len > i.
+        &mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK]
+    }
+
+    /// Grows to `n` slots, filling with `f()`.
+    pub fn grow_to(&mut self, n: usize, mut f: impl FnMut() -> T) {
+        while self.len < n {
+            self.push(f());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clone shares every table and chunk; changing it copies only what it changes, and the
+    /// original keeps its values.
+    #[test]
+    fn clones_share_until_changed() {
+        let mut m: ShardMap<u32> = ShardMap::default();
+        for k in 0..10_000 {
+            m.insert(k, k);
+        }
+        assert_eq!(m.shards.len(), SHARDS);
+        let mut c = m.clone();
+        c.insert(5, 50);
+        *c.get_mut(7).unwrap() = 70;
+        c.remove(9);
+        assert_eq!((m.get(5), m.get(7), m.get(9)), (Some(&5), Some(&7), Some(&9)));
+        assert_eq!((c.get(5), c.get(7), c.get(9)), (Some(&50), Some(&70), None));
+        let shared = m.shards.iter().zip(&c.shards).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
+        assert_eq!(shared, SHARDS - 3);
+        assert_eq!(c.len(), 9_999);
+
+        let mut v: ChunkVec<u32> = ChunkVec::default();
+        v.grow_to(5 * CHUNK + 3, || 1);
+        let mut w = v.clone();
+        *w.get_mut(2 * CHUNK + 1).unwrap() = 9;
+        w.push(4);
+        assert_eq!((v.get(2 * CHUNK + 1), w.get(2 * CHUNK + 1)), (Some(&1), Some(&9)));
+        assert_eq!((v.len(), w.len(), v.get(5 * CHUNK + 3), w.get(5 * CHUNK + 3)), (5 * CHUNK + 3, 5 * CHUNK + 4, None, Some(&4)));
+        let shared = v.chunks.iter().zip(&w.chunks).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
+        assert_eq!(shared, 4);
+        assert_eq!(w.iter().filter(|x| **x == 9).count(), 1);
+    }
+}
