@@ -352,6 +352,36 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
             return Err(crate::db::DbError::Io("a write was not visible after it was acknowledged".into()));
         }
     }
+    // The same with a reader running Checks all the while: the writes then find the index held
+    // by a reader and build the next one by structural sharing instead of changing it in place.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut under_reads = Vec::new();
+    let mut reads = 0u64;
+    std::thread::scope(|scope| -> Result<(), crate::db::DbError> {
+        let reader = scope.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = db.check("bench", latest, &req);
+                n += 1;
+            }
+            n
+        });
+        let mut result = Ok(());
+        for i in 0..20 {
+            let m = if i % 2 == 0 { Mutation::Touch(probe.clone()) } else { Mutation::Delete(probe.clone()) };
+            let t = Instant::now();
+            match db.write("bench", WriteRequest::new(vec![m])) {
+                Ok(_) => under_reads.push(t.elapsed()),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reads = reader.join().unwrap_or(0);
+        result
+    })?;
     let memory: Map<String, Value> = db.index_memory("bench")?.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let index_bytes: usize = memory.values().filter_map(Value::as_u64).map(|v| v as usize).sum();
     drop(db);
@@ -367,6 +397,8 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
         "lookup_resources_all_pages_1000": lookups,
         "lookup_resources_all_pages_1000_reference": lookups_reference,
         "write_to_visible": summarize(&mut visible),
+        "write_to_visible_under_reads": summarize(&mut under_reads),
+        "checks_during_those_writes": reads,
         "index_heap_bytes": memory,
         "index_bytes_per_relationship": index_bytes as f64 / drive.relationships.len().max(1) as f64,
         "machine": machine(),

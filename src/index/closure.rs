@@ -19,6 +19,8 @@ pub struct Closure {
     ancestors: ShardMap<IdSet>,
     /// Set insertions and removals made so far (the cost of keeping the closure current).
     pub updates: u64,
+    /// Entries of `descendants` (each pair is also one entry of `ancestors`).
+    pairs: usize,
 }
 
 impl Closure {
@@ -55,6 +57,7 @@ impl Closure {
             for &d in &below {
                 if !self.descendants.get(a).is_some_and(|x| x.contains(d)) && self.descendants.entry_or_default(a).insert(d) {
                     n += 1;
+                    self.pairs += 1;
                 }
                 if !self.ancestors.get(d).is_some_and(|x| x.contains(a)) && self.ancestors.entry_or_default(d).insert(a) {
                     n += 1;
@@ -77,6 +80,7 @@ impl Closure {
         for a in affected {
             let fresh = self.walk(a);
             let old = self.descendants.remove(a).unwrap_or_default();
+            self.pairs = self.pairs - old.len() + fresh.len();
             for d in old.iter() {
                 if !fresh.contains(d) {
                     if let Some(anc) = self.ancestors.get_mut(d) {
@@ -111,6 +115,18 @@ impl Closure {
             }
         }
         seen
+    }
+
+    /// At most how many pairs adding the edge `parent → child` would add.
+    pub fn pairs_added_at_most(&self, parent: u32, child: u32) -> usize {
+        let above = self.ancestors.get(parent).map_or(0, IdSet::len) + 1;
+        let below = self.descendants.get(child).map_or(0, IdSet::len) + 1;
+        above.saturating_mul(below)
+    }
+
+    /// (ancestor, descendant) pairs held.
+    pub fn pairs(&self) -> usize {
+        self.pairs
     }
 
     /// Heap bytes held by the closure's tables and sets.

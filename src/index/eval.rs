@@ -94,6 +94,95 @@ pub struct Point<'a> {
     /// For a terminal subject and a self-nesting relation (by index address): every object the
     /// subject is named by directly, and every object those are nested in (Leopard).
     memberships: FastMap<usize, RoaringBitmap>,
+    /// Per permission (by address): how it is answered from a tree closure, if it can be.
+    summaries: FastMap<usize, Option<std::rc::Rc<TreeSummary<'a>>>>,
+    /// Per permission with a summary: the objects where one of its relations holds for this
+    /// subject (`None` when conditional edges or exclusions concern the subject).
+    grants: FastMap<usize, Option<RoaringBitmap>>,
+}
+
+/// A permission that recursion through a tree relation only widens: every member reached from
+/// it through same-object references (its members, `M`) is a union of relations, of members
+/// of `M`, and of arrows `tree->m` with `m` in `M`, minus relations (`excluded`); and each
+/// member of `M` has the arrow `tree->itself`. The tree relation links objects of one type
+/// only, and the index keeps its closure. Then, for a subject that no excluded relation names
+/// anywhere, the permission holds on `x` exactly when one of the `leaves` holds on `x` or on
+/// an object the closure reaches from `x`: its least fixpoint is that union. (Drive's folder
+/// `view` and `edit`, with `parent` as the tree and `banned` excluded.)
+struct TreeSummary<'a> {
+    def: &'a Definition,
+    tree: &'a RelationIndex,
+    leaves: Vec<&'a Relation>,
+    excluded: Vec<&'a Relation>,
+}
+
+/// Most members a permission's summary may span.
+const SUMMARY_MEMBERS: usize = 16;
+
+/// The summary of `p` on `def`, if `p` has the shape [`TreeSummary`] describes and the index
+/// keeps the tree's closure.
+fn analyze<'a>(def: &'a Definition, p: &'a crate::schema::Permission, ix: &'a IndexGraph) -> Option<TreeSummary<'a>> {
+    let mut members: Vec<&'a crate::schema::Permission> = vec![p];
+    let mut targets: Vec<&'a crate::schema::Permission> = Vec::new();
+    let (mut leaves, mut excluded) = (Vec::new(), Vec::new());
+    let mut tree: Option<&'a str> = None;
+    let mut i = 0;
+    while let Some(q) = members.get(i).copied() {
+        i += 1;
+        let mut rw = &q.rewrite;
+        while let Rewrite::Exclusion(a, b) = rw {
+            let Rewrite::Computed(name) = &**b else { return None };
+            excluded.push(def.relations.get(name)?);
+            rw = a;
+        }
+        let mut self_arrow = false;
+        let mut stack = vec![rw];
+        while let Some(x) = stack.pop() {
+            match x {
+                Rewrite::Nil => {}
+                Rewrite::Union(a, b) => {
+                    stack.push(a);
+                    stack.push(b);
+                }
+                Rewrite::Computed(name) => match resolve(def, name) {
+                    Member::Rel(r) => leaves.push(r),
+                    Member::Perm(m) => {
+                        if !members.iter().any(|x| std::ptr::eq(*x, m)) {
+                            if members.len() >= SUMMARY_MEMBERS {
+                                return None;
+                            }
+                            members.push(m);
+                        }
+                    }
+                    Member::Missing => {}
+                },
+                Rewrite::Arrow { tupleset, computed, kind: ArrowKind::Arrow | ArrowKind::Any } => {
+                    if tree.is_some_and(|t| t != tupleset) {
+                        return None;
+                    }
+                    tree = Some(tupleset);
+                    let Member::Perm(m) = resolve(def, computed) else { return None };
+                    self_arrow |= std::ptr::eq(m, q);
+                    targets.push(m);
+                }
+                _ => return None,
+            }
+        }
+        if !self_arrow {
+            return None;
+        }
+    }
+    if !targets.iter().all(|t| members.iter().any(|m| std::ptr::eq(*m, *t))) {
+        return None;
+    }
+    let name = tree?;
+    let rel = def.relations.get(name)?;
+    if !rel.allowed.iter().all(|a| a.ty == def.name && !matches!(a.kind, AllowedKind::Relation(_))) {
+        return None;
+    }
+    let tree = ix.relation(&def.name, name)?;
+    tree.tree()?;
+    Some(TreeSummary { def, tree, leaves, excluded })
 }
 
 /// What a member name of a definition refers to.
@@ -154,6 +243,8 @@ impl<'a> Point<'a> {
             arrows: FastMap::default(),
             targets: FastMap::default(),
             memberships: FastMap::default(),
+            summaries: FastMap::default(),
+            grants: FastMap::default(),
         }
     }
 
@@ -168,6 +259,7 @@ impl<'a> Point<'a> {
         self.context = context;
         self.memo.clear();
         self.memberships.clear();
+        self.grants.clear();
     }
 
     /// Whether the evaluator's values hold for this subject and context.
@@ -252,6 +344,9 @@ impl<'a> Point<'a> {
             }
             (addr, M::Rel(ri))
         } else if let Member::Perm(p) = member {
+            if let Some(v) = self.summarized(def, p, id)? {
+                return Ok(v);
+            }
             (p as *const _ as usize, M::Perm(&p.rewrite))
         } else {
             return Ok(Tri::False);
@@ -271,6 +366,121 @@ impl<'a> Point<'a> {
         self.frames -= 1;
         self.memo.insert((addr, id), Slot::Done(v.clone()));
         Ok(v)
+    }
+
+    /// `p` on `id` from its tree summary ([`TreeSummary`]), when it has one and it holds for
+    /// this subject.
+    fn summarized(&mut self, def: &'a Definition, p: &'a crate::schema::Permission, id: u32) -> Result<Option<Tri>, Stop> {
+        let key = p as *const crate::schema::Permission as usize;
+        let summary = match self.summaries.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = if p.recursive { analyze(def, p, self.ix).map(std::rc::Rc::new) } else { None };
+                self.summaries.insert(key, s.clone());
+                s
+            }
+        };
+        let Some(summary) = summary else { return Ok(None) };
+        if !self.grants.contains_key(&key) {
+            let g = self.tree_grants(&summary)?;
+            self.grants.insert(key, g);
+        }
+        self.step(1)?;
+        let (Some(Some(yes)), Some(tree)) = (self.grants.get(&key), summary.tree.tree()) else { return Ok(None) };
+        let hit = yes.contains(id) || tree.descendants(id).is_some_and(|up| up.iter().any(|x| yes.contains(x)));
+        Ok(Some(if hit { Tri::True } else { Tri::False }))
+    }
+
+    /// The objects where one of a summary's leaves holds for this (terminal) subject through
+    /// unconditional edges; `None` when the summary cannot answer for it: the subject is a
+    /// subject set, an excluded relation may name it, or a conditional or expiring edge, a
+    /// wildcard membership or a subject set without a closure could add to the answer.
+    fn tree_grants(&mut self, summary: &TreeSummary<'a>) -> Result<Option<RoaringBitmap>, Stop> {
+        let s = self.subject;
+        if s.relation.is_some() {
+            return Ok(None);
+        }
+        let (ty, sid, ix, schema) = (&s.object.ty, self.sid, self.ix, self.schema);
+        let side_names = |k: &EdgeKind, who: Option<u32>| who.is_some_and(|x| k.side.naming(x).is_some()) || k.side.naming(WILDCARD).is_some();
+        for r in &summary.excluded {
+            let Some(ri) = ix.relation(&summary.def.name, &r.name) else { continue };
+            for k in &ri.kinds {
+                if k.subject_relation.is_some() {
+                    return Ok(None);
+                }
+                if &k.subject_type == ty && (!k.wildcards.is_empty() || side_names(k, sid) || sid.is_some_and(|x| k.edges.reverse.get(x).is_some())) {
+                    return Ok(None);
+                }
+            }
+        }
+        let mut yes = RoaringBitmap::new();
+        for r in &summary.leaves {
+            let Some(ri) = ix.relation(&summary.def.name, &r.name) else { continue };
+            for k in &ri.kinds {
+                self.step(1)?;
+                let Some(sr) = &k.subject_relation else {
+                    if &k.subject_type == ty {
+                        if side_names(k, sid) {
+                            return Ok(None);
+                        }
+                        if let Some(set) = sid.and_then(|x| k.edges.reverse.get(x)) {
+                            set.union_into(&mut yes);
+                        }
+                        k.wildcards.union_into(&mut yes);
+                    }
+                    continue;
+                };
+                // Subject sets `g#sr`: the subject's memberships from `sr`'s closure.
+                let Some(gdef) = schema.definition(&k.subject_type) else { continue };
+                let Some(grel) = gdef.relations.get(sr) else { return Ok(None) };
+                let nests_only_in_itself = grel.allowed.iter().all(|a| match &a.kind {
+                    AllowedKind::Relation(x) => a.ty == gdef.name && x == sr,
+                    _ => true,
+                });
+                let Some(gri) = ix.relation(&gdef.name, sr) else { continue };
+                if !nests_only_in_itself || !gri.closure_enabled() {
+                    return Ok(None);
+                }
+                let Some(gk) = gri.kind(ty, None) else { continue };
+                if !gk.wildcards.is_empty() || side_names(gk, sid) {
+                    return Ok(None);
+                }
+                let groups = self.memberships_in(gri, gk)?.clone();
+                for g in &groups {
+                    if k.side.naming(g).is_some() {
+                        return Ok(None);
+                    }
+                    if let Some(set) = k.edges.reverse.get(g) {
+                        set.union_into(&mut yes);
+                    }
+                }
+            }
+        }
+        self.step(yes.len() as usize)?;
+        Ok(Some(yes))
+    }
+
+    /// Every object of a self-nesting relation (with a valid closure) that names the terminal
+    /// subject directly, and every object those are nested in (Leopard), once per subject.
+    fn memberships_in(&mut self, ri: &'a RelationIndex, k: &'a EdgeKind) -> Result<&RoaringBitmap, Stop> {
+        let key = ri as *const RelationIndex as usize;
+        if !self.memberships.contains_key(&key) {
+            let mut all = RoaringBitmap::new();
+            if let Some(direct) = self.sid.and_then(|sid| k.edges.reverse.get(sid)) {
+                direct.for_each(|g| {
+                    all.insert(g);
+                    if let Some(up) = ri.closure().and_then(|c| c.ancestors(g)) {
+                        up.union_into(&mut all);
+                    }
+                });
+            }
+            self.step(all.len() as usize)?;
+            self.memberships.insert(key, all);
+        }
+        match self.memberships.get(&key) {
+            Some(m) => Ok(m),
+            None => Err(Stop::Fallback),
+        }
     }
 
     fn rel_info(&mut self, def: &'a Definition, r: &'a Relation, addr: usize) -> RelInfo<'a> {
@@ -370,25 +580,8 @@ impl<'a> Point<'a> {
                 set.contains(id) || ri.closure().and_then(|c| c.descendants(id)).is_some_and(|d| d.iter().any(|x| set.contains(x)))
             }
         };
-        if let Some(sid) = self.sid {
-            let key = ri as *const RelationIndex as usize;
-            if !self.memberships.contains_key(&key) {
-                // The subject's direct objects and everything they are nested in, once.
-                let mut all = RoaringBitmap::new();
-                if let Some(direct) = k.edges.reverse.get(sid) {
-                    direct.for_each(|g| {
-                        all.insert(g);
-                        if let Some(up) = ri.closure().and_then(|c| c.ancestors(g)) {
-                            up.union_into(&mut all);
-                        }
-                    });
-                }
-                self.step(all.len() as usize)?;
-                self.memberships.insert(key, all);
-            }
-            if self.memberships.get(&key).is_some_and(|all| all.contains(id)) {
-                return Ok(Tri::True);
-            }
+        if self.sid.is_some() && self.memberships_in(ri, k)?.contains(id) {
+            return Ok(Tri::True);
         }
         if any_in(&k.wildcards) {
             return Ok(Tri::True);

@@ -67,18 +67,14 @@ impl Interner {
             return id;
         }
         let id = self.len as u32;
-        let segment = match self.segments.last_mut() {
-            Some(seg) if seg.ends.len() < CHUNK => Arc::make_mut(seg),
-            _ => {
-                self.segments.push(Arc::new(Segment::default()));
-                // INVARIANT: a segment was just pushed.
-                #[expect(clippy::indexing_slicing, reason = "the vector was just pushed onto")]
-                let last = self.segments.len() - 1;
-                Arc::make_mut(&mut self.segments[last])
-            }
-        };
-        segment.text.push_str(name);
-        segment.ends.push(segment.text.len() as u32);
+        if self.segments.last().is_none_or(|seg| seg.ends.len() >= CHUNK) {
+            self.segments.push(Arc::new(Segment::default()));
+        }
+        if let Some(seg) = self.segments.last_mut() {
+            let seg = Arc::make_mut(seg);
+            seg.text.push_str(name);
+            seg.ends.push(seg.text.len() as u32);
+        }
         self.len += 1;
         let h = self.hash(name);
         if self.by_hash.contains_key(h) {
@@ -109,7 +105,7 @@ impl Interner {
         self.segments.capacity() * 8
             + self.segments.iter().map(|s| 16 + 48 + s.text.capacity() + s.ends.capacity() * 4).sum::<usize>()
             + self.by_hash.table_bytes(std::mem::size_of::<(u32, u32)>())
-            + self.overflow.iter().map(|(k, _)| k.capacity() + 24 + 4 + 8).sum::<usize>()
+            + self.overflow.keys().map(|k| k.capacity() + 24 + 4 + 8).sum::<usize>()
     }
 }
 
@@ -201,6 +197,8 @@ impl DenseSets {
 pub struct Edges {
     pub forward: DenseSets,
     pub reverse: DenseSets,
+    /// (resource, subject) pairs held.
+    pub len: usize,
 }
 
 impl Edges {
@@ -211,6 +209,7 @@ impl Edges {
         }
         let a = self.forward.slot(res).insert(subj);
         let b = self.reverse.slot(subj).insert(res);
+        self.len += usize::from(a);
         u64::from(a) + u64::from(b)
     }
 
@@ -220,6 +219,7 @@ impl Edges {
         }
         let a = self.forward.get_mut(res).is_some_and(|s| s.remove(subj));
         let b = self.reverse.get_mut(subj).is_some_and(|s| s.remove(res));
+        self.len -= usize::from(a);
         self.forward.tidy(res);
         self.reverse.tidy(subj);
         u64::from(a) + u64::from(b)
@@ -341,10 +341,80 @@ impl EdgeKind {
 #[derive(Debug, Clone, Default)]
 pub struct RelationIndex {
     pub kinds: Vec<EdgeKind>,
-    /// The closure of self-nesting edges (`None` until the first one, or while switched off).
+    /// The closure of self-nesting edges (`group:a#member@group:b#member`).
+    nesting: KeptClosure,
+    /// The closure of edges to objects of the same type without a subject relation
+    /// (`folder:a#parent@folder:b`): for each object, every object reached by following them
+    /// (a folder's ancestors). Arrows over such a relation (`parent->view`) are summarized with
+    /// it.
+    tree: KeptClosure,
+}
+
+/// A Leopard closure kept for one kind of edge between objects of one type, while it is valid
+/// (every such edge unconditional) and within its size budget.
+#[derive(Debug, Clone, Default)]
+struct KeptClosure {
+    /// `None` until the first edge, while a conditional edge exists, or once over budget.
     closure: Option<Closure>,
-    /// Conditional self-nesting edges: while any exists the closure is off.
-    conditional_nesting: usize,
+    /// Conditional edges of the kind: while any exists the closure is off.
+    conditional: usize,
+    /// The closure outgrew [`closure_budget`] and is off until the index is rebuilt.
+    too_big: bool,
+}
+
+/// The most (ancestor, descendant) pairs a closure may hold for `edges` edges: long chains
+/// and dense graphs make closures quadratic; past this the relation is evaluated without one.
+fn closure_budget(edges: usize) -> usize {
+    edges.saturating_mul(64).saturating_add(1 << 20)
+}
+
+impl KeptClosure {
+    fn enabled(&self) -> bool {
+        self.conditional == 0 && !self.too_big
+    }
+
+    fn get(&self) -> Option<&Closure> {
+        self.closure.as_ref().filter(|_| self.enabled())
+    }
+
+    /// A conditional edge of the kind arrived: the closure is off while it exists.
+    fn add_conditional(&mut self) {
+        self.conditional += 1;
+        self.closure = None;
+    }
+
+    /// A conditional edge left; with the last one gone the closure is rebuilt from `edges`.
+    fn remove_conditional(&mut self, edges: &Edges) -> u64 {
+        self.conditional = self.conditional.saturating_sub(1);
+        if !self.enabled() {
+            return 0;
+        }
+        let mut updates = 0;
+        for (p, ch) in edges.pairs() {
+            updates += self.add(p, ch, edges.len);
+        }
+        updates
+    }
+
+    fn add(&mut self, parent: u32, child: u32, edges: usize) -> u64 {
+        if !self.enabled() {
+            return 0;
+        }
+        let c = self.closure.get_or_insert_with(Closure::new);
+        if c.pairs().saturating_add(c.pairs_added_at_most(parent, child)) > closure_budget(edges) {
+            self.too_big = true;
+            self.closure = None;
+            return 0;
+        }
+        c.add_edge(parent, child)
+    }
+
+    fn remove(&mut self, parent: u32, child: u32) -> u64 {
+        match self.closure.as_mut() {
+            Some(c) if self.conditional == 0 && !self.too_big => c.remove_edge(parent, child),
+            _ => 0,
+        }
+    }
 }
 
 impl RelationIndex {
@@ -372,14 +442,15 @@ impl RelationIndex {
         self.kinds.iter().find(|k| k.subject_type == subject_type && k.subject_relation.as_deref() == subject_relation)
     }
 
-    /// Whether the closure is valid (every self-nesting edge is unconditional).
+    /// Whether the closure of self-nesting edges is valid (every such edge is unconditional,
+    /// and it is within its budget).
     pub fn closure_enabled(&self) -> bool {
-        self.conditional_nesting == 0
+        self.nesting.enabled()
     }
 
-    /// The closure, when it is valid and some self-nesting edge exists.
+    /// The closure of self-nesting edges, when it is valid and some such edge exists.
     pub fn closure(&self) -> Option<&Closure> {
-        self.closure.as_ref().filter(|_| self.closure_enabled())
+        self.nesting.get()
     }
 
     /// Whether `inner` is `outer` or nested below it; `None` while the closure is off.
@@ -387,7 +458,13 @@ impl RelationIndex {
         if !self.closure_enabled() {
             return None;
         }
-        Some(outer == inner || self.closure.as_ref().is_some_and(|c| c.reaches(outer, inner)))
+        Some(outer == inner || self.nesting.get().is_some_and(|c| c.reaches(outer, inner)))
+    }
+
+    /// The closure of edges to objects of the same type (see [`RelationIndex`]'s `tree`), when
+    /// it is valid; `None` also before the first such edge.
+    pub fn tree(&self) -> Option<&Closure> {
+        self.tree.get()
     }
 
     fn heap_bytes(&self) -> usize {
@@ -456,6 +533,12 @@ impl IndexGraph {
         r.subject.object.ty == r.resource.ty && r.subject.relation.as_deref() == Some(r.relation.as_str())
     }
 
+    /// Whether the relationship links two objects of one type without a subject relation
+    /// (`folder:a#parent@folder:b`).
+    fn tree_edge(r: &Relationship) -> bool {
+        r.subject.object.ty == r.resource.ty && r.subject.relation.is_none() && !r.subject.is_wildcard()
+    }
+
     /// The index of one (resource type, relation) to change (copied first if a snapshot shares
     /// it: a shallow copy, its sets stay shared until changed).
     fn relation_mut(&mut self, ty: &str, relation: &str) -> &mut RelationIndex {
@@ -473,24 +556,32 @@ impl IndexGraph {
         let conditional = r.caveat.is_some() || r.expiration.is_some();
         let subj = if r.subject.is_wildcard() { WILDCARD } else { self.intern(&r.subject.object) };
         let nests = Self::self_nesting(r);
+        let tree = Self::tree_edge(r);
         let ri = self.relation_mut(&r.resource.ty, &r.relation);
         let kind = ri.kind_mut(&r.subject.object.ty, r.subject.relation.as_deref());
         let mut updates = 0;
         if conditional {
             kind.side.insert(SideEdge { resource: res, subject: subj, caveat: r.caveat.clone(), expiration: r.expiration });
+            // A closure may only summarize unconditional edges: switch it off.
             if nests {
-                // A closure may only summarize unconditional nesting: switch it off.
-                ri.conditional_nesting += 1;
-                ri.closure = None;
+                ri.nesting.add_conditional();
+            }
+            if tree {
+                ri.tree.add_conditional();
             }
         } else if subj == WILDCARD {
             if !kind.wildcards.contains(res) {
                 updates += u64::from(Arc::make_mut(&mut kind.wildcards).insert(res));
             }
         } else {
-            updates += kind.edges.insert(res, subj);
-            if nests && ri.closure_enabled() {
-                updates += ri.closure.get_or_insert_with(Closure::new).add_edge(res, subj);
+            let added = kind.edges.insert(res, subj);
+            let count = kind.edges.len;
+            updates += added;
+            if added > 0 && nests {
+                updates += ri.nesting.add(res, subj, count);
+            }
+            if added > 0 && tree {
+                updates += ri.tree.add(res, subj, count);
             }
         }
         self.updates += updates;
@@ -503,6 +594,7 @@ impl IndexGraph {
         let subj = if r.subject.is_wildcard() { Some(WILDCARD) } else { self.id(&r.subject.object) };
         let Some(subj) = subj else { return false };
         let nests = Self::self_nesting(r);
+        let tree = Self::tree_edge(r);
         let present = self.kind(&r.resource.ty, &r.relation, &r.subject.object.ty, r.subject.relation.as_deref()).is_some_and(|k| {
             k.side.of_resource(res).iter().any(|e| e.subject == subj)
                 || if subj == WILDCARD { k.wildcards.contains(res) } else { k.edges.forward.get(res).is_some_and(|s| s.contains(subj)) }
@@ -518,18 +610,13 @@ impl IndexGraph {
         let was_conditional = ri.kinds.get_mut(pos).is_some_and(|k| k.side.remove(res, subj));
         if was_conditional {
             removed = true;
-            if nests {
-                ri.conditional_nesting = ri.conditional_nesting.saturating_sub(1);
-                if ri.conditional_nesting == 0 {
-                    // Recompute the closure from the unconditional self-nesting edges.
-                    let mut c = Closure::new();
-                    if let Some(k) = ri.kinds.get(pos) {
-                        for (p, ch) in k.edges.pairs() {
-                            c.add_edge(p, ch);
-                        }
-                    }
-                    updates += c.updates;
-                    ri.closure = Some(c);
+            // With the last conditional edge gone, a closure is rebuilt from the unconditional ones.
+            if let Some(k) = ri.kinds.get(pos) {
+                if nests {
+                    updates += ri.nesting.remove_conditional(&k.edges);
+                }
+                if tree {
+                    updates += ri.tree.remove_conditional(&k.edges);
                 }
             }
         } else if let Some(k) = ri.kinds.get_mut(pos) {
@@ -540,10 +627,11 @@ impl IndexGraph {
                 let n = k.edges.remove(res, subj);
                 removed = n > 0;
                 updates += n;
-                if removed && nests && ri.conditional_nesting == 0 {
-                    if let Some(c) = ri.closure.as_mut() {
-                        updates += c.remove_edge(res, subj);
-                    }
+                if removed && nests {
+                    updates += ri.nesting.remove(res, subj);
+                }
+                if removed && tree {
+                    updates += ri.tree.remove(res, subj);
                 }
             }
         } else {
@@ -728,7 +816,7 @@ impl IndexGraph {
         let interners: usize = self.types.values().map(Interner::heap_bytes).sum();
         let ris = || self.relations.values().flat_map(|m| m.values()).map(|r| &**r);
         let edges: usize = ris().map(RelationIndex::heap_bytes).sum();
-        let closures: usize = ris().filter_map(|r| r.closure.as_ref()).map(Closure::heap_bytes).sum();
+        let closures: usize = ris().flat_map(|r| [r.nesting.get(), r.tree.get()]).flatten().map(Closure::heap_bytes).sum();
         [("interners", interners), ("edges", edges), ("closures", closures)]
     }
 }
