@@ -115,6 +115,12 @@ enum DebugCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Opens a database (loading every tenant and building its index), prints how long that
+    /// took as JSON, and exits: start-up to ready, measured in a fresh process.
+    Open {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -184,6 +190,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),
+        Command::Debug { command: DebugCommand::Open { data_dir } } => {
+            let t = std::time::Instant::now();
+            let db = crate::db::Database::open(&data_dir)?;
+            let open_ms = t.elapsed().as_secs_f64() * 1e3;
+            let tenants = db.tenants()?;
+            out!("{}\n", serde_json::json!({"open_ms": open_ms, "tenants": tenants.len()}));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
     }
 }

@@ -240,8 +240,7 @@ impl Database {
         let db = Database { backend, conditions: Conditions::new(), tenants: RwLock::new(HashMap::new()), key, limits, lookups: ResultCache::default() };
         for name in db.store().tenants()? {
             let head = db.store().head(&name)?;
-            let snap = db.store().snapshot(&name, head)?;
-            let state = db.state_from_snapshot(snap)?;
+            let state = db.state_at(&name, head)?;
             db.tenants.write().map_err(lock_err)?.insert(name, Arc::new(Tenant { writer: Mutex::new(()), state: RwLock::new(state) }));
         }
         Ok(db)
@@ -259,12 +258,34 @@ impl Database {
         &self.conditions
     }
 
-    fn state_from_snapshot(&self, snap: store::TenantSnapshot) -> Result<State, DbError> {
+    /// A tenant's state at a revision, from the store. The store reads and decodes rows on
+    /// this thread while a second one builds the index from them, batch by batch.
+    fn state_at(&self, tenant: &str, revision: u64) -> Result<State, DbError> {
+        let (snap, index) = std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Relationship>>(16);
+            let builder = scope.spawn(move || {
+                let mut index = IndexGraph::new();
+                for batch in rx {
+                    for r in &batch {
+                        index.insert(r);
+                    }
+                }
+                index
+            });
+            let snap = self.store().snapshot_streamed(tenant, revision, &mut |batch| {
+                // The builder only stops early by panicking; join reports that below.
+                let _ = tx.send(batch);
+            });
+            drop(tx);
+            let index = builder.join().map_err(|_| DbError::Io("building the index failed".into()));
+            (snap, index)
+        });
+        let snap = snap?;
+        let mut index = index?;
         let schema = match &snap.schema {
             Some(text) => Some(self.compile(text)?),
             None => None,
         };
-        let mut index = IndexGraph::build(&snap.relationships);
         for (o, a) in snap.attributes {
             index.set_attributes(o, a);
         }
@@ -388,7 +409,7 @@ impl Database {
     /// Replaces a tenant's in-memory state with the store's head.
     fn reload(&self, tenant: &str, t: &Tenant) -> Result<(), DbError> {
         let head = self.store().head(tenant)?;
-        let state = self.state_from_snapshot(self.store().snapshot(tenant, head)?)?;
+        let state = self.state_at(tenant, head)?;
         *t.state.write().map_err(lock_err)? = state;
         Ok(())
     }
@@ -516,7 +537,7 @@ impl Database {
                 if r > rev {
                     return Err(DbError::FutureRevision { requested: r, head: rev });
                 }
-                let state = self.state_from_snapshot(self.store().snapshot(tenant, r)?)?;
+                let state = self.state_at(tenant, r)?;
                 let schema = state.schema.ok_or_else(|| DbError::NoSchema(tenant.to_string()))?;
                 Ok((r, schema, state.index))
             }
@@ -784,8 +805,7 @@ impl Snapshots for TenantSnapshots<'_> {
             let tuples = self.db.tuples_at(self.tenant, revision).map_err(|_| EvalError::RevisionGone(revision))?;
             return Ok(Arc::new(tuples));
         }
-        let snap = self.db.store().snapshot(self.tenant, revision).map_err(|_| EvalError::RevisionGone(revision))?;
-        let state = self.db.state_from_snapshot(snap).map_err(|_| EvalError::RevisionGone(revision))?;
+        let state = self.db.state_at(self.tenant, revision).map_err(|_| EvalError::RevisionGone(revision))?;
         Ok(state.index)
     }
 }

@@ -541,8 +541,13 @@ impl IndexGraph {
 
     /// The index of one (resource type, relation) to change (copied first if a snapshot shares
     /// it: a shallow copy, its sets stay shared until changed).
-    fn relation_mut(&mut self, ty: &str, relation: &str) -> &mut RelationIndex {
-        Arc::make_mut(self.relations.entry(ty.to_string()).or_default().entry(relation.to_string()).or_default())
+    /// (`None` cannot happen: a missing entry is created first.)
+    fn relation_mut(&mut self, ty: &str, relation: &str) -> Option<&mut RelationIndex> {
+        // Names are copied only the first time they are seen.
+        if !self.relations.get(ty).is_some_and(|m| m.contains_key(relation)) {
+            self.relations.entry(ty.to_string()).or_default().insert(relation.to_string(), Arc::default());
+        }
+        self.relations.get_mut(ty).and_then(|m| m.get_mut(relation)).map(Arc::make_mut)
     }
 
     /// The index of one (resource type, relation), if it has ever had an edge.
@@ -557,7 +562,7 @@ impl IndexGraph {
         let subj = if r.subject.is_wildcard() { WILDCARD } else { self.intern(&r.subject.object) };
         let nests = Self::self_nesting(r);
         let tree = Self::tree_edge(r);
-        let ri = self.relation_mut(&r.resource.ty, &r.relation);
+        let Some(ri) = self.relation_mut(&r.resource.ty, &r.relation) else { return };
         let kind = ri.kind_mut(&r.subject.object.ty, r.subject.relation.as_deref());
         let mut updates = 0;
         if conditional {

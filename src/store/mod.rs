@@ -134,6 +134,14 @@ pub trait Datastore: Send + Sync {
     fn write(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<(u64, Vec<Change>), StoreError>;
     /// The whole tenant as of `revision`.
     fn snapshot(&self, tenant: &str, revision: u64) -> Result<TenantSnapshot, StoreError>;
+    /// [`Datastore::snapshot`], handing the relationships to `sink` in batches as they are read
+    /// (so the caller can index them while the store reads on); the snapshot returned holds
+    /// none. If it returns an error, what `sink` received must be discarded.
+    fn snapshot_streamed(&self, tenant: &str, revision: u64, sink: &mut dyn FnMut(Vec<Relationship>)) -> Result<TenantSnapshot, StoreError> {
+        let mut snap = self.snapshot(tenant, revision)?;
+        sink(std::mem::take(&mut snap.relationships));
+        Ok(snap)
+    }
     /// Relationships matching a filter as of `revision`, in key order, after `after` (the text of
     /// the last relationship of the previous page), at most `limit`.
     fn read_relationships(&self, tenant: &str, revision: u64, filter: &RelationshipFilter, after: Option<&str>, limit: usize) -> Result<Vec<Relationship>, StoreError>;

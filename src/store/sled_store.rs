@@ -454,17 +454,32 @@ impl Datastore for SledStore {
     }
 
     fn snapshot(&self, tenant: &str, revision: u64) -> Result<TenantSnapshot, StoreError> {
+        let mut relationships = Vec::new();
+        let mut snap = self.snapshot_streamed(tenant, revision, &mut |batch| relationships.extend(batch))?;
+        snap.relationships = relationships;
+        Ok(snap)
+    }
+
+    fn snapshot_streamed(&self, tenant: &str, revision: u64, sink: &mut dyn FnMut(Vec<Relationship>)) -> Result<TenantSnapshot, StoreError> {
+        const BATCH: usize = 8192;
         let tree = self.tree(tenant)?;
         Self::check_readable(&tree, revision)?;
-        let mut relationships = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
         for item in tree.scan_prefix([b'r']) {
             let (k, v) = item.map_err(io)?;
             let (_, created) = split_versioned(&k)?;
             let row: RelRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
             if visible(created, row.deleted, revision) {
-                relationships.push(Relationship::parse(&row.text).map_err(|e| corrupt(e))?);
+                batch.push(Relationship::parse(&row.text).map_err(|e| corrupt(e))?);
+                if batch.len() == BATCH {
+                    sink(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
             }
         }
+        if !batch.is_empty() {
+            sink(batch);
+        }
+        let relationships = Vec::new();
         let mut attributes = BTreeMap::new();
         for item in tree.scan_prefix([b'a']) {
             let (k, v) = item.map_err(io)?;
