@@ -259,25 +259,32 @@ impl Database {
     }
 
     /// A tenant's state at a revision, from the store. The store reads and decodes rows on
-    /// this thread while a second one builds the index from them, batch by batch.
+    /// this thread while a second one builds the index from them, batch by batch; the batches
+    /// come back to be freed by the thread that allocated them (freeing across threads makes
+    /// the allocator the bottleneck: the build took about 1.6x as long).
     fn state_at(&self, tenant: &str, revision: u64) -> Result<State, DbError> {
         let (snap, index) = std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Relationship>>(16);
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<Relationship>>();
             let builder = scope.spawn(move || {
                 let mut index = IndexGraph::new();
                 for batch in rx {
                     for r in &batch {
                         index.insert(r);
                     }
+                    // The reader may be gone (it only stops early on an error): then drop here.
+                    let _ = done_tx.send(batch);
                 }
                 index
             });
             let snap = self.store().snapshot_streamed(tenant, revision, &mut |batch| {
+                done_rx.try_iter().for_each(drop);
                 // The builder only stops early by panicking; join reports that below.
                 let _ = tx.send(batch);
             });
             drop(tx);
             let index = builder.join().map_err(|_| DbError::Io("building the index failed".into()));
+            done_rx.try_iter().for_each(drop);
             (snap, index)
         });
         let snap = snap?;
@@ -387,15 +394,22 @@ impl Database {
         };
         match applied {
             Ok(copy) => {
-                let mut s = t.state.write().map_err(lock_err)?;
-                if let Some(index) = copy {
-                    s.index = index;
-                }
-                s.reference = Arc::default();
-                s.revision = rev;
-                if let Some((compiled, text)) = new_schema {
-                    s.schema = Some(compiled);
-                    s.schema_text = Some(text);
+                let stale = {
+                    let mut s = t.state.write().map_err(lock_err)?;
+                    if let Some(index) = copy {
+                        s.index = index;
+                    }
+                    s.revision = rev;
+                    if let Some((compiled, text)) = new_schema {
+                        s.schema = Some(compiled);
+                        s.schema_text = Some(text);
+                    }
+                    std::mem::take(&mut s.reference)
+                };
+                // A reference set built for a baseline can hold millions of rows: free it off
+                // the write path.
+                if stale.get().is_some() {
+                    std::thread::spawn(move || drop(stale));
                 }
                 Ok(rev)
             }
