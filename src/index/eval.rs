@@ -110,10 +110,24 @@ pub struct Point<'a> {
 /// an object the closure reaches from `x`: its least fixpoint is that union. (Drive's folder
 /// `view` and `edit`, with `parent` as the tree and `banned` excluded.)
 struct TreeSummary<'a> {
-    def: &'a Definition,
     tree: &'a RelationIndex,
-    leaves: Vec<&'a Relation>,
-    excluded: Vec<&'a Relation>,
+    /// The leaves' edge kinds, resolved once per evaluator (a leaf without edges has none).
+    leaves: Vec<LeafKind<'a>>,
+    /// The excluded relations' indexes (one without edges names nobody and is left out).
+    excluded: Vec<&'a RelationIndex>,
+}
+
+/// One edge kind of a summary's leaf.
+enum LeafKind<'a> {
+    /// Terminal subjects (and wildcards) of the kind's subject type.
+    Terminal(&'a EdgeKind),
+    /// Subject sets `g#m` of a relation that nests only in itself: the subject's memberships
+    /// come from `group`'s closure.
+    Sets { kind: &'a EdgeKind, group: &'a RelationIndex },
+    /// Subject sets of a relation no relationship has: nobody is a member.
+    Empty,
+    /// Subject sets the summary cannot follow (a permission, or a relation nesting in others).
+    Unusable,
 }
 
 /// Most members a permission's summary may span.
@@ -121,7 +135,7 @@ const SUMMARY_MEMBERS: usize = 16;
 
 /// The summary of `p` on `def`, if `p` has the shape [`TreeSummary`] describes and the index
 /// keeps the tree's closure.
-fn analyze<'a>(def: &'a Definition, p: &'a crate::schema::Permission, ix: &'a IndexGraph) -> Option<TreeSummary<'a>> {
+fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::schema::Permission, ix: &'a IndexGraph) -> Option<TreeSummary<'a>> {
     let mut members: Vec<&'a crate::schema::Permission> = vec![p];
     let mut targets: Vec<&'a crate::schema::Permission> = Vec::new();
     let (mut leaves, mut excluded) = (Vec::new(), Vec::new());
@@ -182,7 +196,28 @@ fn analyze<'a>(def: &'a Definition, p: &'a crate::schema::Permission, ix: &'a In
     }
     let tree = ix.relation(&def.name, name)?;
     tree.tree()?;
-    Some(TreeSummary { def, tree, leaves, excluded })
+    let excluded = excluded.iter().filter_map(|r| ix.relation(&def.name, &r.name)).collect();
+    let mut kinds = Vec::new();
+    for r in leaves {
+        let Some(ri) = ix.relation(&def.name, &r.name) else { continue };
+        for k in &ri.kinds {
+            let Some(sr) = &k.subject_relation else {
+                kinds.push(LeafKind::Terminal(k));
+                continue;
+            };
+            let plan = match schema.definition(&k.subject_type).and_then(|g| Some((g, g.relations.get(sr)?))) {
+                Some((gdef, grel)) if grel.allowed.iter().all(|a| !matches!(&a.kind, AllowedKind::Relation(x) if a.ty != gdef.name || x != sr)) => {
+                    match ix.relation(&gdef.name, sr) {
+                        Some(group) => LeafKind::Sets { kind: k, group },
+                        None => LeafKind::Empty,
+                    }
+                }
+                _ => LeafKind::Unusable,
+            };
+            kinds.push(plan);
+        }
+    }
+    Some(TreeSummary { tree, leaves: kinds, excluded })
 }
 
 /// What a member name of a definition refers to.
@@ -375,7 +410,7 @@ impl<'a> Point<'a> {
         let summary = match self.summaries.get(&key) {
             Some(s) => s.clone(),
             None => {
-                let s = if p.recursive { analyze(def, p, self.ix).map(std::rc::Rc::new) } else { None };
+                let s = if p.recursive { analyze(self.schema, def, p, self.ix).map(std::rc::Rc::new) } else { None };
                 self.summaries.insert(key, s.clone());
                 s
             }
@@ -400,10 +435,9 @@ impl<'a> Point<'a> {
         if s.relation.is_some() {
             return Ok(None);
         }
-        let (ty, sid, ix, schema) = (&s.object.ty, self.sid, self.ix, self.schema);
+        let (ty, sid) = (&s.object.ty, self.sid);
         let side_names = |k: &EdgeKind, who: Option<u32>| who.is_some_and(|x| k.side.naming(x).is_some()) || k.side.naming(WILDCARD).is_some();
-        for r in &summary.excluded {
-            let Some(ri) = ix.relation(&summary.def.name, &r.name) else { continue };
+        for ri in &summary.excluded {
             for k in &ri.kinds {
                 if k.subject_relation.is_some() {
                     return Ok(None);
@@ -414,46 +448,42 @@ impl<'a> Point<'a> {
             }
         }
         let mut yes = RoaringBitmap::new();
-        for r in &summary.leaves {
-            let Some(ri) = ix.relation(&summary.def.name, &r.name) else { continue };
-            for k in &ri.kinds {
-                self.step(1)?;
-                let Some(sr) = &k.subject_relation else {
-                    if &k.subject_type == ty {
-                        if side_names(k, sid) {
-                            return Ok(None);
-                        }
-                        if let Some(set) = sid.and_then(|x| k.edges.reverse.get(x)) {
-                            set.union_into(&mut yes);
-                        }
-                        k.wildcards.union_into(&mut yes);
+        for leaf in &summary.leaves {
+            self.step(1)?;
+            match *leaf {
+                LeafKind::Terminal(k) => {
+                    if &k.subject_type != ty {
+                        continue;
                     }
-                    continue;
-                };
-                // Subject sets `g#sr`: the subject's memberships from `sr`'s closure.
-                let Some(gdef) = schema.definition(&k.subject_type) else { continue };
-                let Some(grel) = gdef.relations.get(sr) else { return Ok(None) };
-                let nests_only_in_itself = grel.allowed.iter().all(|a| match &a.kind {
-                    AllowedKind::Relation(x) => a.ty == gdef.name && x == sr,
-                    _ => true,
-                });
-                let Some(gri) = ix.relation(&gdef.name, sr) else { continue };
-                if !nests_only_in_itself || !gri.closure_enabled() {
-                    return Ok(None);
-                }
-                let Some(gk) = gri.kind(ty, None) else { continue };
-                if !gk.wildcards.is_empty() || side_names(gk, sid) {
-                    return Ok(None);
-                }
-                let groups = self.memberships_in(gri, gk)?.clone();
-                for g in &groups {
-                    if k.side.naming(g).is_some() {
+                    if side_names(k, sid) {
                         return Ok(None);
                     }
-                    if let Some(set) = k.edges.reverse.get(g) {
+                    if let Some(set) = sid.and_then(|x| k.edges.reverse.get(x)) {
                         set.union_into(&mut yes);
                     }
+                    k.wildcards.union_into(&mut yes);
                 }
+                LeafKind::Sets { kind: k, group } => {
+                    // Subject sets `g#m`: the subject's memberships from `m`'s closure.
+                    if !group.closure_enabled() {
+                        return Ok(None);
+                    }
+                    let Some(gk) = group.kind(ty, None) else { continue };
+                    if !gk.wildcards.is_empty() || side_names(gk, sid) {
+                        return Ok(None);
+                    }
+                    let groups = self.memberships_in(group, gk)?.clone();
+                    for g in &groups {
+                        if k.side.naming(g).is_some() {
+                            return Ok(None);
+                        }
+                        if let Some(set) = k.edges.reverse.get(g) {
+                            set.union_into(&mut yes);
+                        }
+                    }
+                }
+                LeafKind::Empty => {}
+                LeafKind::Unusable => return Ok(None),
             }
         }
         self.step(yes.len() as usize)?;
