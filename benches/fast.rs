@@ -31,7 +31,8 @@ fn bench(c: &mut Criterion) {
     let size = DriveSize::small();
     let drive = workload::generate(size);
     let tuples = Tuples::from_relationships(drive.relationships.clone());
-    let index = IndexGraph::build(tuples.iter());
+    // The fast path reads the index for everything, as `Database` does.
+    let index = std::sync::Arc::new(IndexGraph::build(tuples.iter()));
     let env = Env::new(Timestamp::now());
     for p in &drive.probes {
         let req = CheckRequest {
@@ -41,14 +42,14 @@ fn bench(c: &mut Criterion) {
             context: parse_context(p.context).unwrap(),
         };
         let mut group = c.benchmark_group(format!("check/{}", p.name));
-        group.bench_function("fast", |b| b.iter(|| black_box(engine::check_fast(&schema, &tuples, &index, &conditions, &req, env).unwrap())));
+        group.bench_function("fast", |b| b.iter(|| black_box(engine::check_fast(&schema, &*index, &index, &conditions, &req, env).unwrap())));
         group.bench_function("reference", |b| b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap())));
         group.finish();
     }
 
     let bulk = workload::bulk_requests(size);
     let mut group = c.benchmark_group("check_bulk_100");
-    group.bench_function("fast", |b| b.iter(|| black_box(engine::check_bulk_fast(&schema, &tuples, &index, &conditions, &bulk, env))));
+    group.bench_function("fast", |b| b.iter(|| black_box(engine::check_bulk_fast(&schema, &*index, &index, &conditions, &bulk, env))));
     group.bench_function("reference", |b| b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env))));
     group.finish();
 
@@ -57,7 +58,8 @@ fn bench(c: &mut Criterion) {
     let cache = ResultCache::default();
     let reference = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
     // The fast path pages through a result cache, as `Database` does.
-    let fast = Reader { cache: Some(&cache), index: Some((history.head().0, &index)), ..reference };
+    let indexed = pemba::engine::lookup::OneRevision(history.head().0, index.clone());
+    let fast = Reader { history: &indexed, cache: Some(&cache), index: Some((history.head().0, &index)), ..reference };
     let (_, staff) = &drive.lookup_users[0];
     let mut group = c.benchmark_group("lookup_resources_all_pages/lr_staff");
     group.sample_size(10);
