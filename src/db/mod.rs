@@ -378,46 +378,56 @@ impl Database {
         // The batch is durable: make it visible. When no reader holds the current index it is
         // changed in place; otherwise the next index is built from it by structural sharing (a
         // clone copies pointers to its parts; changing it copies only the tables and chunks
-        // the batch touches), outside the lock. Readers keep the old revision meanwhile; no
-        // other writer can run, this one holds the writer lock.
-        let in_place = {
-            let mut s = t.state.write().map_err(lock_err)?;
-            Arc::get_mut(&mut s.index).map(|index| apply_changes(index, &changes))
+        // the batch touches), outside the lock. Either way the index, the revision and the
+        // schema change together under one write lock, so no reader sees new data under an old
+        // revision. Readers keep the old revision meanwhile; no other writer can run, this one
+        // holds the writer lock.
+        let publish = |s: &mut State, index: Option<Arc<IndexGraph>>, new_schema: Option<(CompiledSchema, String)>| {
+            if let Some(index) = index {
+                s.index = index;
+            }
+            s.revision = rev;
+            if let Some((compiled, text)) = new_schema {
+                s.schema = Some(compiled);
+                s.schema_text = Some(text);
+            }
+            std::mem::take(&mut s.reference)
         };
-        let applied = match in_place {
-            Some(result) => result.map(|()| None),
+        let mut new_schema = new_schema;
+        let stale = {
+            let mut s = t.state.write().map_err(lock_err)?;
+            match Arc::get_mut(&mut s.index).map(|index| apply_changes(index, &changes)) {
+                Some(Ok(())) => Some(publish(&mut s, None, new_schema.take())),
+                Some(Err(e)) => {
+                    // The index is half changed: replace it from the store before any reader
+                    // can see it (still under the lock).
+                    let head = self.store().head(tenant)?;
+                    *s = self.state_at(tenant, head)?;
+                    return Err(e);
+                }
+                None => None,
+            }
+        };
+        let stale = match stale {
+            Some(stale) => stale,
             None => {
                 let base = t.state.read().map_err(lock_err)?.index.clone();
                 let mut index = (*base).clone();
-                apply_changes(&mut index, &changes).map(|()| Some(Arc::new(index)))
+                drop(base);
+                if let Err(e) = apply_changes(&mut index, &changes) {
+                    self.reload(tenant, &t)?;
+                    return Err(e);
+                }
+                let mut s = t.state.write().map_err(lock_err)?;
+                publish(&mut s, Some(Arc::new(index)), new_schema.take())
             }
         };
-        match applied {
-            Ok(copy) => {
-                let stale = {
-                    let mut s = t.state.write().map_err(lock_err)?;
-                    if let Some(index) = copy {
-                        s.index = index;
-                    }
-                    s.revision = rev;
-                    if let Some((compiled, text)) = new_schema {
-                        s.schema = Some(compiled);
-                        s.schema_text = Some(text);
-                    }
-                    std::mem::take(&mut s.reference)
-                };
-                // A reference set built for a baseline can hold millions of rows: free it off
-                // the write path.
-                if stale.get().is_some() {
-                    std::thread::spawn(move || drop(stale));
-                }
-                Ok(rev)
-            }
-            Err(e) => {
-                self.reload(tenant, &t)?;
-                Err(e)
-            }
+        // A reference set built for a baseline can hold millions of rows: free it off the
+        // write path.
+        if stale.get().is_some() {
+            std::thread::spawn(move || drop(stale));
         }
+        Ok(rev)
     }
 
     /// Replaces a tenant's in-memory state with the store's head.

@@ -159,7 +159,9 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
     // `now`, reuse it. Each page decides candidates only as far as it needs, so every page stays
     // within one evaluation's deadline however large the whole answer is. With the index, the
     // set comes from set algebra and most candidates are already decided.
-    let key = (reader.tenant.to_string(), query, revision, now);
+    // Whether the index computes the set is part of the key: a reference lookup never reuses
+    // candidates the fast path decided.
+    let key = (reader.tenant.to_string(), query, revision, now, index.is_some());
     let candidates = match reader.cache.and_then(|c| c.get(&key)) {
         Some(c) => c,
         None => {
@@ -233,14 +235,14 @@ fn decide_resources(
 }
 
 /// Candidate sets of recent lookups, so that later pages reuse what the first page computed.
-/// Keyed by tenant, query digest, revision and `now` (what a cursor pins), holding at most
-/// [`ResultCache::ENTRIES`] sets.
+/// Keyed by tenant, query digest, revision, `now` (what a cursor pins) and whether the index
+/// computed the set, holding at most [`ResultCache::ENTRIES`] sets.
 #[derive(Debug, Default)]
 pub struct ResultCache {
     entries: std::sync::Mutex<std::collections::VecDeque<(CacheKey, Arc<eval::Candidates>)>>,
 }
 
-type CacheKey = (String, [u8; 16], u64, Timestamp);
+type CacheKey = (String, [u8; 16], u64, Timestamp, bool);
 
 impl ResultCache {
     pub const ENTRIES: usize = 16;

@@ -130,6 +130,11 @@ enum LeafKind<'a> {
     Unusable,
 }
 
+/// Largest grant set a summary builds for one subject: a subject with more grants (or a
+/// wildcard grant on more objects) is answered by the walk, which visits only the object and
+/// what it reaches.
+const GRANT_BUDGET: u64 = 1 << 16;
+
 /// Most members a permission's summary may span.
 const SUMMARY_MEMBERS: usize = 16;
 
@@ -458,7 +463,11 @@ impl<'a> Point<'a> {
                     if side_names(k, sid) {
                         return Ok(None);
                     }
-                    if let Some(set) = sid.and_then(|x| k.edges.reverse.get(x)) {
+                    let named = sid.and_then(|x| k.edges.reverse.get(x));
+                    if yes.len() + named.map_or(0, |s| s.len() as u64) + k.wildcards.len() as u64 > GRANT_BUDGET {
+                        return Ok(None);
+                    }
+                    if let Some(set) = named {
                         set.union_into(&mut yes);
                     }
                     k.wildcards.union_into(&mut yes);
@@ -478,6 +487,9 @@ impl<'a> Point<'a> {
                             return Ok(None);
                         }
                         if let Some(set) = k.edges.reverse.get(g) {
+                            if yes.len() + set.len() as u64 > GRANT_BUDGET {
+                                return Ok(None);
+                            }
                             set.union_into(&mut yes);
                         }
                     }
@@ -486,7 +498,6 @@ impl<'a> Point<'a> {
                 LeafKind::Unusable => return Ok(None),
             }
         }
-        self.step(yes.len() as usize)?;
         Ok(Some(yes))
     }
 
