@@ -16,9 +16,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use pemba::conditions::Conditions;
 use pemba::engine::cursor::CursorKey;
 use pemba::engine::lookup::{Reader, ResultCache, lookup_resources};
-use pemba::engine::{self, CheckRequest, Env, History, Tuples};
+use pemba::engine::{self, Env, History, Tuples};
 use pemba::index::IndexGraph;
-use pemba::model::{SubjectRef, Timestamp, parse_context};
+use pemba::model::{SubjectRef, Timestamp};
 use pemba::workload::{self, DriveSize};
 
 fn all_pages(reader: &Reader<'_>, subject: &SubjectRef, now: Timestamp) -> usize {
@@ -35,12 +35,7 @@ fn bench(c: &mut Criterion) {
     let index = std::sync::Arc::new(IndexGraph::build(tuples.iter()));
     let env = Env::new(Timestamp::now());
     for p in &drive.probes {
-        let req = CheckRequest {
-            resource: p.resource.clone(),
-            permission: p.permission.into(),
-            subject: p.subject.clone(),
-            context: parse_context(p.context).unwrap(),
-        };
+        let req = p.request();
         let mut group = c.benchmark_group(format!("check/{}", p.name));
         group.bench_function("fast", |b| b.iter(|| black_box(engine::check_fast(&schema, &*index, &index, &conditions, &req, env).unwrap())));
         group.bench_function("reference", |b| b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap())));

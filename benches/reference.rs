@@ -15,8 +15,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use pemba::conditions::Conditions;
 use pemba::engine::cursor::CursorKey;
 use pemba::engine::lookup::{Reader, lookup_resources};
-use pemba::engine::{self, CheckRequest, Env, History, Tuples};
-use pemba::model::{Timestamp, parse_context};
+use pemba::engine::{self, Env, History, Tuples};
+use pemba::model::Timestamp;
 use pemba::workload::{self, DriveSize};
 
 fn bench(c: &mut Criterion) {
@@ -31,12 +31,7 @@ fn bench(c: &mut Criterion) {
     let env = Env::new(Timestamp::now());
     let mut group = c.benchmark_group("reference/check");
     for p in &drive.probes {
-        let req = CheckRequest {
-            resource: p.resource.clone(),
-            permission: p.permission.into(),
-            subject: p.subject.clone(),
-            context: parse_context(p.context).unwrap(),
-        };
+        let req = p.request();
         group.bench_function(p.name, |b| b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap())));
     }
     group.finish();

@@ -116,8 +116,7 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
 
     let mut checks = Map::new();
     for p in &drive.probes {
-        let context = crate::model::parse_context(p.context).unwrap_or_default();
-        let req = CheckRequest { resource: p.resource.clone(), permission: p.permission.into(), subject: p.subject.clone(), context };
+        let req = p.request();
         let (mut samples, last) = time(iterations, || engine::check(&schema, &tuples, &conditions, &req, env));
         let got = last.transpose()?.unwrap_or(Decision::No);
         if (got == Decision::Has) != p.expected {
@@ -328,15 +327,13 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
     // use (the database serves from the index alone): build it before timing anything.
     let t = Instant::now();
     if let Some(p) = drive.probes.first() {
-        let req = CheckRequest { resource: p.resource.clone(), permission: p.permission.into(), subject: p.subject.clone(), context: Map::new() };
-        db.check_reference("bench", latest, &req)?;
+        db.check_reference("bench", latest, &p.request())?;
     }
     let reference_load_ms = t.elapsed().as_secs_f64() * 1e3;
 
     let mut checks = Map::new();
     for p in &drive.probes {
-        let context = crate::model::parse_context(p.context).unwrap_or_default();
-        let req = CheckRequest { resource: p.resource.clone(), permission: p.permission.into(), subject: p.subject.clone(), context };
+        let req = p.request();
         let (mut fast, last) = time(iterations, || db.check("bench", latest, &req));
         let got = last.transpose()?.map(|(d, _)| d).unwrap_or(Decision::No);
         let (mut slow, last_ref) = time(iterations, || db.check_reference("bench", latest, &req));

@@ -56,6 +56,18 @@ pub struct Probe {
     pub expected: bool,
 }
 
+impl Probe {
+    /// The probe as a Check request (its context is fixed, valid JSON).
+    pub fn request(&self) -> CheckRequest {
+        CheckRequest {
+            resource: self.resource.clone(),
+            permission: self.permission.into(),
+            subject: self.subject.clone(),
+            context: crate::model::parse_context(self.context).unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Drive {
     pub relationships: Vec<Relationship>,
