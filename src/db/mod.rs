@@ -396,7 +396,15 @@ impl Database {
         let mut new_schema = new_schema;
         let stale = {
             let mut s = t.state.write().map_err(lock_err)?;
-            match Arc::get_mut(&mut s.index).map(|index| apply_changes(index, &changes)) {
+            let schema_changes = new_schema.is_some();
+            let in_place = Arc::get_mut(&mut s.index).map(|index| {
+                if schema_changes {
+                    // The evaluator's plan is for the old schema.
+                    index.forget_plan();
+                }
+                apply_changes(index, &changes)
+            });
+            match in_place {
                 Some(Ok(())) => Some(publish(&mut s, None, new_schema.take())),
                 Some(Err(e)) => {
                     // The index is half changed: replace it from the store before any reader

@@ -24,6 +24,7 @@
 //! answer is not evaluated (so its errors are not reported), and work is counted differently.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use roaring::RoaringBitmap;
@@ -82,23 +83,19 @@ pub struct Point<'a> {
     work: usize,
     frames: usize,
     memo: FastMap<NodeKey, Slot>,
-    /// Per schema relation (by address): its index and how it may be evaluated.
-    relations: FastMap<usize, RelInfo<'a>>,
+    /// What is resolved about the schema on this snapshot, shared by every Check on it.
+    plan: Arc<Plan>,
     /// Member names resolved per (definition, name): keyed by the name's address and length,
     /// which is sound because every name cached is borrowed for `'a` (schema or index text).
     members: FastMap<(usize, usize, usize), Member<'a>>,
-    /// An arrow's tupleset relation in the index, by the arrow's address.
-    arrows: FastMap<usize, Option<&'a RelationIndex>>,
     /// An arrow target: the subject type of an edge kind when it has the computed member.
     targets: FastMap<(usize, usize, usize), Option<&'a Definition>>,
     /// For a terminal subject and a self-nesting relation (by index address): every object the
     /// subject is named by directly, and every object those are nested in (Leopard).
     memberships: FastMap<usize, RoaringBitmap>,
-    /// Per permission (by address): how it is answered from a tree closure, if it can be.
-    summaries: FastMap<usize, Option<std::rc::Rc<TreeSummary<'a>>>>,
     /// Per permission with a summary: the objects where one of its relations holds for this
     /// subject (`None` when conditional edges or exclusions concern the subject).
-    grants: FastMap<usize, Option<RoaringBitmap>>,
+    grants: FastMap<usize, Grants>,
 }
 
 /// A permission that recursion through a tree relation only widens: every member reached from
@@ -109,26 +106,42 @@ pub struct Point<'a> {
 /// anywhere, the permission holds on `x` exactly when one of the `leaves` holds on `x` or on
 /// an object the closure reaches from `x`: its least fixpoint is that union. (Drive's folder
 /// `view` and `edit`, with `parent` as the tree and `banned` excluded.)
-struct TreeSummary<'a> {
-    tree: &'a RelationIndex,
-    /// The leaves' edge kinds, resolved once per evaluator (a leaf without edges has none).
-    leaves: Vec<LeafKind<'a>>,
-    /// The excluded relations' indexes (one without edges names nobody and is left out).
-    excluded: Vec<&'a RelationIndex>,
+struct TreeSummary {
+    /// The tree relation's slot in the index.
+    tree: u32,
+    /// The leaves' edge kinds (a leaf without edges has none).
+    leaves: Vec<LeafKind>,
+    /// The excluded relations' slots (one without edges names nobody and is left out).
+    excluded: Vec<u32>,
 }
 
-/// One edge kind of a summary's leaf.
-enum LeafKind<'a> {
+/// One edge kind of a summary's leaf: the relation's slot and the kind's position in it.
+enum LeafKind {
     /// Terminal subjects (and wildcards) of the kind's subject type.
-    Terminal(&'a EdgeKind),
+    Terminal { slot: u32, kind: usize },
     /// Subject sets `g#m` of a relation that nests only in itself: the subject's memberships
-    /// come from `group`'s closure.
-    Sets { kind: &'a EdgeKind, group: &'a RelationIndex },
+    /// come from the closure of `group` (a slot).
+    Sets { slot: u32, kind: usize, group: u32 },
     /// Subject sets of a relation no relationship has: nobody is a member.
     Empty,
     /// Subject sets the summary cannot follow (a permission, or a relation nesting in others).
     Unusable,
 }
+
+/// A summarized permission's state for the evaluator's subject.
+enum Grants {
+    /// Answered this many times from the object and its tree ancestors alone.
+    Asked(u32),
+    /// The subject's grant set (`None` when the summary cannot answer for the subject).
+    Set(Option<RoaringBitmap>),
+}
+
+/// How many Checks of one permission for one subject look at the object and its tree
+/// ancestors alone before the subject's grant set is built (`Point::summary_at`).
+const POINT_SUMMARIES: u32 = 4;
+
+/// Most tree ancestors an object may have for `Point::summary_at` to look at them one by one.
+const POINT_SUMMARY_SPAN: usize = 64;
 
 /// Largest grant set a summary builds for one subject: a subject with more grants (or a
 /// wildcard grant on more objects) is answered by the walk, which visits only the object and
@@ -140,7 +153,7 @@ const SUMMARY_MEMBERS: usize = 16;
 
 /// The summary of `p` on `def`, if `p` has the shape [`TreeSummary`] describes and the index
 /// keeps the tree's closure.
-fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::schema::Permission, ix: &'a IndexGraph) -> Option<TreeSummary<'a>> {
+fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::schema::Permission, ix: &IndexGraph) -> Option<TreeSummary> {
     let mut members: Vec<&'a crate::schema::Permission> = vec![p];
     let mut targets: Vec<&'a crate::schema::Permission> = Vec::new();
     let (mut leaves, mut excluded) = (Vec::new(), Vec::new());
@@ -199,21 +212,22 @@ fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::sc
     if !rel.allowed.iter().all(|a| a.ty == def.name && !matches!(a.kind, AllowedKind::Relation(_))) {
         return None;
     }
-    let tree = ix.relation(&def.name, name)?;
-    tree.tree()?;
-    let excluded = excluded.iter().filter_map(|r| ix.relation(&def.name, &r.name)).collect();
+    let tree = ix.relation_slot(&def.name, name)?;
+    ix.slot(tree)?.tree()?;
+    let excluded = excluded.iter().filter_map(|r| ix.relation_slot(&def.name, &r.name)).collect();
     let mut kinds = Vec::new();
     for r in leaves {
-        let Some(ri) = ix.relation(&def.name, &r.name) else { continue };
-        for k in &ri.kinds {
+        let Some(slot) = ix.relation_slot(&def.name, &r.name) else { continue };
+        let Some(ri) = ix.slot(slot) else { continue };
+        for (kind, k) in ri.kinds.iter().enumerate() {
             let Some(sr) = &k.subject_relation else {
-                kinds.push(LeafKind::Terminal(k));
+                kinds.push(LeafKind::Terminal { slot, kind });
                 continue;
             };
             let plan = match schema.definition(&k.subject_type).and_then(|g| Some((g, g.relations.get(sr)?))) {
                 Some((gdef, grel)) if grel.allowed.iter().all(|a| !matches!(&a.kind, AllowedKind::Relation(x) if a.ty != gdef.name || x != sr)) => {
-                    match ix.relation(&gdef.name, sr) {
-                        Some(group) => LeafKind::Sets { kind: k, group },
+                    match ix.relation_slot(&gdef.name, sr) {
+                        Some(group) => LeafKind::Sets { slot, kind, group },
                         None => LeafKind::Empty,
                     }
                 }
@@ -223,6 +237,101 @@ fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::sc
         }
     }
     Some(TreeSummary { tree, leaves: kinds, excluded })
+}
+
+/// A summary leaf resolved in one snapshot.
+enum Leaf<'a> {
+    Terminal(&'a EdgeKind),
+    Sets(&'a EdgeKind, &'a RelationIndex),
+    Empty,
+    Unusable,
+}
+
+/// What the fast evaluator resolves about one schema against one index snapshot, once for
+/// every Check on that snapshot instead of once per Check: each schema relation's slot in the
+/// index and how it may be evaluated, each arrow's tupleset slot, and each permission's tree
+/// summary. Kept in the index (built on the first Check, dropped by the next change); entries
+/// are keyed by the address of the schema item, which the plan keeps alive.
+pub struct Plan {
+    schema: CompiledSchema,
+    /// By schema relation.
+    relations: FastMap<usize, RelPlan>,
+    /// By arrow rewrite: its tupleset relation's slot.
+    arrows: FastMap<usize, Option<u32>>,
+    /// By permission, for those with a summary.
+    summaries: FastMap<usize, Arc<TreeSummary>>,
+    /// Built for every item of the schema (an empty plan stands in while none is shared).
+    complete: bool,
+}
+
+#[derive(Clone, Copy)]
+struct RelPlan {
+    slot: Option<u32>,
+    closure: bool,
+    nests: bool,
+}
+
+impl Plan {
+    /// The plan of `schema` on `ix`: the one the index keeps if it was built for this schema,
+    /// else a new one (kept by the index if it has none yet).
+    pub fn of(schema: &CompiledSchema, ix: &IndexGraph) -> Arc<Plan> {
+        if let Some(p) = ix.plan.0.get() {
+            if p.schema.same(schema) {
+                return Arc::clone(p);
+            }
+            // Another schema's plan: resolve lazily, per evaluator.
+            return Arc::new(Plan { schema: schema.clone(), relations: FastMap::default(), arrows: FastMap::default(), summaries: FastMap::default(), complete: false });
+        }
+        let p = Arc::new(Plan::build(schema, ix));
+        // Another thread may have kept its own first: both are equal.
+        let _ = ix.plan.0.set(Arc::clone(&p));
+        p
+    }
+
+    fn build(schema: &CompiledSchema, ix: &IndexGraph) -> Plan {
+        let mut plan = Plan { schema: schema.clone(), relations: FastMap::default(), arrows: FastMap::default(), summaries: FastMap::default(), complete: true };
+        for def in schema.definitions() {
+            for r in def.relations.values() {
+                plan.relations.insert(r as *const Relation as usize, rel_plan(ix, def, r));
+            }
+            for p in def.permissions.values() {
+                let mut stack = vec![&p.rewrite];
+                while let Some(rw) = stack.pop() {
+                    match rw {
+                        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
+                            stack.push(a);
+                            stack.push(b);
+                        }
+                        Rewrite::Arrow { tupleset, .. } => {
+                            plan.arrows.insert(rw as *const Rewrite as usize, ix.relation_slot(&def.name, tupleset));
+                        }
+                        Rewrite::Nil | Rewrite::Computed(_) => {}
+                    }
+                }
+                if p.recursive {
+                    if let Some(s) = analyze(schema, def, p, ix) {
+                        plan.summaries.insert(p as *const crate::schema::Permission as usize, Arc::new(s));
+                    }
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// How a point Check may evaluate schema relation `r` of `def` in `ix`.
+fn rel_plan(ix: &IndexGraph, def: &Definition, r: &Relation) -> RelPlan {
+    let slot = ix.relation_slot(&def.name, &r.name);
+    let index = slot.and_then(|s| ix.slot(s));
+    let nests_only_in_itself = r.allowed.iter().all(|a| match &a.kind {
+        AllowedKind::Relation(x) => a.ty == def.name && x == &r.name,
+        _ => true,
+    });
+    RelPlan {
+        slot,
+        closure: nests_only_in_itself && index.is_some_and(RelationIndex::closure_enabled),
+        nests: index.is_some_and(|ri| ri.kinds.iter().any(|k| k.subject_relation.is_some())),
+    }
 }
 
 /// What a member name of a definition refers to.
@@ -278,12 +387,10 @@ impl<'a> Point<'a> {
             work: 0,
             frames: 0,
             memo: FastMap::with_capacity_and_hasher(32, Default::default()),
-            relations: FastMap::default(),
+            plan: Plan::of(schema, ix),
             members: FastMap::default(),
-            arrows: FastMap::default(),
             targets: FastMap::default(),
             memberships: FastMap::default(),
-            summaries: FastMap::default(),
             grants: FastMap::default(),
         }
     }
@@ -412,37 +519,139 @@ impl<'a> Point<'a> {
     /// this subject.
     fn summarized(&mut self, def: &'a Definition, p: &'a crate::schema::Permission, id: u32) -> Result<Option<Tri>, Stop> {
         let key = p as *const crate::schema::Permission as usize;
-        let summary = match self.summaries.get(&key) {
-            Some(s) => s.clone(),
-            None => {
-                let s = if p.recursive { analyze(self.schema, def, p, self.ix).map(std::rc::Rc::new) } else { None };
-                self.summaries.insert(key, s.clone());
-                s
-            }
-        };
-        let Some(summary) = summary else { return Ok(None) };
-        if !self.grants.contains_key(&key) {
-            let g = self.tree_grants(&summary)?;
-            self.grants.insert(key, g);
+        if !p.recursive {
+            return Ok(None);
         }
+        let summary = match self.plan.summaries.get(&key) {
+            Some(s) => Arc::clone(s),
+            None if self.plan.complete => return Ok(None),
+            None => match analyze(self.schema, def, p, self.ix) {
+                Some(s) => Arc::new(s),
+                None => return Ok(None),
+            },
+        };
+        let Some(tree) = self.ix.slot(summary.tree).and_then(RelationIndex::tree) else { return Ok(None) };
         self.step(1)?;
-        let (Some(Some(yes)), Some(tree)) = (self.grants.get(&key), summary.tree.tree()) else { return Ok(None) };
-        let hit = yes.contains(id) || tree.descendants(id).is_some_and(|up| up.iter().any(|x| yes.contains(x)));
+        let up = tree.descendants(id);
+        // A subject's first few Checks of a permission look at the object and what the tree
+        // reaches from it only; one asked about more often gets its grant set, built once.
+        let asked = match self.grants.get(&key) {
+            Some(Grants::Set(_)) => None,
+            Some(Grants::Asked(n)) => Some(*n),
+            None => Some(0),
+        };
+        if let Some(n) = asked {
+            if n < POINT_SUMMARIES && up.map_or(0, |u| u.len()) < POINT_SUMMARY_SPAN {
+                self.grants.insert(key, Grants::Asked(n + 1));
+                return self.summary_at(&summary, id, up);
+            }
+            let g = self.tree_grants(&summary)?;
+            self.grants.insert(key, Grants::Set(g));
+        }
+        let Some(Grants::Set(Some(yes))) = self.grants.get(&key) else { return Ok(None) };
+        let hit = yes.contains(id) || up.is_some_and(|up| up.any(|x| yes.contains(x)));
         Ok(Some(if hit { Tri::True } else { Tri::False }))
+    }
+
+    /// A summary leaf's edge kind in this snapshot (with the group relation for subject sets).
+    fn leaf(&self, leaf: &LeafKind) -> Leaf<'a> {
+        let ix = self.ix;
+        let kind = |slot: u32, kind: usize| ix.slot(slot).and_then(|ri| ri.kinds.get(kind));
+        match *leaf {
+            LeafKind::Terminal { slot, kind: i } => kind(slot, i).map_or(Leaf::Unusable, Leaf::Terminal),
+            LeafKind::Sets { slot, kind: i, group } => match (kind(slot, i), ix.slot(group)) {
+                (Some(k), Some(g)) => Leaf::Sets(k, g),
+                _ => Leaf::Unusable,
+            },
+            LeafKind::Empty => Leaf::Empty,
+            LeafKind::Unusable => Leaf::Unusable,
+        }
+    }
+
+    /// A summarized permission on `id` for this subject, from `id` and the objects the tree
+    /// reaches from it (`up`) alone: those are all its value depends on. It holds when a leaf
+    /// names the subject on one of them through unconditional edges and no excluded relation
+    /// may name the subject on any of them. `None` (the walk answers) when the subject is a
+    /// subject set, an excluded relation may name it there, or, with no unconditional grant
+    /// found, a conditional or expiring edge there, a wildcard or conditional membership, or a
+    /// subject set the summary cannot follow could still add to the answer. These are
+    /// [`Point::tree_grants`]'s conditions, asked of these objects only.
+    fn summary_at(&mut self, summary: &TreeSummary, id: u32, up: Option<&'a super::IdSet>) -> Result<Option<Tri>, Stop> {
+        let s = self.subject;
+        if s.relation.is_some() {
+            return Ok(None);
+        }
+        let (ty, sid) = (&s.object.ty, self.sid);
+        let any_of = |mut f: &mut dyn FnMut(u32) -> bool| f(id) || up.is_some_and(|u| u.any(&mut f));
+        let names = |e: &super::graph::SideEdge| e.subject == WILDCARD || Some(e.subject) == sid;
+        let side_names = |k: &EdgeKind| sid.is_some_and(|x| k.side.naming(x).is_some()) || k.side.naming(WILDCARD).is_some();
+        for ri in summary.excluded.iter().filter_map(|x| self.ix.slot(*x)) {
+            for k in &ri.kinds {
+                if k.subject_relation.is_some() {
+                    return Ok(None);
+                }
+                if &k.subject_type != ty {
+                    continue;
+                }
+                self.step(1)?;
+                let anywhere = !k.wildcards.is_empty() || side_names(k) || sid.is_some_and(|x| k.edges.reverse.get(x).is_some());
+                if anywhere
+                    && any_of(&mut |y| {
+                        k.wildcards.contains(y) || sid.is_some_and(|x| k.edges.forward.get(y).is_some_and(|set| set.contains(x))) || k.side.of_resource(y).iter().any(names)
+                    })
+                {
+                    return Ok(None);
+                }
+            }
+        }
+        let mut unsure = false;
+        for leaf in &summary.leaves {
+            self.step(1)?;
+            match self.leaf(leaf) {
+                Leaf::Terminal(k) => {
+                    if &k.subject_type != ty {
+                        continue;
+                    }
+                    if any_of(&mut |y| k.wildcards.contains(y) || sid.is_some_and(|x| k.edges.forward.get(y).is_some_and(|set| set.contains(x)))) {
+                        return Ok(Some(Tri::True));
+                    }
+                    unsure |= side_names(k) && any_of(&mut |y| k.side.of_resource(y).iter().any(names));
+                }
+                Leaf::Sets(k, group) => {
+                    if !group.closure_enabled() {
+                        unsure = true;
+                        continue;
+                    }
+                    let Some(gk) = group.kind(ty, None) else { continue };
+                    unsure |= !gk.wildcards.is_empty() || side_names(gk);
+                    let groups = self.memberships_in(group, gk)?;
+                    if groups.is_empty() {
+                        continue;
+                    }
+                    if any_of(&mut |y| k.edges.forward.get(y).is_some_and(|gs| gs.any(|g| groups.contains(g)))) {
+                        return Ok(Some(Tri::True));
+                    }
+                    unsure |= any_of(&mut |y| k.side.of_resource(y).iter().any(|e| groups.contains(e.subject)));
+                }
+                Leaf::Empty => {}
+                Leaf::Unusable => unsure = true,
+            }
+        }
+        Ok(if unsure { None } else { Some(Tri::False) })
     }
 
     /// The objects where one of a summary's leaves holds for this (terminal) subject through
     /// unconditional edges; `None` when the summary cannot answer for it: the subject is a
     /// subject set, an excluded relation may name it, or a conditional or expiring edge, a
     /// wildcard membership or a subject set without a closure could add to the answer.
-    fn tree_grants(&mut self, summary: &TreeSummary<'a>) -> Result<Option<RoaringBitmap>, Stop> {
+    fn tree_grants(&mut self, summary: &TreeSummary) -> Result<Option<RoaringBitmap>, Stop> {
         let s = self.subject;
         if s.relation.is_some() {
             return Ok(None);
         }
         let (ty, sid) = (&s.object.ty, self.sid);
         let side_names = |k: &EdgeKind, who: Option<u32>| who.is_some_and(|x| k.side.naming(x).is_some()) || k.side.naming(WILDCARD).is_some();
-        for ri in &summary.excluded {
+        for ri in summary.excluded.iter().filter_map(|x| self.ix.slot(*x)) {
             for k in &ri.kinds {
                 if k.subject_relation.is_some() {
                     return Ok(None);
@@ -455,8 +664,8 @@ impl<'a> Point<'a> {
         let mut yes = RoaringBitmap::new();
         for leaf in &summary.leaves {
             self.step(1)?;
-            match *leaf {
-                LeafKind::Terminal(k) => {
+            match self.leaf(leaf) {
+                Leaf::Terminal(k) => {
                     if &k.subject_type != ty {
                         continue;
                     }
@@ -472,7 +681,7 @@ impl<'a> Point<'a> {
                     }
                     k.wildcards.union_into(&mut yes);
                 }
-                LeafKind::Sets { kind: k, group } => {
+                Leaf::Sets(k, group) => {
                     // Subject sets `g#m`: the subject's memberships from `m`'s closure.
                     if !group.closure_enabled() {
                         return Ok(None);
@@ -494,8 +703,8 @@ impl<'a> Point<'a> {
                         }
                     }
                 }
-                LeafKind::Empty => {}
-                LeafKind::Unusable => return Ok(None),
+                Leaf::Empty => {}
+                Leaf::Unusable => return Ok(None),
             }
         }
         Ok(Some(yes))
@@ -525,21 +734,11 @@ impl<'a> Point<'a> {
     }
 
     fn rel_info(&mut self, def: &'a Definition, r: &'a Relation, addr: usize) -> RelInfo<'a> {
-        if let Some(info) = self.relations.get(&addr) {
-            return *info;
-        }
-        let index = self.ix.relation(&def.name, &r.name);
-        let nests_only_in_itself = r.allowed.iter().all(|a| match &a.kind {
-            AllowedKind::Relation(x) => a.ty == def.name && x == &r.name,
-            _ => true,
-        });
-        let info = RelInfo {
-            index,
-            closure: nests_only_in_itself && index.is_some_and(RelationIndex::closure_enabled),
-            nests: index.is_some_and(|ri| ri.kinds.iter().any(|k| k.subject_relation.is_some())),
+        let p = match self.plan.relations.get(&addr) {
+            Some(p) => *p,
+            None => rel_plan(self.ix, def, r),
         };
-        self.relations.insert(addr, info);
-        info
+        RelInfo { index: p.slot.and_then(|s| self.ix.slot(s)), closure: p.closure, nests: p.nests }
     }
 
     /// A relation's value on `id` from its edges: the subject named (or its type's wildcard),
@@ -616,9 +815,9 @@ impl<'a> Point<'a> {
         let below = ri.closure().and_then(|c| c.descendants(id)).map_or(0, |d| d.len()) + 1;
         let any_in = |set: &super::IdSet| -> bool {
             if set.len() <= below {
-                set.iter().any(reaches)
+                set.any(reaches)
             } else {
-                set.contains(id) || ri.closure().and_then(|c| c.descendants(id)).is_some_and(|d| d.iter().any(|x| set.contains(x)))
+                set.contains(id) || ri.closure().and_then(|c| c.descendants(id)).is_some_and(|d| d.any(|x| set.contains(x)))
             }
         };
         if self.sid.is_some() && self.memberships_in(ri, k)?.contains(id) {
@@ -696,13 +895,10 @@ impl<'a> Point<'a> {
 
     /// An arrow's tupleset relation in the index, looked up once per evaluator.
     fn arrow_relation(&mut self, def: &'a Definition, rw: &'a Rewrite, tupleset: &str) -> Option<&'a RelationIndex> {
-        let rw_addr = rw as *const Rewrite as usize;
-        if let Some(ri) = self.arrows.get(&rw_addr) {
-            return *ri;
+        match self.plan.arrows.get(&(rw as *const Rewrite as usize)) {
+            Some(slot) => slot.and_then(|s| self.ix.slot(s)),
+            None => self.ix.relation(&def.name, tupleset),
         }
-        let ri = self.ix.relation(&def.name, tupleset);
-        self.arrows.insert(rw_addr, ri);
-        ri
     }
 
     /// `a + b` or `a & b`, the cheaper operand first, stopping when it decides.

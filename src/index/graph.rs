@@ -472,11 +472,32 @@ impl RelationIndex {
     }
 }
 
+/// The evaluator's plan for one snapshot: built on first use, empty in a copy.
+#[derive(Default)]
+pub(crate) struct PlanCell(pub(crate) std::sync::OnceLock<Arc<super::eval::Plan>>);
+
+impl Clone for PlanCell {
+    fn clone(&self) -> Self {
+        PlanCell::default()
+    }
+}
+
+impl std::fmt::Debug for PlanCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "PlanCell(built)" } else { "PlanCell(empty)" })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct IndexGraph {
     pub types: FastMap<String, Interner>,
-    /// Resource type → relation → its edges (shared between snapshots until changed).
-    relations: FastMap<String, FastMap<String, Arc<RelationIndex>>>,
+    /// Resource type → relation → its slot in `slots` (kept for the index's life).
+    relations: FastMap<String, FastMap<String, u32>>,
+    /// Each relation's edges (shared between snapshots until changed).
+    slots: Vec<Arc<RelationIndex>>,
+    /// What the fast evaluator resolved about one schema against this snapshot (see
+    /// [`super::eval::Plan`]); emptied by every change to the relations, and not copied.
+    pub(crate) plan: PlanCell,
     /// Set updates made by changes so far (edges, wildcards, closures).
     pub updates: u64,
     /// The stored attributes of objects (caveats read them), in tables by a hash of the object
@@ -545,14 +566,46 @@ impl IndexGraph {
     fn relation_mut(&mut self, ty: &str, relation: &str) -> Option<&mut RelationIndex> {
         // Names are copied only the first time they are seen.
         if !self.relations.get(ty).is_some_and(|m| m.contains_key(relation)) {
-            self.relations.entry(ty.to_string()).or_default().insert(relation.to_string(), Arc::default());
+            let slot = u32::try_from(self.slots.len()).ok()?;
+            self.slots.push(Arc::default());
+            self.relations.entry(ty.to_string()).or_default().insert(relation.to_string(), slot);
         }
-        self.relations.get_mut(ty).and_then(|m| m.get_mut(relation)).map(Arc::make_mut)
+        self.existing_relation_mut(ty, relation)
+    }
+
+    /// The index of one (resource type, relation) to change, if it exists (copied first if a
+    /// snapshot shares it). The evaluator's plan is dropped first: it may no longer hold, and
+    /// it shares the relation indexes it names.
+    fn existing_relation_mut(&mut self, ty: &str, relation: &str) -> Option<&mut RelationIndex> {
+        self.plan = PlanCell::default();
+        let slot = *self.relations.get(ty)?.get(relation)?;
+        self.slots.get_mut(slot as usize).map(Arc::make_mut)
+    }
+
+    /// Drops the evaluator's plan (the schema changed).
+    pub fn forget_plan(&mut self) {
+        self.plan = PlanCell::default();
+    }
+
+    /// The slot of one (resource type, relation), if it has ever had an edge: a number that
+    /// names it in this index and every later snapshot of it ([`IndexGraph::slot`]).
+    pub fn relation_slot(&self, ty: &str, relation: &str) -> Option<u32> {
+        self.relations.get(ty)?.get(relation).copied()
+    }
+
+    /// The relation index in a slot.
+    pub fn slot(&self, slot: u32) -> Option<&RelationIndex> {
+        self.slots.get(slot as usize).map(|r| &**r)
+    }
+
+    /// Every relation index with its resource type and relation name.
+    fn named_relations(&self) -> impl Iterator<Item = (&str, &str, &RelationIndex)> {
+        self.relations.iter().flat_map(move |(ty, m)| m.iter().filter_map(move |(rel, slot)| Some((ty.as_str(), rel.as_str(), self.slot(*slot)?))))
     }
 
     /// The index of one (resource type, relation), if it has ever had an edge.
     pub fn relation(&self, ty: &str, relation: &str) -> Option<&RelationIndex> {
-        self.relations.get(ty)?.get(relation).map(|r| &**r)
+        self.slot(self.relation_slot(ty, relation)?)
     }
 
     /// Adds a relationship (replacing nothing: callers remove the old row of a touch first).
@@ -607,7 +660,7 @@ impl IndexGraph {
         if !present {
             return false;
         }
-        let Some(ri) = self.relations.get_mut(&r.resource.ty).and_then(|m| m.get_mut(&r.relation)).map(Arc::make_mut) else { return false };
+        let Some(ri) = self.existing_relation_mut(&r.resource.ty, &r.relation) else { return false };
         let Some(pos) = ri.kinds.iter().position(|k| k.subject_type == r.subject.object.ty && k.subject_relation == r.subject.relation) else { return false };
         let mut updates = 0;
         let removed;
@@ -724,11 +777,9 @@ impl IndexGraph {
     /// Every relationship held (expired ones included), resource type by resource type;
     /// `resource_type`, `resource_id` and `relation` narrow the walk when given.
     pub fn relationships<'s>(&'s self, resource_type: Option<&'s str>, resource_id: Option<&'s str>, relation: Option<&'s str>) -> impl Iterator<Item = Relationship> + 's {
-        self.relations
-            .iter()
-            .filter(move |(ty, _)| resource_type.is_none_or(|t| t == ty.as_str()))
-            .flat_map(move |(ty, m)| {
-                m.iter().filter(move |(rel, _)| relation.is_none_or(|r| r == rel.as_str())).flat_map(move |(rel, ri)| {
+        self.named_relations()
+            .filter(move |(ty, rel, _)| resource_type.is_none_or(|t| t == *ty) && relation.is_none_or(|r| r == *rel))
+            .flat_map(move |(ty, rel, ri)| {
                     ri.kinds.iter().flat_map(move |k| {
                         let resources: Vec<u32> = match resource_id {
                             Some(id) => self.id_of(ty, id).into_iter().collect(),
@@ -745,7 +796,6 @@ impl IndexGraph {
                             rows
                         })
                     })
-                })
             })
     }
 
@@ -761,7 +811,7 @@ impl IndexGraph {
 
     /// Every closure kept: (type, relation, closure).
     pub fn closures(&self) -> impl Iterator<Item = (&str, &str, &Closure)> {
-        self.relations.iter().flat_map(|(ty, m)| m.iter().filter_map(move |(rel, ri)| ri.closure().map(|c| (ty.as_str(), rel.as_str(), c))))
+        self.named_relations().filter_map(|(ty, rel, ri)| ri.closure().map(|c| (ty, rel, c)))
     }
 
     /// `object` and every object nested below it in `ty#relation`, from the closure; `None`
@@ -807,7 +857,7 @@ impl IndexGraph {
 
     /// Conditional and expiring edges held.
     pub fn side_len(&self) -> usize {
-        self.relations.values().flat_map(|m| m.values()).flat_map(|ri| &ri.kinds).map(|k| k.side.len()).sum()
+        self.slots.iter().flat_map(|ri| &ri.kinds).map(|k| k.side.len()).sum()
     }
 
     /// Bytes of heap the index holds (interners, edge maps and sets, wildcards, side table,
@@ -819,7 +869,7 @@ impl IndexGraph {
     /// Heap bytes by part: interners, edges (with wildcards and the side table), closures.
     pub fn memory(&self) -> [(&'static str, usize); 3] {
         let interners: usize = self.types.values().map(Interner::heap_bytes).sum();
-        let ris = || self.relations.values().flat_map(|m| m.values()).map(|r| &**r);
+        let ris = || self.slots.iter().map(|r| &**r);
         let edges: usize = ris().map(RelationIndex::heap_bytes).sum();
         let closures: usize = ris().flat_map(|r| [r.nesting.get(), r.tree.get()]).flatten().map(Closure::heap_bytes).sum();
         [("interners", interners), ("edges", edges), ("closures", closures)]
@@ -834,8 +884,8 @@ impl Relations for IndexGraph {
     fn each_naming(&self, object: &ObjectRef, f: &mut dyn FnMut(&ObjectRef, &str)) {
         let subject = if object.is_wildcard() { Some(WILDCARD) } else { self.id(object) };
         let Some(subject) = subject else { return };
-        for (ty, m) in &self.relations {
-            for (rel, ri) in m {
+        for (ty, rel, ri) in self.named_relations() {
+            {
                 let mut resources: Vec<u32> = Vec::new();
                 for k in ri.kinds.iter().filter(|k| k.subject_type == object.ty) {
                     if subject == WILDCARD {
@@ -853,7 +903,7 @@ impl Relations for IndexGraph {
                 resources.dedup();
                 for res in resources {
                     if let Some(name) = self.name(ty, res) {
-                        f(&ObjectRef::new(ty.as_str(), name), rel);
+                        f(&ObjectRef::new(ty, name), rel);
                     }
                 }
             }

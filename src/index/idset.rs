@@ -133,6 +133,16 @@ impl IdSet {
         }
     }
 
+    /// Whether `f` holds for some id, trying them in increasing order (no boxed iterator).
+    pub fn any(&self, mut f: impl FnMut(u32) -> bool) -> bool {
+        match self {
+            IdSet::Empty => false,
+            IdSet::One(x) => f(*x),
+            IdSet::Small(v) => v.iter().any(|x| f(*x)),
+            IdSet::Bitmap(b) => b.iter().any(f),
+        }
+    }
+
     /// Adds every id of `self` to a bitmap.
     pub fn union_into(&self, out: &mut RoaringBitmap) {
         match self {

@@ -140,6 +140,12 @@ pub struct Caveat {
 }
 
 impl CompiledSchema {
+    /// Whether both are the same compiled schema (one compilation, shared), so that addresses
+    /// of their definitions, relations and permissions are the same.
+    pub fn same(&self, other: &CompiledSchema) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn definition(&self, name: &str) -> Option<&Definition> {
         self.inner.definitions.get(name)
     }

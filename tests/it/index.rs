@@ -452,3 +452,35 @@ fn closures_past_their_budget_are_off_and_answers_stay_exact() {
         assert_eq!(pemba::engine::check_fast(&schema, &g, &g, &conditions, &req, env).unwrap(), want, "{group}@{user}");
     }
 }
+
+/// The evaluator's plan (what it resolves about a schema on one index snapshot) serves only the
+/// schema it was built for: one index checked under two schemas answers for each (the plan's
+/// entries are keyed by its own schema's items, which it keeps alive, so another schema's
+/// lookups miss them), and a database whose schema changes with no relationship written
+/// answers for the new schema.
+#[test]
+fn a_plan_serves_only_its_own_schema() {
+    use pemba::db::{Consistency, Database, WriteRequest};
+    use pemba::engine::{CheckRequest, Decision, Env};
+    use pemba::store::Mutation;
+    let conditions = pemba::conditions::Conditions::new();
+    let tree = "definition user {}\ndefinition folder {\n  relation parent: folder\n  relation viewer: user\n  relation banned: user\n  permission view = viewer + parent->view - banned\n}";
+    let flat = "definition user {}\ndefinition folder {\n  relation parent: folder\n  relation viewer: user\n  relation banned: user\n  permission view = viewer - banned\n}";
+    let rels: Vec<Relationship> = ["folder:f1#parent@folder:f0", "folder:f2#parent@folder:f1", "folder:f0#viewer@user:ann", "folder:f9#banned@user:ann"].iter().map(|r| Relationship::parse(r).unwrap()).collect();
+    let g = IndexGraph::build(&rels);
+    let req = CheckRequest { resource: ObjectRef::new("folder", "f2"), permission: "view".into(), subject: SubjectRef::parse("user:ann").unwrap(), context: Default::default() };
+    let env = Env::new(pemba::model::Timestamp::now());
+    let (a, b) = (pemba::schema::compile_text(tree, &conditions).unwrap(), pemba::schema::compile_text(flat, &conditions).unwrap());
+    for (schema, want) in [(&a, Decision::Has), (&b, Decision::No), (&a, Decision::Has), (&b, Decision::No)] {
+        assert_eq!(pemba::engine::check_fast(schema, &g, &g, &conditions, &req, env).unwrap(), want);
+    }
+    let db = Database::in_memory();
+    db.create_tenant("t").unwrap();
+    db.write_schema("t", tree).unwrap();
+    db.write("t", WriteRequest::new(rels.iter().cloned().map(Mutation::Touch).collect())).unwrap();
+    assert_eq!(db.check("t", Consistency::FullyConsistent, &req).unwrap().0, Decision::Has);
+    db.write_schema("t", flat).unwrap();
+    assert_eq!(db.check("t", Consistency::FullyConsistent, &req).unwrap().0, Decision::No);
+    db.write_schema("t", tree).unwrap();
+    assert_eq!(db.check("t", Consistency::FullyConsistent, &req).unwrap().0, Decision::Has);
+}
