@@ -29,6 +29,7 @@ const HOMES: &[(&str, &[&str])] = &[
     ("roaring", &["src/index/"]),
     ("tonic", &["src/server/"]),
     ("prost", &["src/server/"]),
+    ("mimalloc", &["src/main.rs"]),
 ];
 
 #[test]
