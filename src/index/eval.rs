@@ -93,6 +93,8 @@ pub struct Point<'a> {
     /// For a terminal subject and a self-nesting relation (by index address): every object the
     /// subject is named by directly, and every object those are nested in (Leopard).
     memberships: FastMap<usize, RoaringBitmap>,
+    /// Membership questions answered without `memberships`, per relation (by index address).
+    membership_asks: FastMap<usize, u32>,
     /// Per permission with a summary: the objects where one of its relations holds for this
     /// subject (`None` when conditional edges or exclusions concern the subject).
     grants: FastMap<usize, Grants>,
@@ -238,6 +240,22 @@ fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::sc
     }
     Some(TreeSummary { tree, leaves: kinds, excluded })
 }
+
+/// Whether `set` holds `id` or one of `up`, trying the smaller side against the larger.
+fn meets(set: &super::IdSet, id: u32, up: Option<&super::IdSet>) -> bool {
+    set.contains(id)
+        || up.is_some_and(|u| if set.len() <= u.len() { set.any(|x| u.contains(x)) } else { u.any(|y| set.contains(y)) })
+}
+
+/// Whether a subject whose direct objects of a self-nesting relation (with a valid closure)
+/// are `direct` is in `g`: one of them is `g` or nested below it.
+fn direct_member(ri: &RelationIndex, direct: Option<&super::IdSet>, g: u32) -> bool {
+    direct.is_some_and(|d| meets(d, g, ri.closure().and_then(|c| c.descendants(g))))
+}
+
+/// How many membership questions one subject's evaluator answers from its direct groups before
+/// building its memberships (`Point::in_group`).
+const POINT_MEMBERSHIPS: u32 = 8;
 
 /// A summary leaf resolved in one snapshot.
 enum Leaf<'a> {
@@ -391,13 +409,11 @@ impl<'a> Point<'a> {
             members: FastMap::default(),
             targets: FastMap::default(),
             memberships: FastMap::default(),
+            membership_asks: FastMap::default(),
             grants: FastMap::default(),
         }
     }
 
-    /// `resource#permission` for this subject: `Ok(None)` when the reference evaluator must
-    /// answer (a cycle in the data, the frame budget, or a resource no relationship names).
-    /// The request must already be validated against the schema.
     /// Points the evaluator at another subject and context, keeping what it resolved about the
     /// schema and the index (names, relations, arrows) and forgetting every value.
     pub fn retarget(&mut self, subject: &'a SubjectRef, context: &'a Map<String, Value>) {
@@ -406,6 +422,7 @@ impl<'a> Point<'a> {
         self.context = context;
         self.memo.clear();
         self.memberships.clear();
+        self.membership_asks.clear();
         self.grants.clear();
     }
 
@@ -414,6 +431,9 @@ impl<'a> Point<'a> {
         self.subject == subject && self.context == context
     }
 
+    /// `resource#permission` for this subject: `Ok(None)` when the reference evaluator must
+    /// answer (a cycle in the data, the frame budget, or a resource no relationship names).
+    /// The request must already be validated against the schema.
     pub fn check(&mut self, resource: &ObjectRef, permission: &str) -> Result<Option<Tri>, EvalError> {
         let Some(def) = self.schema.definition(&resource.ty) else { return Ok(None) };
         let Some(id) = self.ix.id(resource) else { return Ok(None) };
@@ -612,10 +632,12 @@ impl<'a> Point<'a> {
                     if &k.subject_type != ty {
                         continue;
                     }
-                    if any_of(&mut |y| k.wildcards.contains(y) || sid.is_some_and(|x| k.edges.forward.get(y).is_some_and(|set| set.contains(x)))) {
+                    // One lookup of the subject's own edges, met with the few objects here.
+                    let named = sid.and_then(|x| k.edges.reverse.get(x));
+                    if named.is_some_and(|set| meets(set, id, up)) || (!k.wildcards.is_empty() && meets(&k.wildcards, id, up)) {
                         return Ok(Some(Tri::True));
                     }
-                    unsure |= side_names(k) && any_of(&mut |y| k.side.of_resource(y).iter().any(names));
+                    unsure |= [sid, Some(WILDCARD)].into_iter().flatten().any(|x| k.side.naming(x).is_some_and(|set| meets(set, id, up)));
                 }
                 Leaf::Sets(k, group) => {
                     if !group.closure_enabled() {
@@ -624,14 +646,22 @@ impl<'a> Point<'a> {
                     }
                     let Some(gk) = group.kind(ty, None) else { continue };
                     unsure |= !gk.wildcards.is_empty() || side_names(gk);
-                    let groups = self.memberships_in(group, gk)?;
-                    if groups.is_empty() {
+                    let direct = sid.and_then(|x| gk.edges.reverse.get(x));
+                    let built = self.memberships.get(&(group as *const RelationIndex as usize));
+                    if built.map_or(direct.is_none(), RoaringBitmap::is_empty) {
                         continue;
                     }
-                    if any_of(&mut |y| k.edges.forward.get(y).is_some_and(|gs| gs.any(|g| groups.contains(g)))) {
+                    let is_member = |g: u32| g != WILDCARD && built.map_or_else(|| direct_member(group, direct, g), |b| b.contains(g));
+                    // From the subject's groups or from the objects here, whichever are fewer.
+                    let span = 1 + up.map_or(0, |u| u.len() as u64);
+                    let hit = match built {
+                        Some(groups) if groups.len() <= span => groups.iter().any(|g| k.edges.reverse.get(g).is_some_and(|set| meets(set, id, up))),
+                        _ => any_of(&mut |y| k.edges.forward.get(y).is_some_and(|gs| gs.any(is_member))),
+                    };
+                    if hit {
                         return Ok(Some(Tri::True));
                     }
-                    unsure |= any_of(&mut |y| k.side.of_resource(y).iter().any(|e| groups.contains(e.subject)));
+                    unsure |= any_of(&mut |y| k.side.of_resource(y).iter().any(|e| is_member(e.subject)));
                 }
                 Leaf::Empty => {}
                 Leaf::Unusable => unsure = true,
@@ -708,6 +738,24 @@ impl<'a> Point<'a> {
             }
         }
         Ok(Some(yes))
+    }
+
+    /// Whether the terminal subject is in `g` of a self-nesting relation with a valid closure:
+    /// from its memberships once built, else by meeting its direct groups with `g` and the
+    /// groups nested below `g` (Leopard's one intersection). A subject asked about more than
+    /// [`POINT_MEMBERSHIPS`] times gets its memberships built.
+    fn in_group(&mut self, ri: &'a RelationIndex, k: &'a EdgeKind, g: u32) -> Result<bool, Stop> {
+        let key = ri as *const RelationIndex as usize;
+        if let Some(all) = self.memberships.get(&key) {
+            return Ok(all.contains(g));
+        }
+        let asks = self.membership_asks.entry(key).or_insert(0);
+        *asks += 1;
+        if *asks > POINT_MEMBERSHIPS {
+            return Ok(self.memberships_in(ri, k)?.contains(g));
+        }
+        self.step(1)?;
+        Ok(direct_member(ri, self.sid.and_then(|x| k.edges.reverse.get(x)), g))
     }
 
     /// Every object of a self-nesting relation (with a valid closure) that names the terminal
@@ -820,7 +868,7 @@ impl<'a> Point<'a> {
                 set.contains(id) || ri.closure().and_then(|c| c.descendants(id)).is_some_and(|d| d.any(|x| set.contains(x)))
             }
         };
-        if self.sid.is_some() && self.memberships_in(ri, k)?.contains(id) {
+        if self.sid.is_some() && self.in_group(ri, k, id)? {
             return Ok(Tri::True);
         }
         if any_in(&k.wildcards) {
