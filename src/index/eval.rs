@@ -341,14 +341,16 @@ impl Plan {
 fn rel_plan(ix: &IndexGraph, def: &Definition, r: &Relation) -> RelPlan {
     let slot = ix.relation_slot(&def.name, &r.name);
     let index = slot.and_then(|s| ix.slot(s));
+    // A relation naming only terminal subjects is one lookup: no closure to consult.
+    let nests = index.is_some_and(|ri| ri.kinds.iter().any(|k| k.subject_relation.is_some()));
     let nests_only_in_itself = r.allowed.iter().all(|a| match &a.kind {
         AllowedKind::Relation(x) => a.ty == def.name && x == &r.name,
         _ => true,
     });
     RelPlan {
         slot,
-        closure: nests_only_in_itself && index.is_some_and(RelationIndex::closure_enabled),
-        nests: index.is_some_and(|ri| ri.kinds.iter().any(|k| k.subject_relation.is_some())),
+        closure: nests && nests_only_in_itself && index.is_some_and(RelationIndex::closure_enabled),
+        nests,
     }
 }
 
@@ -374,7 +376,7 @@ fn resolve<'a>(def: &'a Definition, name: &str) -> Member<'a> {
 #[derive(Clone, Copy)]
 struct RelInfo<'a> {
     index: Option<&'a RelationIndex>,
-    /// The relation nests only in itself (or not at all) and its closure is valid: answered by
+    /// The relation nests subject sets only in itself and its closure is valid: answered by
     /// `closure_value`, which never evaluates another node.
     closure: bool,
     /// Some edge names a subject set, so evaluating it may reach other nodes (and cycles).
@@ -988,7 +990,9 @@ impl<'a> Point<'a> {
                 }
                 top += 2;
             } else {
-                let c = self.cost(def, x, id, 0);
+                // An arrow is placed as if it reached one object; its fan-out is looked at only
+                // if the operands before it do not decide (below).
+                let c = if matches!(x, Rewrite::Arrow { .. }) { 2 } else { self.cost(def, x, id, 0) };
                 let Some(slot) = ops.get_mut(n) else { return Ok(None) };
                 *slot = (Some(x), c);
                 n += 1;
@@ -997,8 +1001,23 @@ impl<'a> Point<'a> {
         // Unused slots cost `u8::MAX`, so they sort last and are skipped.
         ops.sort_by_key(|(_, c)| *c);
         let mut acc = Tri::False;
-        for (leaf, _) in ops.iter() {
+        let mut later: [Option<&'a Rewrite>; FLAT_UNION] = [None; FLAT_UNION];
+        for (i, (leaf, _)) in ops.iter().enumerate() {
             let Some(leaf) = leaf else { break };
+            // An arrow that reaches several objects goes after the operands left behind it.
+            let more = ops.get(i + 1).is_some_and(|(next, _)| next.is_some());
+            if matches!(leaf, Rewrite::Arrow { .. }) && more && self.cost(def, leaf, id, 0) > 4 {
+                if let Some(slot) = later.get_mut(i) {
+                    *slot = Some(leaf);
+                    continue;
+                }
+            }
+            acc = acc.or(self.rewrite(def, leaf, id)?);
+            if acc.is_true() {
+                return Ok(Some(acc));
+            }
+        }
+        for leaf in later.iter().flatten() {
             acc = acc.or(self.rewrite(def, leaf, id)?);
             if acc.is_true() {
                 break;
