@@ -31,7 +31,7 @@ use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 
 use super::graph::{EdgeKind, IndexGraph, RelationIndex, WILDCARD};
-use super::hash::FastMap;
+use super::hash::{FastMap, FastSet};
 use crate::conditions::{self, Conditions, Outcome};
 use crate::engine::{Env, EvalError, Relations, Tri};
 use crate::model::{CaveatRef, ObjectRef, SubjectRef};
@@ -95,6 +95,9 @@ pub struct Point<'a> {
     memberships: FastMap<usize, RoaringBitmap>,
     /// Membership questions answered without `memberships`, per relation (by index address).
     membership_asks: FastMap<usize, u32>,
+    /// (Permission, object) pairs a tree summary answered no: a summary within that one's is
+    /// no there too ([`TreeSummary`]'s `within`).
+    summary_no: FastSet<NodeKey>,
     /// Per permission with a summary: the objects where one of its relations holds for this
     /// subject (`None` when conditional edges or exclusions concern the subject).
     grants: FastMap<usize, Grants>,
@@ -115,9 +118,23 @@ struct TreeSummary {
     leaves: Vec<LeafKind>,
     /// The excluded relations' slots (one without edges names nobody and is left out).
     excluded: Vec<u32>,
+    /// Other permissions of the definition (by address) whose summaries have the same tree and
+    /// exclusions and every leaf of this one: where the summary answers, this permission
+    /// holds only where they hold (Drive's `edit` is within `view`).
+    within: Vec<usize>,
+}
+
+impl TreeSummary {
+    /// Whether every leaf of `self` is a leaf of `other`, over the same tree with the same
+    /// exclusions: then, where both summaries answer, `self` holds only where `other` does.
+    fn is_within(&self, other: &TreeSummary) -> bool {
+        let same_excluded = self.excluded.iter().all(|x| other.excluded.contains(x)) && other.excluded.iter().all(|x| self.excluded.contains(x));
+        self.tree == other.tree && same_excluded && self.leaves.iter().all(|l| other.leaves.contains(l))
+    }
 }
 
 /// One edge kind of a summary's leaf: the relation's slot and the kind's position in it.
+#[derive(PartialEq)]
 enum LeafKind {
     /// Terminal subjects (and wildcards) of the kind's subject type.
     Terminal { slot: u32, kind: usize },
@@ -238,7 +255,7 @@ fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::sc
             kinds.push(plan);
         }
     }
-    Some(TreeSummary { tree, leaves: kinds, excluded })
+    Some(TreeSummary { tree, leaves: kinds, excluded, within: Vec::new() })
 }
 
 /// Whether `set` holds `id` or one of `up`, trying the smaller side against the larger.
@@ -326,11 +343,24 @@ impl Plan {
                         Rewrite::Nil | Rewrite::Computed(_) => {}
                     }
                 }
-                if p.recursive {
-                    if let Some(s) = analyze(schema, def, p, ix) {
-                        plan.summaries.insert(p as *const crate::schema::Permission as usize, Arc::new(s));
-                    }
+            }
+            let mut summaries: Vec<(usize, TreeSummary)> = def
+                .permissions
+                .values()
+                .filter(|p| p.recursive)
+                .filter_map(|p| Some((p as *const crate::schema::Permission as usize, analyze(schema, def, p, ix)?)))
+                .collect();
+            for i in 0..summaries.len() {
+                let within: Vec<usize> = match summaries.get(i) {
+                    Some((a, s)) => summaries.iter().filter(|(b, t)| b != a && s.is_within(t)).map(|(b, _)| *b).collect(),
+                    None => Vec::new(),
+                };
+                if let Some((_, s)) = summaries.get_mut(i) {
+                    s.within = within;
                 }
+            }
+            for (addr, s) in summaries {
+                plan.summaries.insert(addr, Arc::new(s));
             }
         }
         plan
@@ -412,6 +442,7 @@ impl<'a> Point<'a> {
             targets: FastMap::default(),
             memberships: FastMap::default(),
             membership_asks: FastMap::default(),
+            summary_no: FastSet::default(),
             grants: FastMap::default(),
         }
     }
@@ -425,6 +456,7 @@ impl<'a> Point<'a> {
         self.memo.clear();
         self.memberships.clear();
         self.membership_asks.clear();
+        self.summary_no.clear();
         self.grants.clear();
     }
 
@@ -554,6 +586,17 @@ impl<'a> Point<'a> {
         };
         let Some(tree) = self.ix.slot(summary.tree).and_then(RelationIndex::tree) else { return Ok(None) };
         self.step(1)?;
+        if summary.within.iter().any(|b| self.summary_no.contains(&(*b, id))) {
+            return Ok(Some(Tri::False));
+        }
+        let v = self.summary_value(&summary, key, tree, id)?;
+        if v.as_ref().is_some_and(Tri::is_false) {
+            self.summary_no.insert((key, id));
+        }
+        Ok(v)
+    }
+
+    fn summary_value(&mut self, summary: &TreeSummary, key: usize, tree: &'a super::closure::Closure, id: u32) -> Result<Option<Tri>, Stop> {
         let up = tree.descendants(id);
         // A subject's first few Checks of a permission look at the object and what the tree
         // reaches from it only; one asked about more often gets its grant set, built once.

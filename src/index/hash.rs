@@ -66,6 +66,9 @@ impl Hasher for FastHasher {
 /// A map with [`FastHasher`]: only for keys the schema fixes or that are dense ids.
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
+/// A set with [`FastHasher`], on the same terms as [`FastMap`].
+pub type FastSet<K> = std::collections::HashSet<K, BuildHasherDefault<FastHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
