@@ -8,22 +8,52 @@ use roaring::RoaringBitmap;
 /// back when it falls to a quarter of it.
 pub const PROMOTE_AT: usize = 32;
 
+/// Up to this many ids live in the set itself, with no allocation (most edges in real data
+/// have one to three subjects; a boxed vector of two ids costs about 64 bytes and a second
+/// dependent memory read on every lookup).
+pub const FEW: usize = 3;
+
 /// 16 bytes whatever it holds: larger sets live behind one thin pointer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub enum IdSet {
     #[default]
     Empty,
-    One(u32),
-    /// Sorted, no duplicates, 2 to `PROMOTE_AT - 1` ids.
+    /// 1 to [`FEW`] ids, sorted, in place: the first `n` entries count, the rest are zero.
+    Few(u8, [u32; FEW]),
+    /// Sorted, no duplicates, `FEW + 1` to `PROMOTE_AT - 1` ids.
     Small(Box<Vec<u32>>),
     Bitmap(Box<RoaringBitmap>),
 }
 
 impl IdSet {
+    /// The set of sorted, distinct `ids`, in the representation its size calls for.
+    pub fn from_sorted(ids: Vec<u32>) -> IdSet {
+        match ids.len() {
+            0 => IdSet::Empty,
+            n if n <= FEW => {
+                let mut a = [0; FEW];
+                a[..n].copy_from_slice(&ids);
+                IdSet::Few(n as u8, a)
+            }
+            n if n < PROMOTE_AT => IdSet::Small(Box::new(ids)),
+            _ => IdSet::Bitmap(Box::new(ids.into_iter().collect())),
+        }
+    }
+
+    /// The ids of a set held as a sorted slice (not a bitmap).
+    fn slice(&self) -> Option<&[u32]> {
+        match self {
+            IdSet::Empty => Some(&[]),
+            IdSet::Few(n, a) => a.get(..*n as usize),
+            IdSet::Small(v) => Some(v.as_slice()),
+            IdSet::Bitmap(_) => None,
+        }
+    }
+
     pub fn contains(&self, id: u32) -> bool {
         match self {
             IdSet::Empty => false,
-            IdSet::One(x) => *x == id,
+            IdSet::Few(n, a) => a.iter().take(*n as usize).any(|x| *x == id),
             IdSet::Small(v) => v.binary_search(&id).is_ok(),
             IdSet::Bitmap(b) => b.contains(id),
         }
@@ -32,29 +62,22 @@ impl IdSet {
     pub fn len(&self) -> usize {
         match self {
             IdSet::Empty => 0,
-            IdSet::One(_) => 1,
+            IdSet::Few(n, _) => *n as usize,
             IdSet::Small(v) => v.len(),
             IdSet::Bitmap(b) => b.len() as usize,
         }
     }
 
+    /// Without reading what a pointer holds: a vector always holds more than [`FEW`] ids and a
+    /// bitmap more than `PROMOTE_AT / 4` (they shrink to a smaller form below that).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        matches!(self, IdSet::Empty)
     }
 
     /// Adds an id; returns whether it was new.
     pub fn insert(&mut self, id: u32) -> bool {
         match self {
-            IdSet::Empty => {
-                *self = IdSet::One(id);
-                true
-            }
-            IdSet::One(x) if *x == id => false,
-            IdSet::One(x) => {
-                let v = if *x < id { vec![*x, id] } else { vec![id, *x] };
-                *self = IdSet::Small(Box::new(v));
-                true
-            }
+            IdSet::Bitmap(b) => b.insert(id),
             IdSet::Small(v) => match v.binary_search(&id) {
                 Ok(_) => false,
                 Err(pos) => {
@@ -65,93 +88,86 @@ impl IdSet {
                     true
                 }
             },
-            IdSet::Bitmap(b) => b.insert(id),
+            _ => {
+                let Some(ids) = self.slice() else { return false };
+                let Err(pos) = ids.binary_search(&id) else { return false };
+                let mut v = Vec::with_capacity(ids.len() + 1);
+                v.extend_from_slice(ids);
+                v.insert(pos, id);
+                *self = IdSet::from_sorted(v);
+                true
+            }
         }
     }
 
     /// Removes an id; returns whether it was present.
     pub fn remove(&mut self, id: u32) -> bool {
-        let removed = match self {
+        match self {
             IdSet::Empty => false,
-            IdSet::One(x) if *x == id => {
-                *self = IdSet::Empty;
-                true
+            IdSet::Bitmap(b) => {
+                let removed = b.remove(id);
+                if removed && b.len() as usize <= PROMOTE_AT / 4 {
+                    *self = IdSet::from_sorted(b.iter().collect());
+                }
+                removed
             }
-            IdSet::One(_) => false,
             IdSet::Small(v) => match v.binary_search(&id) {
                 Ok(pos) => {
                     v.remove(pos);
+                    if v.len() <= FEW {
+                        *self = IdSet::from_sorted(std::mem::take(v.as_mut()));
+                    }
                     true
                 }
                 Err(_) => false,
             },
-            IdSet::Bitmap(b) => b.remove(id),
-        };
-        if removed {
-            self.shrink();
-        }
-        removed
-    }
-
-    fn shrink(&mut self) {
-        let len = self.len();
-        match self {
-            IdSet::Small(v) if len == 1 => *self = IdSet::One(v.first().copied().unwrap_or_default()),
-            IdSet::Small(v) if len == 0 => {
-                let _ = v;
-                *self = IdSet::Empty;
+            IdSet::Few(..) => {
+                let Some(ids) = self.slice() else { return false };
+                let Ok(pos) = ids.binary_search(&id) else { return false };
+                let mut v = ids.to_vec();
+                v.remove(pos);
+                *self = IdSet::from_sorted(v);
+                true
             }
-            IdSet::Bitmap(b) if len <= PROMOTE_AT / 4 => {
-                let v: Vec<u32> = b.iter().collect();
-                *self = match v.len() {
-                    0 => IdSet::Empty,
-                    1 => IdSet::One(v.first().copied().unwrap_or_default()),
-                    _ => IdSet::Small(Box::new(v)),
-                };
-            }
-            _ => {}
         }
     }
 
     /// Ids in increasing order.
     pub fn iter(&self) -> Box<dyn Iterator<Item = u32> + '_> {
-        match self {
-            IdSet::Empty => Box::new(std::iter::empty()),
-            IdSet::One(x) => Box::new(std::iter::once(*x)),
-            IdSet::Small(v) => Box::new(v.iter().copied()),
-            IdSet::Bitmap(b) => Box::new(b.iter()),
+        match (self, self.slice()) {
+            (_, Some(ids)) => Box::new(ids.iter().copied()),
+            (IdSet::Bitmap(b), None) => Box::new(b.iter()),
+            _ => Box::new(std::iter::empty()),
         }
     }
 
     /// Calls `f` with each id in increasing order (no boxed iterator).
     pub fn for_each(&self, mut f: impl FnMut(u32)) {
-        match self {
-            IdSet::Empty => {}
-            IdSet::One(x) => f(*x),
-            IdSet::Small(v) => v.iter().for_each(|x| f(*x)),
-            IdSet::Bitmap(b) => b.iter().for_each(f),
+        match (self, self.slice()) {
+            (_, Some(ids)) => ids.iter().for_each(|x| f(*x)),
+            (IdSet::Bitmap(b), None) => b.iter().for_each(f),
+            _ => {}
         }
     }
 
     /// Whether `f` holds for some id, trying them in increasing order (no boxed iterator).
     pub fn any(&self, mut f: impl FnMut(u32) -> bool) -> bool {
-        match self {
-            IdSet::Empty => false,
-            IdSet::One(x) => f(*x),
-            IdSet::Small(v) => v.iter().any(|x| f(*x)),
-            IdSet::Bitmap(b) => b.iter().any(f),
+        match (self, self.slice()) {
+            (_, Some(ids)) => ids.iter().any(|x| f(*x)),
+            (IdSet::Bitmap(b), None) => b.iter().any(f),
+            _ => false,
         }
     }
 
     /// Adds every id of `self` to a bitmap.
     pub fn union_into(&self, out: &mut RoaringBitmap) {
-        match self {
-            IdSet::Empty => {}
-            IdSet::One(x) => {
-                out.insert(*x);
+        match (self, self.slice()) {
+            (IdSet::Few(1, a), _) => {
+                out.insert(a[0]);
             }
-            IdSet::Small(v) => out.extend(v.iter().copied()),
-            IdSet::Bitmap(b) => *out |= b.as_ref(),
+            (_, Some(ids)) => out.extend(ids.iter().copied()),
+            (IdSet::Bitmap(b), None) => *out |= b.as_ref(),
+            _ => {}
         }
     }
 
@@ -160,14 +176,14 @@ impl IdSet {
         let (small, large) = if self.len() <= other.len() { (self, other) } else { (other, self) };
         match (small, large) {
             (IdSet::Bitmap(a), IdSet::Bitmap(b)) => !a.is_disjoint(b.as_ref()),
-            _ => small.iter().any(|id| large.contains(id)),
+            _ => small.any(|id| large.contains(id)),
         }
     }
 
     /// Heap bytes held (capacity for vectors, roaring's serialized size as its estimate).
     pub fn heap_bytes(&self) -> usize {
         match self {
-            IdSet::Empty | IdSet::One(_) => 0,
+            IdSet::Empty | IdSet::Few(..) => 0,
             // The boxed vector's own 24 bytes, its elements, and the allocator's header of each.
             IdSet::Small(v) => 24 + v.capacity() * 4 + 32,
             IdSet::Bitmap(b) => b.serialized_size() + 16,
@@ -202,15 +218,19 @@ mod tests {
                 assert_eq!(set.remove(id), model.remove(&id));
             }
             assert_eq!(set.len(), model.len());
+            assert_eq!(set.is_empty(), model.is_empty());
             assert!(set.contains(id) == model.contains(&id));
             if step % 97 == 0 {
                 assert_eq!(set.iter().collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
-                let other: IdSet = IdSet::Small(Box::new(vec![id, id + 1000]));
+                let other = IdSet::from_sorted(vec![id, id + 1000]);
                 assert_eq!(set.intersects(&other), model.contains(&id));
             }
             match &set {
-                IdSet::Small(v) => assert!(v.len() >= 2 && v.len() < PROMOTE_AT),
-                IdSet::One(_) => assert_eq!(model.len(), 1),
+                IdSet::Small(v) => assert!(v.len() > FEW && v.len() < PROMOTE_AT),
+                IdSet::Few(n, a) => {
+                    assert!((1..=FEW).contains(&(*n as usize)) && model.len() == *n as usize);
+                    assert!(a.iter().skip(*n as usize).all(|x| *x == 0), "unused slots are zero (equal sets compare equal)");
+                }
                 IdSet::Empty => assert!(model.is_empty()),
                 IdSet::Bitmap(_) => assert!(model.len() > PROMOTE_AT / 4),
             }
