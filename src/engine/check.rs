@@ -135,7 +135,7 @@ impl<'a> Graph<'a> {
         Ok(match self.conditions.evaluate(&caveat.condition, &c.context, self.context, env)? {
             Outcome::True => Tri::True,
             Outcome::False => Tri::False,
-            Outcome::Missing(m) => Tri::Unknown(m.into_iter().collect()),
+            Outcome::Missing(m) => Tri::unknown(m.into_iter().collect()),
         })
     }
 

@@ -443,7 +443,7 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
 /// The conditional answer for one excluded subject (which names its missing context).
 fn conditional_decision(reader: &Reader<'_>, data: &dyn Relations, req: &LookupSubjectsRequest, s: &SubjectRef, env: Env) -> Decision {
     match check::solve(reader.schema, data, reader.conditions, &req.resource, &req.permission, s, &req.context, env) {
-        Ok((_, Tri::Unknown(m))) => Decision::Conditional(m.into_iter().collect()),
+        Ok((_, Tri::Unknown(m))) => Decision::Conditional((*m).into_iter().collect()),
         _ => Decision::Conditional(Vec::new()),
     }
 }

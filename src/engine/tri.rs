@@ -7,12 +7,18 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tri {
     False,
-    /// Depends on the named context parameters.
-    Unknown(BTreeSet<String>),
+    /// Depends on the named context parameters (boxed: the evaluators pass `Tri` by value on
+    /// every step, and the common answers stay two words, not four).
+    Unknown(Box<BTreeSet<String>>),
     True,
 }
 
 impl Tri {
+    /// Unknown on the named parameters.
+    pub fn unknown(missing: BTreeSet<String>) -> Tri {
+        Tri::Unknown(Box::new(missing))
+    }
+
     pub fn is_true(&self) -> bool {
         matches!(self, Tri::True)
     }
@@ -27,7 +33,7 @@ impl Tri {
             (Tri::True, _) | (_, Tri::True) => Tri::True,
             (Tri::False, x) | (x, Tri::False) => x,
             (Tri::Unknown(mut a), Tri::Unknown(b)) => {
-                a.extend(b);
+                a.extend(*b);
                 Tri::Unknown(a)
             }
         }
@@ -39,7 +45,7 @@ impl Tri {
             (Tri::False, _) | (_, Tri::False) => Tri::False,
             (Tri::True, x) | (x, Tri::True) => x,
             (Tri::Unknown(mut a), Tri::Unknown(b)) => {
-                a.extend(b);
+                a.extend(*b);
                 Tri::Unknown(a)
             }
         }
@@ -64,7 +70,12 @@ mod tests {
     use super::*;
 
     fn u(s: &str) -> Tri {
-        Tri::Unknown([s.to_string()].into())
+        Tri::unknown([s.to_string()].into())
+    }
+
+    #[test]
+    fn a_tri_is_two_words() {
+        assert_eq!(std::mem::size_of::<Tri>(), 16);
     }
 
     #[test]
@@ -73,7 +84,7 @@ mod tests {
         assert_eq!(Tri::False.or(u("a")), u("a"));
         assert_eq!(Tri::False.and(u("a")), Tri::False);
         assert_eq!(Tri::True.and(u("a")), u("a"));
-        assert_eq!(u("a").and(u("b")), Tri::Unknown(["a".to_string(), "b".to_string()].into()));
+        assert_eq!(u("a").and(u("b")), Tri::unknown(["a".to_string(), "b".to_string()].into()));
         assert_eq!(Tri::True.minus(u("a")), u("a"));
         assert_eq!(Tri::True.minus(Tri::True), Tri::False);
         assert_eq!(u("a").minus(Tri::True), Tri::False);

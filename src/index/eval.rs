@@ -49,12 +49,13 @@ const FLAT_UNION: usize = 8;
 enum Stop {
     /// A cycle or the frame budget: the reference evaluator must answer.
     Fallback,
-    Error(EvalError),
+    /// Boxed: every evaluation step returns a `Result<Tri, Stop>`, which stays small.
+    Error(Box<EvalError>),
 }
 
 impl From<EvalError> for Stop {
     fn from(e: EvalError) -> Self {
-        Stop::Error(e)
+        Stop::Error(Box::new(e))
     }
 }
 
@@ -485,7 +486,7 @@ impl<'a> Point<'a> {
             }
             Err(Stop::Error(e)) => {
                 self.memo.clear();
-                Err(e)
+                Err(*e)
             }
         }
     }
@@ -1151,7 +1152,7 @@ impl<'a> Point<'a> {
         Ok(match self.conditions.evaluate(&caveat.condition, &c.context, self.context, env).map_err(EvalError::from)? {
             Outcome::True => Tri::True,
             Outcome::False => Tri::False,
-            Outcome::Missing(m) => Tri::Unknown(m.into_iter().collect()),
+            Outcome::Missing(m) => Tri::unknown(m.into_iter().collect()),
         })
     }
 }

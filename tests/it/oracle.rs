@@ -165,7 +165,7 @@ impl<'a> Oracle<'a> {
         match self.conditions.evaluate(&cav.condition, &c.context, ctx, env).map_err(|e| e.to_string())? {
             Outcome::True => Ok(Tri::True),
             Outcome::False => Ok(Tri::False),
-            Outcome::Missing(m) => Ok(Tri::Unknown(m.into_iter().collect())),
+            Outcome::Missing(m) => Ok(Tri::unknown(m.into_iter().collect())),
         }
     }
 
