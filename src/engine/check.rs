@@ -521,8 +521,11 @@ pub fn check_bulk_fast<'a>(
     env: Env,
 ) -> Vec<Result<Decision, EvalError>> {
     let mut out = Vec::with_capacity(reqs.len());
+    // Every item's ids first, in one pass: the lookups are independent, so the processor
+    // overlaps their memory reads instead of waiting for each inside an evaluation.
+    let ids: Vec<(Option<u32>, Option<u32>)> = reqs.iter().map(|r| (index.id(&r.resource), crate::index::eval::subject_id(index, &r.subject))).collect();
     let mut point: Option<crate::index::eval::Point<'a>> = None;
-    for req in reqs {
+    for (req, (rid, sid)) in reqs.iter().zip(ids) {
         if let Err(e) = validate_request(schema, &req.resource, &req.permission, &req.subject) {
             out.push(Err(e));
             continue;
@@ -530,13 +533,13 @@ pub fn check_bulk_fast<'a>(
         let p = match &mut point {
             Some(p) => {
                 if !p.serves(&req.subject, &req.context) {
-                    p.retarget(&req.subject, &req.context);
+                    p.retarget_to(&req.subject, sid, &req.context);
                 }
                 p
             }
             None => point.insert(crate::index::eval::Point::new(schema, index, data, conditions, &req.subject, &req.context, env)),
         };
-        let answer = match p.check(&req.resource, &req.permission) {
+        let answer = match p.check_id(&req.resource, rid, &req.permission) {
             Ok(Some(v)) => Ok(Decision::from_tri(&v)),
             Err(e) => Err(e),
             Ok(None) => check_indexed(schema, data, index, conditions, req, env),

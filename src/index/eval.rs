@@ -259,6 +259,11 @@ fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::sc
     Some(TreeSummary { tree, leaves: kinds, excluded, within: Vec::new() })
 }
 
+/// The id a [`Point`] gives its subject (none for a wildcard, or a subject no edge names).
+pub fn subject_id(ix: &IndexGraph, subject: &SubjectRef) -> Option<u32> {
+    if subject.is_wildcard() { None } else { ix.id(&subject.object) }
+}
+
 /// Whether `set` holds `id` or one of `up`, trying the smaller side against the larger.
 fn meets(set: &super::IdSet, id: u32, up: Option<&super::IdSet>) -> bool {
     set.contains(id)
@@ -424,7 +429,7 @@ impl<'a> Point<'a> {
         context: &'a Map<String, Value>,
         env: Env,
     ) -> Point<'a> {
-        let sid = if subject.is_wildcard() { None } else { ix.id(&subject.object) };
+        let sid = subject_id(ix, subject);
         Point {
             schema,
             ix,
@@ -451,7 +456,13 @@ impl<'a> Point<'a> {
     /// Points the evaluator at another subject and context, keeping what it resolved about the
     /// schema and the index (names, relations, arrows) and forgetting every value.
     pub fn retarget(&mut self, subject: &'a SubjectRef, context: &'a Map<String, Value>) {
-        self.sid = if subject.is_wildcard() { None } else { self.ix.id(&subject.object) };
+        self.retarget_to(subject, subject_id(self.ix, subject), context);
+    }
+
+    /// [`Point::retarget`] with the subject's id already looked up ([`subject_id`]):
+    /// CheckBulk looks up every item's ids in one pass, so their memory reads overlap.
+    pub fn retarget_to(&mut self, subject: &'a SubjectRef, sid: Option<u32>, context: &'a Map<String, Value>) {
+        self.sid = sid;
         self.subject = subject;
         self.context = context;
         self.memo.clear();
@@ -470,8 +481,13 @@ impl<'a> Point<'a> {
     /// answer (a cycle in the data, the frame budget, or a resource no relationship names).
     /// The request must already be validated against the schema.
     pub fn check(&mut self, resource: &ObjectRef, permission: &str) -> Result<Option<Tri>, EvalError> {
+        self.check_id(resource, self.ix.id(resource), permission)
+    }
+
+    /// [`Point::check`] with the resource's id already looked up (`ix.id(resource)`).
+    pub fn check_id(&mut self, resource: &ObjectRef, id: Option<u32>, permission: &str) -> Result<Option<Tri>, EvalError> {
         let Some(def) = self.schema.definition(&resource.ty) else { return Ok(None) };
-        let Some(id) = self.ix.id(resource) else { return Ok(None) };
+        let Some(id) = id else { return Ok(None) };
         self.started = Instant::now();
         self.work = 0;
         self.frames = 0;
@@ -609,7 +625,7 @@ impl<'a> Point<'a> {
         if let Some(n) = asked {
             if n < POINT_SUMMARIES && up.map_or(0, |u| u.len()) < POINT_SUMMARY_SPAN {
                 self.grants.insert(key, Grants::Asked(n + 1));
-                return self.summary_at(&summary, id, up);
+                return self.summary_at(summary, id, up);
             }
             let g = self.tree_grants(&summary)?;
             self.grants.insert(key, Grants::Set(g));
@@ -1228,7 +1244,7 @@ pub fn resource_sets(
     subject: &SubjectRef,
     env: Env,
 ) -> Result<Option<Candidates>, EvalError> {
-    let sid = if subject.is_wildcard() { None } else { ix.id(&subject.object) };
+    let sid = subject_id(ix, subject);
     if subject.relation.is_some() && sid.is_none() {
         return Ok(None);
     }
