@@ -74,17 +74,18 @@ pub fn lookup_all_pages<E>(
     }
 }
 
-/// LookupResources of `document#view` for each user, all pages of 1000, three times each: the
-/// latency summary and how many documents the user sees.
+/// LookupResources of `document#view` for each user, all pages of 1000, `samples` times each:
+/// the latency summary and how many documents the user sees.
 fn lookup_figures<E>(
     users: &[(&'static str, SubjectRef)],
+    samples_per_user: usize,
     mut page: impl FnMut(&LookupResourcesRequest) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
 ) -> Result<Map<String, Value>, E> {
     let mut lookups = Map::new();
     for (name, subject) in users {
         let mut found = 0;
         let mut samples = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..samples_per_user {
             let t = Instant::now();
             found = lookup_all_pages(subject, &mut page)?;
             samples.push(t.elapsed());
@@ -131,7 +132,7 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
     let history = History::new(tuples);
     let key = CursorKey::random();
     let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
-    let lookups = lookup_figures(&drive.lookup_users, |req| lookup_resources(&reader, req, now))?;
+    let lookups = lookup_figures(&drive.lookup_users, 3, |req| lookup_resources(&reader, req, now))?;
 
     Ok(json!({
         "evaluator": "reference",
@@ -354,8 +355,9 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
     let (mut bulk_samples, _) = time(iterations, || db.check_bulk("bench", latest, &bulk));
     let (mut bulk_reference, _) = time(iterations, || bulk.iter().map(|r| db.check_reference("bench", latest, r)).collect::<Vec<_>>());
 
-    let lookups = lookup_figures(&drive.lookup_users, |req| db.lookup_resources("bench", latest, req))?;
-    let lookups_reference = lookup_figures(&drive.lookup_users, |req| db.lookup_resources_reference("bench", latest, req))?;
+    // Eleven samples of the fast path (milliseconds each), three of the reference (seconds).
+    let lookups = lookup_figures(&drive.lookup_users, 11, |req| db.lookup_resources("bench", latest, req))?;
+    let lookups_reference = lookup_figures(&drive.lookup_users, 3, |req| db.lookup_resources_reference("bench", latest, req))?;
     for (name, fast) in &lookups {
         let found = |v: &Value| v.get("documents").and_then(Value::as_u64);
         if found(fast) != lookups_reference.get(name).and_then(found) {
