@@ -627,7 +627,7 @@ impl<'a> Point<'a> {
                 self.grants.insert(key, Grants::Asked(n + 1));
                 return self.summary_at(summary, id, up);
             }
-            let g = self.tree_grants(&summary)?;
+            let g = self.tree_grants(summary)?;
             self.grants.insert(key, Grants::Set(g));
         }
         let Some(Grants::Set(Some(yes))) = self.grants.get(&key) else { return Ok(None) };

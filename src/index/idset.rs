@@ -32,7 +32,9 @@ impl IdSet {
             0 => IdSet::Empty,
             n if n <= FEW => {
                 let mut a = [0; FEW];
-                a[..n].copy_from_slice(&ids);
+                for (slot, id) in a.iter_mut().zip(&ids) {
+                    *slot = *id;
+                }
                 IdSet::Few(n as u8, a)
             }
             n if n < PROMOTE_AT => IdSet::Small(Box::new(ids)),
@@ -162,9 +164,6 @@ impl IdSet {
     /// Adds every id of `self` to a bitmap.
     pub fn union_into(&self, out: &mut RoaringBitmap) {
         match (self, self.slice()) {
-            (IdSet::Few(1, a), _) => {
-                out.insert(a[0]);
-            }
             (_, Some(ids)) => out.extend(ids.iter().copied()),
             (IdSet::Bitmap(b), None) => *out |= b.as_ref(),
             _ => {}
