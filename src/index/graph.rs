@@ -574,8 +574,8 @@ impl IndexGraph {
     }
 
     /// The index of one (resource type, relation) to change, if it exists (copied first if a
-    /// snapshot shares it). The evaluator's plan is dropped first: it may no longer hold, and
-    /// it shares the relation indexes it names.
+    /// snapshot shares it). The evaluator's plan is dropped first: what it resolved (closures
+    /// on or off, which leaves have edges, which summary lies within which) may no longer hold.
     fn existing_relation_mut(&mut self, ty: &str, relation: &str) -> Option<&mut RelationIndex> {
         self.plan = PlanCell::default();
         let slot = *self.relations.get(ty)?.get(relation)?;
