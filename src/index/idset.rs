@@ -90,13 +90,29 @@ impl IdSet {
                     true
                 }
             },
-            _ => {
-                let Some(ids) = self.slice() else { return false };
+            IdSet::Empty => {
+                *self = IdSet::Few(1, [id, 0, 0]);
+                true
+            }
+            IdSet::Few(n, a) => {
+                let len = *n as usize;
+                let Some(ids) = a.get(..len) else { return false };
                 let Err(pos) = ids.binary_search(&id) else { return false };
-                let mut v = Vec::with_capacity(ids.len() + 1);
-                v.extend_from_slice(ids);
-                v.insert(pos, id);
-                *self = IdSet::from_sorted(v);
+                if len < FEW {
+                    // In place: shift the larger ids up one slot (the last slot is a zero).
+                    if let Some(tail) = a.get_mut(pos..=len) {
+                        tail.rotate_right(1);
+                        if let Some(first) = tail.first_mut() {
+                            *first = id;
+                        }
+                    }
+                    *n += 1;
+                } else {
+                    let mut v = Vec::with_capacity(FEW + 1);
+                    v.extend_from_slice(ids);
+                    v.insert(pos, id);
+                    *self = IdSet::Small(Box::new(v));
+                }
                 true
             }
         }
@@ -123,12 +139,20 @@ impl IdSet {
                 }
                 Err(_) => false,
             },
-            IdSet::Few(..) => {
-                let Some(ids) = self.slice() else { return false };
-                let Ok(pos) = ids.binary_search(&id) else { return false };
-                let mut v = ids.to_vec();
-                v.remove(pos);
-                *self = IdSet::from_sorted(v);
+            IdSet::Few(n, a) => {
+                let len = *n as usize;
+                let Some(Ok(pos)) = a.get(..len).map(|ids| ids.binary_search(&id)) else { return false };
+                // In place: shift the larger ids down one slot and zero the freed one.
+                if let Some(tail) = a.get_mut(pos..len) {
+                    tail.rotate_left(1);
+                    if let Some(last) = tail.last_mut() {
+                        *last = 0;
+                    }
+                }
+                *n -= 1;
+                if *n == 0 {
+                    *self = IdSet::Empty;
+                }
                 true
             }
         }
