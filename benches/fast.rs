@@ -41,21 +41,37 @@ fn bench(c: &mut Criterion) {
     for p in &drive.probes {
         let req = p.request();
         let mut group = c.benchmark_group(format!("check/{}", p.name));
-        group.bench_function("fast", |b| b.iter(|| black_box(engine::check_fast(&schema, &*index, &index, &conditions, &req, env).unwrap())));
-        group.bench_function("reference", |b| b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap())));
+        group.bench_function("fast", |b| {
+            b.iter(|| black_box(engine::check_fast(&schema, &*index, &index, &conditions, &req, env).unwrap()))
+        });
+        group.bench_function("reference", |b| {
+            b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap()))
+        });
         group.finish();
     }
 
     let bulk = workload::bulk_requests(size);
     let mut group = c.benchmark_group("check_bulk_100");
-    group.bench_function("fast", |b| b.iter(|| black_box(engine::check_bulk_fast(&schema, &*index, &index, &conditions, &bulk, env))));
-    group.bench_function("reference", |b| b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env))));
+    group.bench_function("fast", |b| {
+        b.iter(|| black_box(engine::check_bulk_fast(&schema, &*index, &index, &conditions, &bulk, env)))
+    });
+    group.bench_function("reference", |b| {
+        b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env)))
+    });
     group.finish();
 
     let history = History::new(tuples.clone());
     let key = CursorKey::random();
     let cache = ResultCache::default();
-    let reference = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
+    let reference = Reader {
+        schema: &schema,
+        conditions: &conditions,
+        history: &history,
+        key: &key,
+        tenant: "",
+        cache: None,
+        index: None,
+    };
     // The fast path pages through a result cache, as `Database` does.
     let indexed = pemba::engine::lookup::OneRevision(history.head().0, index.clone());
     let fast = Reader { history: &indexed, cache: Some(&cache), index: Some((history.head().0, &index)), ..reference };

@@ -36,21 +36,35 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("reference/check");
     for p in &drive.probes {
         let req = p.request();
-        group.bench_function(p.name, |b| b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap())));
+        group.bench_function(p.name, |b| {
+            b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap()))
+        });
     }
     group.finish();
 
     let bulk = workload::bulk_requests(size);
-    c.bench_function("reference/check_bulk_100", |b| b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env))));
+    c.bench_function("reference/check_bulk_100", |b| {
+        b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env)))
+    });
 
     let history = History::new(tuples);
     let key = CursorKey::random();
-    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
+    let reader = Reader {
+        schema: &schema,
+        conditions: &conditions,
+        history: &history,
+        key: &key,
+        tenant: "",
+        cache: None,
+        index: None,
+    };
     let (_, staff) = &drive.lookup_users[0];
     let mut group = c.benchmark_group("reference/lookup_resources");
     group.sample_size(10);
     group.bench_function("lr_staff_all_pages", |b| {
-        b.iter(|| black_box(pemba::benchmark::lookup_all_pages(staff, |req| lookup_resources(&reader, req, env.now)).unwrap()))
+        b.iter(|| {
+            black_box(pemba::benchmark::lookup_all_pages(staff, |req| lookup_resources(&reader, req, env.now)).unwrap())
+        })
     });
     group.finish();
 }

@@ -36,7 +36,9 @@ fn bench(c: &mut Criterion) {
     let batch: Vec<Mutation> = rels.iter().take(1000).cloned().map(Mutation::Touch).collect();
     let mut group = c.benchmark_group("store/batch_1000");
     group.sample_size(20);
-    group.bench_function("sled_durable", |b| b.iter(|| black_box(durable.write("bench", WriteRequest::new(batch.clone())).unwrap())));
+    group.bench_function("sled_durable", |b| {
+        b.iter(|| black_box(durable.write("bench", WriteRequest::new(batch.clone())).unwrap()))
+    });
     group.finish();
     drop(durable);
     let _ = std::fs::remove_dir_all(&dir);

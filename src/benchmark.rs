@@ -53,7 +53,9 @@ fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> (Vec<Duration>, Optio
 /// many documents it found.
 pub fn lookup_all_pages<E>(
     subject: &SubjectRef,
-    mut page: impl FnMut(&LookupResourcesRequest) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
+    mut page: impl FnMut(
+        &LookupResourcesRequest,
+    ) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
 ) -> Result<usize, E> {
     let mut req = LookupResourcesRequest {
         resource_type: "document".into(),
@@ -79,7 +81,9 @@ pub fn lookup_all_pages<E>(
 fn lookup_figures<E>(
     users: &[(&'static str, SubjectRef)],
     samples_per_user: usize,
-    mut page: impl FnMut(&LookupResourcesRequest) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
+    mut page: impl FnMut(
+        &LookupResourcesRequest,
+    ) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
 ) -> Result<Map<String, Value>, E> {
     let mut lookups = Map::new();
     for (name, subject) in users {
@@ -102,7 +106,8 @@ fn lookup_figures<E>(
 /// `pemba bench reference`: the reference evaluator on the Drive data set.
 pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<Value, BenchError> {
     let conditions = Conditions::new();
-    let schema = schema::compile_text(workload::DRIVE_SCHEMA, &conditions).map_err(|d| BenchError::Schema(format!("{d:?}")))?;
+    let schema =
+        schema::compile_text(workload::DRIVE_SCHEMA, &conditions).map_err(|d| BenchError::Schema(format!("{d:?}")))?;
     let gen_start = Instant::now();
     let drive = workload::generate(size);
     let generate_ms = gen_start.elapsed().as_secs_f64() * 1e3;
@@ -121,17 +126,30 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
         let (mut samples, last) = time(iterations, || engine::check(&schema, &tuples, &conditions, &req, env));
         let got = last.transpose()?.unwrap_or(Decision::No);
         if (got == Decision::Has) != p.expected {
-            return Err(BenchError::WrongAnswer { name: p.name.into(), got: got.to_string(), expected: p.expected.to_string() });
+            return Err(BenchError::WrongAnswer {
+                name: p.name.into(),
+                got: got.to_string(),
+                expected: p.expected.to_string(),
+            });
         }
         checks.insert(p.name.into(), summarize(&mut samples));
     }
 
     let bulk = workload::bulk_requests(size);
-    let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || engine::check_bulk(&schema, &tuples, &conditions, &bulk, env));
+    let (mut bulk_samples, _) =
+        time(iterations.div_ceil(10).max(3), || engine::check_bulk(&schema, &tuples, &conditions, &bulk, env));
 
     let history = History::new(tuples);
     let key = CursorKey::random();
-    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
+    let reader = Reader {
+        schema: &schema,
+        conditions: &conditions,
+        history: &history,
+        key: &key,
+        tenant: "",
+        cache: None,
+        index: None,
+    };
     let lookups = lookup_figures(&drive.lookup_users, 3, |req| lookup_resources(&reader, req, now))?;
 
     Ok(json!({
@@ -153,7 +171,12 @@ pub fn machine() -> Value {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_default();
     json!({"cpus": cpus, "cpu": model, "os": std::env::consts::OS})
 }
@@ -244,10 +267,17 @@ fn fresh_process_open_ms(dir: &std::path::Path) -> Result<f64, crate::db::DbErro
     let exe = std::env::current_exe().map_err(|e| io(e.to_string()))?;
     // sled's threads may hold the directory's lock a moment after the import closed it.
     for _ in 0..200 {
-        let out = std::process::Command::new(&exe).args(["debug", "open", "--data-dir"]).arg(dir).output().map_err(|e| io(e.to_string()))?;
+        let out = std::process::Command::new(&exe)
+            .args(["debug", "open", "--data-dir"])
+            .arg(dir)
+            .output()
+            .map_err(|e| io(e.to_string()))?;
         if out.status.success() {
             let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| io(e.to_string()))?;
-            return v.get("open_ms").and_then(Value::as_f64).ok_or_else(|| io("`pemba debug open` printed no open_ms".into()));
+            return v
+                .get("open_ms")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| io("`pemba debug open` printed no open_ms".into()));
         }
         if !String::from_utf8_lossy(&out.stderr).contains("lock") {
             return Err(io(format!("`pemba debug open` failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
@@ -300,7 +330,12 @@ pub fn index(size_name: &str, size: DriveSize) -> Value {
 
 /// `pemba bench embedded`: the embedded `Database` (with its index) on the Drive data set, next to
 /// the reference evaluator on the same data in the same run.
-pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::path::Path) -> Result<Value, crate::db::DbError> {
+pub fn embedded(
+    size_name: &str,
+    size: DriveSize,
+    iterations: usize,
+    dir: &std::path::Path,
+) -> Result<Value, crate::db::DbError> {
     use crate::db::{Consistency, WriteRequest};
     use crate::store::{Datastore, Mutation, SledStore};
     let _ = std::fs::remove_dir_all(dir);
@@ -340,7 +375,10 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
         let (mut slow, last_ref) = time(iterations, || db.check_reference("bench", latest, &req));
         let want = last_ref.transpose()?.map(|(d, _)| d).unwrap_or(Decision::No);
         if got != want || (got == Decision::Has) != p.expected {
-            return Err(crate::db::DbError::Io(format!("probe `{}`: indexed {got}, reference {want}, expected {}", p.name, p.expected)));
+            return Err(crate::db::DbError::Io(format!(
+                "probe `{}`: indexed {got}, reference {want}, expected {}",
+                p.name, p.expected
+            )));
         }
         let fast = summarize(&mut fast);
         let slow = summarize(&mut slow);
@@ -353,21 +391,31 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
     // As many samples as each Check probe: a bulk call is about a hundred Checks' work, and ten
     // samples left its median to the machine's noise.
     let (mut bulk_samples, _) = time(iterations, || db.check_bulk("bench", latest, &bulk));
-    let (mut bulk_reference, _) = time(iterations, || bulk.iter().map(|r| db.check_reference("bench", latest, r)).collect::<Vec<_>>());
+    let (mut bulk_reference, _) =
+        time(iterations, || bulk.iter().map(|r| db.check_reference("bench", latest, r)).collect::<Vec<_>>());
 
     // Eleven samples of the fast path (milliseconds each), three of the reference (seconds).
     let lookups = lookup_figures(&drive.lookup_users, 11, |req| db.lookup_resources("bench", latest, req))?;
-    let lookups_reference = lookup_figures(&drive.lookup_users, 3, |req| db.lookup_resources_reference("bench", latest, req))?;
+    let lookups_reference =
+        lookup_figures(&drive.lookup_users, 3, |req| db.lookup_resources_reference("bench", latest, req))?;
     for (name, fast) in &lookups {
         let found = |v: &Value| v.get("documents").and_then(Value::as_u64);
         if found(fast) != lookups_reference.get(name).and_then(found) {
-            return Err(crate::db::DbError::Io(format!("LookupResources `{name}`: the fast path and the reference found different numbers of documents")));
+            return Err(crate::db::DbError::Io(format!(
+                "LookupResources `{name}`: the fast path and the reference found different numbers of documents"
+            )));
         }
     }
 
     // Write to visible: a write returns once durable and visible; the next Check sees it.
-    let probe = crate::model::Relationship::parse("document:visible#viewer@user:writer").map_err(|e| crate::db::DbError::Io(e.to_string()))?;
-    let req = CheckRequest { resource: probe.resource.clone(), permission: "view".into(), subject: probe.subject.clone(), context: Map::new() };
+    let probe = crate::model::Relationship::parse("document:visible#viewer@user:writer")
+        .map_err(|e| crate::db::DbError::Io(e.to_string()))?;
+    let req = CheckRequest {
+        resource: probe.resource.clone(),
+        permission: "view".into(),
+        subject: probe.subject.clone(),
+        context: Map::new(),
+    };
     // The first write after the baselines frees the reference's relationship set (over a GB at
     // M) on a background thread: write once and let that finish before timing writes.
     db.write("bench", WriteRequest::new(vec![Mutation::Touch(probe.clone())]))?;
@@ -414,7 +462,8 @@ pub fn embedded(size_name: &str, size: DriveSize, iterations: usize, dir: &std::
         reads = reader.join().unwrap_or(0);
         result
     })?;
-    let memory: Map<String, Value> = db.index_memory("bench")?.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let memory: Map<String, Value> =
+        db.index_memory("bench")?.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let index_bytes: usize = memory.values().filter_map(Value::as_u64).map(|v| v as usize).sum();
     drop(db);
     let _ = std::fs::remove_dir_all(dir);

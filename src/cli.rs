@@ -168,25 +168,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema { command: SchemaCommand::Check { files } } => schema_check(&files),
         Command::Schema { command: SchemaCommand::Fmt { check, write, files } } => schema_fmt(&files, check, write),
         Command::Bench { command: BenchCommand::Reference { size, iterations, json: _ } } => {
-            let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            let drive = crate::workload::DriveSize::by_name(&size)
+                .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
             let figures = crate::benchmark::reference(&size, drive, iterations.max(1))?;
             out!("{}\n", serde_json::to_string_pretty(&figures)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { command: BenchCommand::Store { dir, size, iterations, json: _ } } => {
-            let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            let drive = crate::workload::DriveSize::by_name(&size)
+                .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
             let figures = crate::benchmark::store(&dir, drive, iterations.max(1))?;
             out!("{}\n", serde_json::to_string_pretty(&figures)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { command: BenchCommand::Index { size, json: _ } } => {
-            let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            let drive = crate::workload::DriveSize::by_name(&size)
+                .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
             out!("{}\n", serde_json::to_string_pretty(&crate::benchmark::index(&size, drive))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { command: BenchCommand::Embedded { size, iterations, dir, json: _ } } => {
-            let drive = crate::workload::DriveSize::by_name(&size).ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
-            out!("{}\n", serde_json::to_string_pretty(&crate::benchmark::embedded(&size, drive, iterations.max(1), &dir)?)?);
+            let drive = crate::workload::DriveSize::by_name(&size)
+                .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            out!(
+                "{}\n",
+                serde_json::to_string_pretty(&crate::benchmark::embedded(&size, drive, iterations.max(1), &dir)?)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),
@@ -213,7 +220,12 @@ fn schema_check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         let source = read(path)?;
         match schema::compile_text(&source, &conditions) {
             Ok(compiled) => {
-                out!("{}: ok ({} definitions, {} caveats)\n", path.display(), compiled.definitions().count(), compiled.caveats().count());
+                out!(
+                    "{}: ok ({} definitions, {} caveats)\n",
+                    path.display(),
+                    compiled.definitions().count(),
+                    compiled.caveats().count()
+                );
             }
             Err(diags) => {
                 failed += 1;
@@ -271,10 +283,8 @@ fn validate(files: &[PathBuf], json: bool, agreement: bool) -> anyhow::Result<Ex
     let assertions: usize = reports.iter().map(|(_, r)| r.assertions).sum();
     let assertions_passed: usize = reports.iter().map(|(_, r)| r.assertions_passed).sum();
     if json {
-        let files: Vec<serde_json::Value> = reports
-            .iter()
-            .map(|(f, r)| serde_json::json!({"file": f, "passed": r.passed(), "report": r}))
-            .collect();
+        let files: Vec<serde_json::Value> =
+            reports.iter().map(|(f, r)| serde_json::json!({"file": f, "passed": r.passed(), "report": r})).collect();
         let doc = serde_json::json!({
             "files": files,
             "passed": passed,

@@ -145,11 +145,7 @@ fn type_label(v: &Dynamic) -> String {
 
 /// Refuses a comparison between values that rhai would otherwise silently call unequal.
 fn mismatched(op: &str, a: &Dynamic, b: &Dynamic) -> Box<EvalAltResult> {
-    runtime_err(format!(
-        "cannot apply `{op}` to a `{}` and a `{}`",
-        type_label(a),
-        type_label(b)
-    ))
+    runtime_err(format!("cannot apply `{op}` to a `{}` and a `{}`", type_label(a), type_label(b)))
 }
 
 impl Conditions {
@@ -309,7 +305,8 @@ fn to_dynamic(value: &Value, ty: &ParamType) -> Result<Dynamic, String> {
         ParamType::Int => Dynamic::from(value.as_i64().ok_or_else(wrong)? as INT),
         ParamType::Uint => {
             let u = value.as_u64().ok_or_else(wrong)?;
-            let i = INT::try_from(u).map_err(|_| format!("`{u}` is above the largest supported uint ({})", INT::MAX))?;
+            let i =
+                INT::try_from(u).map_err(|_| format!("`{u}` is above the largest supported uint ({})", INT::MAX))?;
             Dynamic::from(i)
         }
         ParamType::Double => Dynamic::from(value.as_f64().ok_or_else(wrong)? as FLOAT),

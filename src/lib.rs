@@ -4,6 +4,8 @@
 //! The layers, from the bottom: [`model`] (value types), [`conditions`] (rhai), [`schema`]
 //! (language and compiler). See ARCHITECTURE.md for the code map.
 
+#![forbid(unsafe_code)]
+
 pub mod benchmark;
 pub mod cli;
 pub mod conditions;
@@ -12,7 +14,7 @@ pub mod engine;
 pub mod graph;
 pub mod index;
 pub mod model;
-pub mod validation;
-pub mod workload;
 pub mod schema;
 pub mod store;
+pub mod validation;
+pub mod workload;

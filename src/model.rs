@@ -54,9 +54,7 @@ fn is_name_char(c: char) -> bool {
 /// Checks one name segment: a lowercase letter, then lowercase letters, digits and `_`.
 fn valid_segment(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && s.len() <= MAX_NAME_LEN
-        && chars.all(is_name_char)
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase()) && s.len() <= MAX_NAME_LEN && chars.all(is_name_char)
 }
 
 /// A type or caveat name: segments separated by `/` (`org/team/user`).
@@ -71,9 +69,7 @@ pub fn valid_relation_name(s: &str) -> bool {
 
 /// An object id per SpiceDB: 1 to 1024 characters of `[a-zA-Z0-9/_|\-=+]`.
 pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_ID_LEN
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "/_|-=+".contains(c))
+    !s.is_empty() && s.len() <= MAX_ID_LEN && s.chars().all(|c| c.is_ascii_alphanumeric() || "/_|-=+".contains(c))
 }
 
 /// `type:id`.
@@ -90,8 +86,7 @@ impl ObjectRef {
 
     /// Parses `type:id`; `*` is accepted as an id only when `allow_wildcard` is set.
     pub fn parse(text: &str, allow_wildcard: bool) -> Result<ObjectRef, ModelError> {
-        let (ty, id) =
-            text.split_once(':').ok_or_else(|| ModelError::InvalidObject(text.to_string()))?;
+        let (ty, id) = text.split_once(':').ok_or_else(|| ModelError::InvalidObject(text.to_string()))?;
         if !valid_type_name(ty) {
             return Err(ModelError::InvalidTypeName(ty.to_string()));
         }
@@ -408,9 +403,7 @@ impl Timestamp {
 
     /// The current time of the machine's clock.
     pub fn now() -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(d.as_nanos() as i128)
     }
 }

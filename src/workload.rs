@@ -131,7 +131,7 @@ pub fn generate(size: DriveSize) -> Drive {
             out.push(rel(obj("group", format!("g{g}")), "member", user(r.below(users))));
         }
     }
-    out.sort_by(|a, b| a.key().cmp(&b.key()));
+    out.sort_by_key(|a| a.key());
     out.dedup_by(|a, b| a.key() == b.key());
 
     // Folders form trees of 50: every 50th folder is a root; the next 8 form a chain under it
@@ -152,7 +152,11 @@ pub fn generate(size: DriveSize) -> Drive {
             if let Some(slot) = depth.get_mut(f) {
                 *slot = d;
             }
-            out.push(rel(obj("folder", format!("f{f}")), "parent", SubjectRef::new(obj("folder", format!("f{parent}")), None)));
+            out.push(rel(
+                obj("folder", format!("f{f}")),
+                "parent",
+                SubjectRef::new(obj("folder", format!("f{parent}")), None),
+            ));
         }
         out.push(rel(obj("folder", format!("f{f}")), "owner", user(r.below(users))));
         if r.chance(60) {
@@ -213,19 +217,28 @@ pub fn generate(size: DriveSize) -> Drive {
     // Probes, with relationships that make their answers true by construction.
     // Folder 8 is at depth 8 under root folder 0 (the chain above).
     let (deepest, root) = (8, 0);
-    out.push(rel(obj("document", "probe_folder"), "parent", SubjectRef::new(obj("folder", format!("f{deepest}")), None)));
-    out.push(rel(obj("folder", format!("f{root}")), "viewer", SubjectRef::new(obj("user", "probe_folder_viewer"), None)));
+    out.push(rel(
+        obj("document", "probe_folder"),
+        "parent",
+        SubjectRef::new(obj("folder", format!("f{deepest}")), None),
+    ));
+    out.push(rel(
+        obj("folder", format!("f{root}")),
+        "viewer",
+        SubjectRef::new(obj("user", "probe_folder_viewer"), None),
+    ));
     out.push(rel(obj("document", "probe_direct"), "viewer", SubjectRef::new(obj("user", "probe_direct"), None)));
     // Group chain g0 ⊃ g1 ⊃ … ⊃ g5: a member of g5 is 6 levels below the grant on g0.
     out.push(rel(obj("document", "probe_group"), "viewer", group_members(0)));
     out.push(rel(obj("group", "g5"), "member", SubjectRef::new(obj("user", "probe_group_member"), None)));
-    let mut caveated = rel(obj("document", "probe_caveat"), "viewer", SubjectRef::new(obj("user", "probe_caveat"), None));
+    let mut caveated =
+        rel(obj("document", "probe_caveat"), "viewer", SubjectRef::new(obj("user", "probe_caveat"), None));
     caveated.caveat = Some(crate::model::CaveatRef {
         name: "from_network".into(),
         context: serde_json::json!({"network": "10.0.0.0/8"}).as_object().cloned().unwrap_or_default(),
     });
     out.push(caveated);
-    out.sort_by(|a, b| a.key().cmp(&b.key()));
+    out.sort_by_key(|a| a.key());
     out.dedup_by(|a, b| a.key() == b.key());
 
     let probe = |name, resource: &str, subject: &str, context, expected| Probe {
@@ -250,19 +263,6 @@ pub fn generate(size: DriveSize) -> Drive {
     Drive { relationships: out, probes, lookup_users }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generation_is_deterministic_and_near_its_size() {
-        let a = generate(DriveSize::small());
-        let b = generate(DriveSize::small());
-        assert_eq!(a.relationships, b.relationships);
-        assert!((40_000..60_000).contains(&a.relationships.len()), "{}", a.relationships.len());
-    }
-}
-
 /// The CheckBulk of 100 items every benchmark uses: `document#view` for documents and users
 /// spread over the data set.
 pub fn bulk_requests(size: DriveSize) -> Vec<CheckRequest> {
@@ -274,4 +274,17 @@ pub fn bulk_requests(size: DriveSize) -> Vec<CheckRequest> {
             context: serde_json::Map::new(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_near_its_size() {
+        let a = generate(DriveSize::small());
+        let b = generate(DriveSize::small());
+        assert_eq!(a.relationships, b.relationships);
+        assert!((40_000..60_000).contains(&a.relationships.len()), "{}", a.relationships.len());
+    }
 }

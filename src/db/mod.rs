@@ -41,7 +41,10 @@ use serde_json::{Map, Value, json};
 use crate::conditions::Conditions;
 use crate::engine::cursor::CursorKey;
 use crate::engine::expand::{self, ExpandTree};
-use crate::engine::lookup::{self, LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, ResultCache, Snapshots, SubjectResult};
+use crate::engine::lookup::{
+    self, LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, ResultCache, Snapshots,
+    SubjectResult,
+};
 use crate::engine::{self, CheckRequest, Decision, Env, EvalError, Relations, Tuples};
 use crate::index::IndexGraph;
 use crate::model::{MAX_CONTEXT_LEN, ObjectRef, Relationship, Timestamp};
@@ -237,11 +240,21 @@ impl Database {
     }
 
     fn load(backend: Backend, key: CursorKey, limits: Limits) -> Result<Database, DbError> {
-        let db = Database { backend, conditions: Conditions::new(), tenants: RwLock::new(HashMap::new()), key, limits, lookups: ResultCache::default() };
+        let db = Database {
+            backend,
+            conditions: Conditions::new(),
+            tenants: RwLock::new(HashMap::new()),
+            key,
+            limits,
+            lookups: ResultCache::default(),
+        };
         for name in db.store().tenants()? {
             let head = db.store().head(&name)?;
             let state = db.state_at(&name, head)?;
-            db.tenants.write().map_err(lock_err)?.insert(name, Arc::new(Tenant { writer: Mutex::new(()), state: RwLock::new(state) }));
+            db.tenants
+                .write()
+                .map_err(lock_err)?
+                .insert(name, Arc::new(Tenant { writer: Mutex::new(()), state: RwLock::new(state) }));
         }
         Ok(db)
     }
@@ -296,16 +309,28 @@ impl Database {
         for (o, a) in snap.attributes {
             index.set_attributes(o, a);
         }
-        Ok(State { revision: snap.revision, schema, schema_text: snap.schema, index: Arc::new(index), reference: Arc::default() })
+        Ok(State {
+            revision: snap.revision,
+            schema,
+            schema_text: snap.schema,
+            index: Arc::new(index),
+            reference: Arc::default(),
+        })
     }
 
     fn compile(&self, text: &str) -> Result<CompiledSchema, DbError> {
-        schema::compile_text(text, &self.conditions)
-            .map_err(|d| DbError::InvalidSchema(schema::diagnostic::render_all(&d, "schema", text).trim_end().to_string()))
+        schema::compile_text(text, &self.conditions).map_err(|d| {
+            DbError::InvalidSchema(schema::diagnostic::render_all(&d, "schema", text).trim_end().to_string())
+        })
     }
 
     fn tenant(&self, name: &str) -> Result<Arc<Tenant>, DbError> {
-        self.tenants.read().map_err(lock_err)?.get(name).cloned().ok_or_else(|| DbError::Store(StoreError::NoSuchTenant(name.to_string())))
+        self.tenants
+            .read()
+            .map_err(lock_err)?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DbError::Store(StoreError::NoSuchTenant(name.to_string())))
     }
 
     pub fn create_tenant(&self, name: &str) -> Result<(), DbError> {
@@ -314,7 +339,13 @@ impl Database {
             return Err(DbError::TooManyTenants(self.limits.max_tenants));
         }
         self.store().create_tenant(name)?;
-        let state = State { revision: 0, schema: None, schema_text: None, index: Arc::new(IndexGraph::new()), reference: Arc::default() };
+        let state = State {
+            revision: 0,
+            schema: None,
+            schema_text: None,
+            index: Arc::new(IndexGraph::new()),
+            reference: Arc::default(),
+        };
         tenants.insert(name.to_string(), Arc::new(Tenant { writer: Mutex::new(()), state: RwLock::new(state) }));
         Ok(())
     }
@@ -448,12 +479,20 @@ impl Database {
 
     /// Checks a batch against the head: limits, schema fit, preconditions. Returns the compiled
     /// new schema if the batch changes it.
-    fn validate(&self, tenant: &str, req: &WriteRequest, schema: Option<&CompiledSchema>, index: &IndexGraph) -> Result<Option<(CompiledSchema, String)>, DbError> {
+    fn validate(
+        &self,
+        tenant: &str,
+        req: &WriteRequest,
+        schema: Option<&CompiledSchema>,
+        index: &IndexGraph,
+    ) -> Result<Option<(CompiledSchema, String)>, DbError> {
         let count = req.mutations.len();
         if count > self.limits.max_relationships_per_write {
             return Err(DbError::TooManyMutations { count, limit: self.limits.max_relationships_per_write });
         }
-        if let Some(text) = req.mutations.iter().find_map(|m| if let Mutation::SetSchema(s) = m { Some(s) } else { None }) {
+        if let Some(text) =
+            req.mutations.iter().find_map(|m| if let Mutation::SetSchema(s) = m { Some(s) } else { None })
+        {
             if req.mutations.len() != 1 || !req.preconditions.is_empty() {
                 return Err(DbError::SchemaNotAlone);
             }
@@ -490,12 +529,20 @@ impl Database {
                     if let Some(c) = &r.caveat {
                         let size = Value::Object(c.context.clone()).to_string().len();
                         if size > self.limits.max_context_bytes {
-                            return Err(invalid(r.to_string(), format!("caveat context is {size} bytes; the limit is {}", self.limits.max_context_bytes)));
+                            return Err(invalid(
+                                r.to_string(),
+                                format!(
+                                    "caveat context is {size} bytes; the limit is {}",
+                                    self.limits.max_context_bytes
+                                ),
+                            ));
                         }
                     }
                 }
                 Mutation::Delete(_) | Mutation::DeleteByFilter(_) | Mutation::DeleteAttributes(_) => {}
-                Mutation::SetAttributes(o, attrs) => check_attributes(schema, o, attrs).map_err(|e| invalid(o.to_string(), e))?,
+                Mutation::SetAttributes(o, attrs) => {
+                    check_attributes(schema, o, attrs).map_err(|e| invalid(o.to_string(), e))?
+                }
                 Mutation::SetSchema(_) => {}
             }
         }
@@ -506,7 +553,11 @@ impl Database {
             };
             let now = Timestamp::now();
             let found = index
-                .relationships(filter.resource_type.as_deref(), filter.resource_id.as_deref(), filter.relation.as_deref())
+                .relationships(
+                    filter.resource_type.as_deref(),
+                    filter.resource_id.as_deref(),
+                    filter.relation.as_deref(),
+                )
                 .any(|r| filter.matches(&r) && r.expiration.is_none_or(|e| e > now));
             if found != must {
                 let word = if must { "no relationship matches" } else { "a relationship matches" };
@@ -520,15 +571,23 @@ impl Database {
     /// store's rows at that revision (not from the index, so the baselines and the tests that
     /// compare against them share nothing with the fast path), kept with the head's state
     /// until the next write.
-    fn read_reference(&self, tenant: &str, consistency: Consistency) -> Result<(u64, CompiledSchema, Arc<Tuples>), DbError> {
+    fn read_reference(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+    ) -> Result<(u64, CompiledSchema, Arc<Tuples>), DbError> {
         let t = self.tenant(tenant)?;
         let (rev, schema, cell) = {
             let s = t.state.read().map_err(lock_err)?;
             (s.revision, s.schema.clone(), s.reference.clone())
         };
         let (rev, schema, cell) = match consistency {
-            Consistency::AtLeastAsFresh(r) if r > rev => return Err(DbError::FutureRevision { requested: r, head: rev }),
-            Consistency::AtExactSnapshot(r) if r > rev => return Err(DbError::FutureRevision { requested: r, head: rev }),
+            Consistency::AtLeastAsFresh(r) if r > rev => {
+                return Err(DbError::FutureRevision { requested: r, head: rev });
+            }
+            Consistency::AtExactSnapshot(r) if r > rev => {
+                return Err(DbError::FutureRevision { requested: r, head: rev });
+            }
             Consistency::AtExactSnapshot(r) if r != rev => {
                 let snap = self.store().snapshot(tenant, r)?;
                 let schema = match &snap.schema {
@@ -557,7 +616,11 @@ impl Database {
         Ok(tuples)
     }
 
-    fn read_state_indexed(&self, tenant: &str, consistency: Consistency) -> Result<(u64, CompiledSchema, Arc<IndexGraph>), DbError> {
+    fn read_state_indexed(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+    ) -> Result<(u64, CompiledSchema, Arc<IndexGraph>), DbError> {
         let t = self.tenant(tenant)?;
         let (rev, schema, index) = {
             let s = t.state.read().map_err(lock_err)?;
@@ -577,7 +640,12 @@ impl Database {
         }
     }
 
-    pub fn check(&self, tenant: &str, consistency: Consistency, req: &CheckRequest) -> Result<(Decision, u64), DbError> {
+    pub fn check(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        req: &CheckRequest,
+    ) -> Result<(Decision, u64), DbError> {
         self.check_context(req)?;
         let (rev, schema, index) = self.read_state_indexed(tenant, consistency)?;
         let d = engine::check_fast(&schema, &*index, &index, &self.conditions, req, Env::new(Timestamp::now()))?;
@@ -586,7 +654,12 @@ impl Database {
 
     /// Check by the reference evaluator alone, without the index (the baseline the indexed
     /// Check is measured and tested against).
-    pub fn check_reference(&self, tenant: &str, consistency: Consistency, req: &CheckRequest) -> Result<(Decision, u64), DbError> {
+    pub fn check_reference(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        req: &CheckRequest,
+    ) -> Result<(Decision, u64), DbError> {
         self.check_context(req)?;
         let (rev, schema, tuples) = self.read_reference(tenant, consistency)?;
         Ok((engine::check(&schema, &*tuples, &self.conditions, req, Env::new(Timestamp::now()))?, rev))
@@ -597,7 +670,12 @@ impl Database {
         Ok(self.tenant(tenant)?.state.read().map_err(lock_err)?.index.memory().to_vec())
     }
 
-    pub fn check_bulk(&self, tenant: &str, consistency: Consistency, reqs: &[CheckRequest]) -> Result<(Vec<Result<Decision, EvalError>>, u64), DbError> {
+    pub fn check_bulk(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        reqs: &[CheckRequest],
+    ) -> Result<(Vec<Result<Decision, EvalError>>, u64), DbError> {
         if reqs.len() > self.limits.max_bulk_checks {
             return Err(DbError::TooManyChecks { count: reqs.len(), limit: self.limits.max_bulk_checks });
         }
@@ -620,33 +698,59 @@ impl Database {
         }
         let size = Value::Object(context.clone()).to_string().len();
         if size > self.limits.max_context_bytes {
-            return Err(DbError::Eval(EvalError::InvalidLimit(format!("request context is {size} bytes; the limit is {}", self.limits.max_context_bytes))));
+            return Err(DbError::Eval(EvalError::InvalidLimit(format!(
+                "request context is {size} bytes; the limit is {}",
+                self.limits.max_context_bytes
+            ))));
         }
         Ok(())
     }
 
     fn page_size(&self, limit: Option<usize>) -> Result<(), DbError> {
         match limit {
-            Some(n) if n == 0 || n > self.limits.max_page_size => Err(DbError::InvalidPageSize { size: n, limit: self.limits.max_page_size }),
+            Some(n) if n == 0 || n > self.limits.max_page_size => {
+                Err(DbError::InvalidPageSize { size: n, limit: self.limits.max_page_size })
+            }
             _ => Ok(()),
         }
     }
 
-    pub fn lookup_resources(&self, tenant: &str, consistency: Consistency, req: &LookupResourcesRequest) -> Result<Page<ResourceResult>, DbError> {
+    pub fn lookup_resources(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        req: &LookupResourcesRequest,
+    ) -> Result<Page<ResourceResult>, DbError> {
         let paged = req.cursor.is_some();
-        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, true, |r| lookup::lookup_resources(r, req, Timestamp::now()))
+        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, true, |r| {
+            lookup::lookup_resources(r, req, Timestamp::now())
+        })
     }
 
     /// LookupResources by the reference evaluator alone, without the index (the baseline the
     /// fast path is measured and tested against).
-    pub fn lookup_resources_reference(&self, tenant: &str, consistency: Consistency, req: &LookupResourcesRequest) -> Result<Page<ResourceResult>, DbError> {
+    pub fn lookup_resources_reference(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        req: &LookupResourcesRequest,
+    ) -> Result<Page<ResourceResult>, DbError> {
         let paged = req.cursor.is_some();
-        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, false, |r| lookup::lookup_resources(r, req, Timestamp::now()))
+        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, false, |r| {
+            lookup::lookup_resources(r, req, Timestamp::now())
+        })
     }
 
-    pub fn lookup_subjects(&self, tenant: &str, consistency: Consistency, req: &LookupSubjectsRequest) -> Result<Page<SubjectResult>, DbError> {
+    pub fn lookup_subjects(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        req: &LookupSubjectsRequest,
+    ) -> Result<Page<SubjectResult>, DbError> {
         let paged = req.cursor.is_some();
-        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, true, |r| lookup::lookup_subjects(r, req, Timestamp::now()))
+        self.with_lookup_reader(tenant, consistency, req.limit, &req.context, paged, true, |r| {
+            lookup::lookup_subjects(r, req, Timestamp::now())
+        })
     }
 
     /// Checks a lookup's page size and context, and runs it on the tenant's head (a cursor then
@@ -673,18 +777,39 @@ impl Database {
             (rev, schema, tuples, None)
         };
         let snaps = TenantSnapshots { db: self, tenant, head: (rev, head), reference: !use_index };
-        let reader = Reader { schema: &schema, conditions: &self.conditions, history: &snaps, key: &self.key, tenant, cache: Some(&self.lookups), index: index.as_deref().map(|ix| (rev, ix)) };
+        let reader = Reader {
+            schema: &schema,
+            conditions: &self.conditions,
+            history: &snaps,
+            key: &self.key,
+            tenant,
+            cache: Some(&self.lookups),
+            index: index.as_deref().map(|ix| (rev, ix)),
+        };
         Ok(run(&reader)?)
     }
 
-    pub fn expand(&self, tenant: &str, consistency: Consistency, object: &ObjectRef, permission: &str) -> Result<(ExpandTree, u64), DbError> {
+    pub fn expand(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        object: &ObjectRef,
+        permission: &str,
+    ) -> Result<(ExpandTree, u64), DbError> {
         let (rev, schema, index) = self.read_state_indexed(tenant, consistency)?;
         Ok((expand::expand(&schema, &*index, object, permission, Env::new(Timestamp::now()))?, rev))
     }
 
     /// Relationships matching a filter, in key order, a page at a time: pass back the returned
     /// key of the last one as `after`.
-    pub fn read_relationships(&self, tenant: &str, consistency: Consistency, filter: &RelationshipFilter, limit: usize, after: Option<&str>) -> Result<(Vec<Relationship>, u64), DbError> {
+    pub fn read_relationships(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        filter: &RelationshipFilter,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<Relationship>, u64), DbError> {
         self.page_size(Some(limit))?;
         let t = self.tenant(tenant)?;
         let head = t.state.read().map_err(lock_err)?.revision;
@@ -711,7 +836,6 @@ impl Database {
             }
         }
     }
-
 
     /// Committed batches after `revision` (for Watch and for following replicas).
     pub fn changes_since(&self, tenant: &str, revision: u64) -> Result<Vec<(u64, Vec<Change>)>, DbError> {
@@ -772,8 +896,13 @@ impl Database {
                 }
             } else if let Some(r) = v.get("relationship").and_then(Value::as_str) {
                 batch.push(Mutation::Touch(Relationship::parse(r).map_err(|e| bad(e.to_string()))?));
-            } else if let (Some(o), Some(a)) = (v.get("object").and_then(Value::as_str), v.get("attributes").and_then(Value::as_object)) {
-                batch.push(Mutation::SetAttributes(ObjectRef::parse(o, false).map_err(|e| bad(e.to_string()))?, a.clone()));
+            } else if let (Some(o), Some(a)) =
+                (v.get("object").and_then(Value::as_str), v.get("attributes").and_then(Value::as_object))
+            {
+                batch.push(Mutation::SetAttributes(
+                    ObjectRef::parse(o, false).map_err(|e| bad(e.to_string()))?,
+                    a.clone(),
+                ));
             } else {
                 return Err(bad("expected a `schema`, `relationship` or `object` line".into()));
             }
@@ -805,7 +934,9 @@ fn apply_changes(index: &mut IndexGraph, changes: &[Change]) -> Result<(), DbErr
             Change::Delete(r) => {
                 index.remove(&r.to_relationship()?);
             }
-            Change::SetAttributes { object, attributes } => index.set_attributes(store::parse_object_key(object)?, attributes.clone()),
+            Change::SetAttributes { object, attributes } => {
+                index.set_attributes(store::parse_object_key(object)?, attributes.clone())
+            }
             Change::DeleteAttributes { object } => {
                 index.remove_attributes(&store::parse_object_key(object)?);
             }

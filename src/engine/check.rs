@@ -21,9 +21,9 @@ use serde_json::Map;
 use super::{CheckRequest, Decision, Env, EvalError, Relations, Tri};
 use crate::conditions::{self, Conditions, Outcome};
 use crate::graph;
+use crate::index::IndexGraph;
 use crate::model::{ObjectRef, Relationship, SubjectRef};
 use crate::schema::ast::ArrowKind;
-use crate::index::IndexGraph;
 use crate::schema::{AllowedKind, CompiledSchema, MemberKind, Rewrite};
 
 /// An equation's right-hand side.
@@ -192,7 +192,9 @@ impl<'a> Graph<'a> {
     /// caveats' values.
     fn closure_value(&self, object: &ObjectRef, relation: &str) -> Result<Option<Tri>, EvalError> {
         let Some(ix) = self.index else { return Ok(None) };
-        let Some(rel) = self.schema.definition(&object.ty).and_then(|d| d.relations.get(relation)) else { return Ok(None) };
+        let Some(rel) = self.schema.definition(&object.ty).and_then(|d| d.relations.get(relation)) else {
+            return Ok(None);
+        };
         let nests_only_in_itself = rel.allowed.iter().all(|a| match &a.kind {
             AllowedKind::Relation(r) => a.ty == object.ty && r == relation,
             _ => true,
@@ -208,31 +210,37 @@ impl<'a> Graph<'a> {
         let s = self.subject;
         if let Some(sr) = &s.relation {
             // A subject set is reached when it is this object or one nested below it.
-            let hit = s.object.ty == object.ty && sr == relation && ix.id(&s.object).is_some_and(|x| members.contains(&x));
+            let hit =
+                s.object.ty == object.ty && sr == relation && ix.id(&s.object).is_some_and(|x| members.contains(&x));
             return Ok(Some(if hit { Tri::True } else { Tri::False }));
         }
-        if let Some(sid) = ix.id(&s.object).filter(|_| !s.is_wildcard()) {
-            if let Some(direct) = ix.reverse(&object.ty, relation, &s.object.ty, sid) {
-                if members.iter().any(|g| direct.contains(*g)) {
-                    return Ok(Some(Tri::True));
-                }
-            }
+        if let Some(sid) = ix.id(&s.object).filter(|_| !s.is_wildcard())
+            && let Some(direct) = ix.reverse(&object.ty, relation, &s.object.ty, sid)
+            && members.iter().any(|g| direct.contains(*g))
+        {
+            return Ok(Some(Tri::True));
         }
-        if let Some(w) = ix.wildcard(&object.ty, relation, &s.object.ty) {
-            if members.iter().any(|g| w.contains(*g)) {
-                return Ok(Some(Tri::True));
-            }
+        if let Some(w) = ix.wildcard(&object.ty, relation, &s.object.ty)
+            && members.iter().any(|g| w.contains(*g))
+        {
+            return Ok(Some(Tri::True));
         }
         let mut acc = Tri::False;
         let sid = ix.id(&s.object);
         let side = ix.kind(&object.ty, relation, &s.object.ty, None).map(|k| &k.side);
         for e in side.into_iter().flat_map(|s| s.iter()) {
-            let names_subject = e.subject == crate::index::graph::WILDCARD || (Some(e.subject) == sid && !s.is_wildcard());
+            let names_subject =
+                e.subject == crate::index::graph::WILDCARD || (Some(e.subject) == sid && !s.is_wildcard());
             if !names_subject || !members.contains(&e.resource) || e.expiration.is_some_and(|x| x <= self.env.now) {
                 continue;
             }
-            let resource = ObjectRef::new(object.ty.clone(), ix.name(&object.ty, e.resource).unwrap_or_default().to_string());
-            let subject_object = if e.subject == crate::index::graph::WILDCARD { ObjectRef::new(s.object.ty.clone(), "*") } else { s.object.clone() };
+            let resource =
+                ObjectRef::new(object.ty.clone(), ix.name(&object.ty, e.resource).unwrap_or_default().to_string());
+            let subject_object = if e.subject == crate::index::graph::WILDCARD {
+                ObjectRef::new(s.object.ty.clone(), "*")
+            } else {
+                s.object.clone()
+            };
             let rel = Relationship {
                 resource,
                 relation: relation.to_string(),
@@ -265,7 +273,8 @@ impl<'a> Graph<'a> {
                     let target = &rel.subject.object;
                     // A subject whose type lacks the computed member contributes nothing to
                     // `.any` and fails `.all`.
-                    let has_member = self.schema.definition(&target.ty).is_some_and(|d| d.member_kind(computed).is_some());
+                    let has_member =
+                        self.schema.definition(&target.ty).is_some_and(|d| d.member_kind(computed).is_some());
                     let reach = if has_member && !target.is_wildcard() {
                         Term::Node(self.node(target, computed, queue))
                     } else {
@@ -398,16 +407,22 @@ fn with_caveat(reach: Term, caveat: Tri) -> Term {
 }
 
 /// Checks that the request names things the schema knows.
-pub(crate) fn validate_request(schema: &CompiledSchema, resource: &ObjectRef, permission: &str, subject: &SubjectRef) -> Result<(), EvalError> {
+pub(crate) fn validate_request(
+    schema: &CompiledSchema,
+    resource: &ObjectRef,
+    permission: &str,
+    subject: &SubjectRef,
+) -> Result<(), EvalError> {
     let def = schema.definition(&resource.ty).ok_or_else(|| EvalError::UnknownType(resource.ty.clone()))?;
     if def.member_kind(permission).is_none() {
         return Err(EvalError::UnknownMember { ty: resource.ty.clone(), name: permission.to_string() });
     }
-    let sdef = schema.definition(&subject.object.ty).ok_or_else(|| EvalError::UnknownType(subject.object.ty.clone()))?;
-    if let Some(r) = &subject.relation {
-        if sdef.member_kind(r).is_none() {
-            return Err(EvalError::UnknownMember { ty: subject.object.ty.clone(), name: r.clone() });
-        }
+    let sdef =
+        schema.definition(&subject.object.ty).ok_or_else(|| EvalError::UnknownType(subject.object.ty.clone()))?;
+    if let Some(r) = &subject.relation
+        && sdef.member_kind(r).is_none()
+    {
+        return Err(EvalError::UnknownMember { ty: subject.object.ty.clone(), name: r.clone() });
     }
     Ok(())
 }
@@ -475,7 +490,17 @@ pub fn check_indexed(
     env: Env,
 ) -> Result<Decision, EvalError> {
     validate_request(schema, &req.resource, &req.permission, &req.subject)?;
-    let (_, value) = solve_indexed(schema, data, Some(index), conditions, &req.resource, &req.permission, &req.subject, &req.context, env)?;
+    let (_, value) = solve_indexed(
+        schema,
+        data,
+        Some(index),
+        conditions,
+        &req.resource,
+        &req.permission,
+        &req.subject,
+        &req.context,
+        env,
+    )?;
     Ok(Decision::from_tri(&value))
 }
 
@@ -523,7 +548,8 @@ pub fn check_bulk_fast<'a>(
     let mut out = Vec::with_capacity(reqs.len());
     // Every item's ids first, in one pass: the lookups are independent, so the processor
     // overlaps their memory reads instead of waiting for each inside an evaluation.
-    let ids: Vec<(Option<u32>, Option<u32>)> = reqs.iter().map(|r| (index.id(&r.resource), crate::index::eval::subject_id(index, &r.subject))).collect();
+    let ids: Vec<(Option<u32>, Option<u32>)> =
+        reqs.iter().map(|r| (index.id(&r.resource), crate::index::eval::subject_id(index, &r.subject))).collect();
     let mut point: Option<crate::index::eval::Point<'a>> = None;
     for (req, (rid, sid)) in reqs.iter().zip(ids) {
         if let Err(e) = validate_request(schema, &req.resource, &req.permission, &req.subject) {
@@ -537,7 +563,15 @@ pub fn check_bulk_fast<'a>(
                 }
                 p
             }
-            None => point.insert(crate::index::eval::Point::new(schema, index, data, conditions, &req.subject, &req.context, env)),
+            None => point.insert(crate::index::eval::Point::new(
+                schema,
+                index,
+                data,
+                conditions,
+                &req.subject,
+                &req.context,
+                env,
+            )),
         };
         let answer = match p.check_id(&req.resource, rid, &req.permission) {
             Ok(Some(v)) => Ok(Decision::from_tri(&v)),

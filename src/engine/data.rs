@@ -72,10 +72,13 @@ impl Tuples {
     /// relationship this way.
     pub fn from_relationships(mut rels: Vec<Relationship>) -> Tuples {
         rels.sort_by(|a, b| (&a.resource, &a.relation, &a.subject).cmp(&(&b.resource, &b.relation, &b.subject)));
-        rels.dedup_by(|later, first| later.resource == first.resource && later.relation == first.relation && later.subject == first.subject);
+        rels.dedup_by(|later, first| {
+            later.resource == first.resource && later.relation == first.relation && later.subject == first.subject
+        });
         let len = rels.len();
 
-        let mut naming: Vec<(ObjectRef, (ObjectRef, String))> = rels.iter().map(|r| (r.subject.object.clone(), (r.resource.clone(), r.relation.clone()))).collect();
+        let mut naming: Vec<(ObjectRef, (ObjectRef, String))> =
+            rels.iter().map(|r| (r.subject.object.clone(), (r.resource.clone(), r.relation.clone()))).collect();
         naming.sort_unstable();
         naming.dedup();
         let by_subject = group_sorted(naming).map(|(k, v)| (k, v.into_iter().collect::<BTreeSet<_>>())).collect();
@@ -110,7 +113,10 @@ impl Tuples {
         if !rel.subject.is_wildcard() {
             self.objects.entry(rel.subject.object.ty.clone()).or_default().insert(rel.subject.object.id.clone());
         }
-        self.by_subject.entry(rel.subject.object.clone()).or_default().insert((rel.resource.clone(), rel.relation.clone()));
+        self.by_subject
+            .entry(rel.subject.object.clone())
+            .or_default()
+            .insert((rel.resource.clone(), rel.relation.clone()));
         list.push(rel);
         self.len += 1;
         true
@@ -129,10 +135,8 @@ impl Tuples {
             // The backwards entry goes only when no other subject relation of the same object
             // still links this resource and relation.
             let still = list.iter().any(|r| r.subject.object == rel.subject.object);
-            if !still {
-                if let Some(set) = self.by_subject.get_mut(&rel.subject.object) {
-                    set.remove(&(rel.resource.clone(), rel.relation.clone()));
-                }
+            if !still && let Some(set) = self.by_subject.get_mut(&rel.subject.object) {
+                set.remove(&(rel.resource.clone(), rel.relation.clone()));
             }
         }
         removed

@@ -22,11 +22,27 @@ use crate::schema::{CompiledSchema, MemberKind, Rewrite};
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExpandTree {
     /// The direct subjects of a relation (subject sets are leaves, not followed).
-    Leaf { object: ObjectRef, relation: String, subjects: Vec<ExpandSubject> },
-    Union { object: ObjectRef, relation: String, children: Vec<ExpandTree> },
-    Intersection { object: ObjectRef, relation: String, children: Vec<ExpandTree> },
+    Leaf {
+        object: ObjectRef,
+        relation: String,
+        subjects: Vec<ExpandSubject>,
+    },
+    Union {
+        object: ObjectRef,
+        relation: String,
+        children: Vec<ExpandTree>,
+    },
+    Intersection {
+        object: ObjectRef,
+        relation: String,
+        children: Vec<ExpandTree>,
+    },
     /// The first child minus the rest.
-    Exclusion { object: ObjectRef, relation: String, children: Vec<ExpandTree> },
+    Exclusion {
+        object: ObjectRef,
+        relation: String,
+        children: Vec<ExpandTree>,
+    },
 }
 
 /// A subject in a leaf, with whether its relationship carries a caveat.
@@ -58,7 +74,13 @@ fn live(data: &dyn Relations, env: Env, object: &ObjectRef, relation: &str) -> V
 /// Expands `object#member` one level: permissions are expanded through their rewrite on this
 /// object (arrows into one child per walked subject), relations become leaves of their direct
 /// subjects. Subject sets are not followed.
-pub fn expand(schema: &CompiledSchema, data: &dyn Relations, object: &ObjectRef, member: &str, env: Env) -> Result<ExpandTree, EvalError> {
+pub fn expand(
+    schema: &CompiledSchema,
+    data: &dyn Relations,
+    object: &ObjectRef,
+    member: &str,
+    env: Env,
+) -> Result<ExpandTree, EvalError> {
     let def = schema.definition(&object.ty).ok_or_else(|| EvalError::UnknownType(object.ty.clone()))?;
     if def.member_kind(member).is_none() {
         return Err(EvalError::UnknownMember { ty: object.ty.clone(), name: member.to_string() });
@@ -94,13 +116,18 @@ fn expand_member(
                 .map(|r| ExpandSubject { subject: r.subject.clone(), caveated: r.caveat.is_some() })
                 .collect(),
             Some(MemberKind::Permission) => {
-                vec![ExpandSubject { subject: SubjectRef::new(object.clone(), Some(member.to_string())), caveated: false }]
+                vec![ExpandSubject {
+                    subject: SubjectRef::new(object.clone(), Some(member.to_string())),
+                    caveated: false,
+                }]
             }
             None => Vec::new(),
         };
         return Ok(leaf(subjects));
     }
-    let Some(rewrite) = schema.definition(&object.ty).and_then(|d| d.permissions.get(member)).map(|p| p.rewrite.clone()) else {
+    let Some(rewrite) =
+        schema.definition(&object.ty).and_then(|d| d.permissions.get(member)).map(|p| p.rewrite.clone())
+    else {
         return Ok(leaf(Vec::new()));
     };
     on_path.push(key);
@@ -145,7 +172,10 @@ fn expand_rewrite(
             // Operator levels count toward the depth limit too: push a marker that can never
             // equal a real member (names cannot be empty).
             on_path.push((object.clone(), String::new()));
-            let children = [a, b].into_iter().map(|x| expand_rewrite(schema, data, object, member, x, env, budget, on_path)).collect::<Result<Vec<_>, _>>();
+            let children = [a, b]
+                .into_iter()
+                .map(|x| expand_rewrite(schema, data, object, member, x, env, budget, on_path))
+                .collect::<Result<Vec<_>, _>>();
             on_path.pop();
             let children = children?;
             let (object, relation, children) = node(children);
@@ -300,7 +330,9 @@ pub(crate) fn reachable_subjects(
                         Rewrite::Arrow { tupleset, computed, .. } => {
                             for rel in live(data, env, &obj, tupleset) {
                                 let t = &rel.subject.object;
-                                if !t.is_wildcard() && schema.definition(&t.ty).is_some_and(|d| d.member_kind(computed).is_some()) {
+                                if !t.is_wildcard()
+                                    && schema.definition(&t.ty).is_some_and(|d| d.member_kind(computed).is_some())
+                                {
                                     stack.push((t.clone(), computed.clone()));
                                 }
                             }

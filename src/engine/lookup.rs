@@ -119,7 +119,12 @@ pub struct Page<T> {
 }
 
 /// Resolves the snapshot a lookup reads: the cursor's, or the head with a fresh `now`.
-fn snapshot(reader: &Reader<'_>, cursor: Option<&str>, query: [u8; 16], now: Timestamp) -> Result<(u64, Timestamp, String, Arc<dyn Relations>), EvalError> {
+fn snapshot(
+    reader: &Reader<'_>,
+    cursor: Option<&str>,
+    query: [u8; 16],
+    now: Timestamp,
+) -> Result<(u64, Timestamp, String, Arc<dyn Relations>), EvalError> {
     match cursor {
         None => {
             let (rev, data) = reader.history.head();
@@ -136,7 +141,9 @@ fn snapshot(reader: &Reader<'_>, cursor: Option<&str>, query: [u8; 16], now: Tim
 fn check_limit(limit: Option<usize>) -> Result<(), EvalError> {
     match limit {
         Some(0) => Err(EvalError::InvalidLimit("a page size must be at least 1".into())),
-        Some(n) if n > MAX_PAGE_SIZE => Err(EvalError::InvalidLimit(format!("page size {n} is above the limit of {MAX_PAGE_SIZE}"))),
+        Some(n) if n > MAX_PAGE_SIZE => {
+            Err(EvalError::InvalidLimit(format!("page size {n} is above the limit of {MAX_PAGE_SIZE}")))
+        }
         _ => Ok(()),
     }
 }
@@ -146,11 +153,22 @@ fn context_key(ctx: &Map<String, Value>) -> String {
 }
 
 /// Every resource of a type on which the subject has the permission (or conditionally has it).
-pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: Timestamp) -> Result<Page<ResourceResult>, EvalError> {
+pub fn lookup_resources(
+    reader: &Reader<'_>,
+    req: &LookupResourcesRequest,
+    now: Timestamp,
+) -> Result<Page<ResourceResult>, EvalError> {
     check_limit(req.limit)?;
     let probe = ObjectRef::new(req.resource_type.clone(), "probe");
     validate_request(reader.schema, &probe, &req.permission, &req.subject)?;
-    let query = query_digest(&["lookup_resources", &reader.schema.fingerprint().to_string(), &req.resource_type, &req.permission, &req.subject.to_string(), &context_key(&req.context)]);
+    let query = query_digest(&[
+        "lookup_resources",
+        &reader.schema.fingerprint().to_string(),
+        &req.resource_type,
+        &req.permission,
+        &req.subject.to_string(),
+        &context_key(&req.context),
+    ]);
     let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
     let env = Env::new(now);
     let index = reader.index.filter(|(r, _)| *r == revision).map(|(_, ix)| ix);
@@ -166,13 +184,16 @@ pub fn lookup_resources(reader: &Reader<'_>, req: &LookupResourcesRequest, now: 
         Some(c) => c,
         None => {
             let fast = match index {
-                Some(ix) => eval::resource_sets(reader.schema, ix, &req.resource_type, &req.permission, &req.subject, env)?,
+                Some(ix) => {
+                    eval::resource_sets(reader.schema, ix, &req.resource_type, &req.permission, &req.subject, env)?
+                }
                 None => None,
             };
             let c = match fast {
                 Some(c) => c,
                 None => {
-                    let ids = reverse_reachable(reader.schema, &*data, &req.subject, &req.resource_type, &req.permission);
+                    let ids =
+                        reverse_reachable(reader.schema, &*data, &req.subject, &req.resource_type, &req.permission);
                     eval::Candidates::from_sorted(ids.iter().map(|id| (id.as_str(), false)))
                 }
             };
@@ -205,7 +226,8 @@ fn decide_resources(
 ) -> Result<Vec<ResourceResult>, EvalError> {
     let started = std::time::Instant::now();
     let mut items = Vec::with_capacity(want.min(candidates.len().saturating_sub(start)));
-    let mut point = index.map(|ix| Point::new(reader.schema, ix, data, reader.conditions, &req.subject, &req.context, env));
+    let mut point =
+        index.map(|ix| Point::new(reader.schema, ix, data, reader.conditions, &req.subject, &req.context, env));
     for (id, surely) in (start..candidates.len()).map_while(|i| candidates.get(i)) {
         if surely {
             items.push(ResourceResult { id: id.to_string(), decision: Decision::Has });
@@ -220,7 +242,19 @@ fn decide_resources(
             };
             let v = match fast {
                 Some(v) => v,
-                None => check::solve(reader.schema, data, reader.conditions, &resource, &req.permission, &req.subject, &req.context, env)?.1,
+                None => {
+                    check::solve(
+                        reader.schema,
+                        data,
+                        reader.conditions,
+                        &resource,
+                        &req.permission,
+                        &req.subject,
+                        &req.context,
+                        env,
+                    )?
+                    .1
+                }
             };
             if v.is_false() {
                 continue;
@@ -267,7 +301,13 @@ impl ResultCache {
 /// permissions that use a member, and arrows. Only these can answer anything but "no": every
 /// derivation of a yes ends at a relationship naming the subject (or at the subject set itself).
 /// Caveats, expiration and exclusions are ignored here (a superset is safe; Check decides).
-pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &dyn Relations, subject: &SubjectRef, resource_type: &str, permission: &str) -> BTreeSet<String> {
+pub(crate) fn reverse_reachable(
+    schema: &CompiledSchema,
+    data: &dyn Relations,
+    subject: &SubjectRef,
+    resource_type: &str,
+    permission: &str,
+) -> BTreeSet<String> {
     use std::collections::HashSet;
     let mut seen: HashSet<(ObjectRef, String)> = HashSet::new();
     let mut stack: Vec<(ObjectRef, String)> = Vec::new();
@@ -297,7 +337,11 @@ pub(crate) fn reverse_reachable(schema: &CompiledSchema, data: &dyn Relations, s
         // Subject sets `o#m` named by relationships.
         let named = naming(data, &o);
         for (res, rel) in &named {
-            if data.edges(res, rel).iter().any(|e| e.subject.object == o && e.subject.relation.as_deref() == Some(m.as_str())) {
+            if data
+                .edges(res, rel)
+                .iter()
+                .any(|e| e.subject.object == o && e.subject.relation.as_deref() == Some(m.as_str()))
+            {
                 stack.push((res.clone(), rel.clone()));
             }
         }
@@ -346,7 +390,15 @@ fn naming(data: &dyn Relations, object: &ObjectRef) -> Vec<(ObjectRef, String)> 
     out
 }
 
-fn finish<T>(reader: &Reader<'_>, mut items: Vec<T>, limit: Option<usize>, revision: u64, now: Timestamp, query: [u8; 16], id: impl Fn(&T) -> String) -> Page<T> {
+fn finish<T>(
+    reader: &Reader<'_>,
+    mut items: Vec<T>,
+    limit: Option<usize>,
+    revision: u64,
+    now: Timestamp,
+    query: [u8; 16],
+    id: impl Fn(&T) -> String,
+) -> Page<T> {
     let cursor = match limit {
         Some(l) if items.len() > l => {
             items.truncate(l);
@@ -361,7 +413,11 @@ fn finish<T>(reader: &Reader<'_>, mut items: Vec<T>, limit: Option<usize>, revis
 
 /// Every subject of a type (or subject set of a type and relation) that has the permission on
 /// the resource, with a wildcard result listing the subjects it excludes.
-pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Timestamp) -> Result<Page<SubjectResult>, EvalError> {
+pub fn lookup_subjects(
+    reader: &Reader<'_>,
+    req: &LookupSubjectsRequest,
+    now: Timestamp,
+) -> Result<Page<SubjectResult>, EvalError> {
     check_limit(req.limit)?;
     let probe = SubjectRef::new(ObjectRef::new(req.subject_type.clone(), "probe"), req.subject_relation.clone());
     validate_request(reader.schema, &req.resource, &req.permission, &probe)?;
@@ -386,13 +442,18 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
         // A subject set is reached when evaluation visits its node, even with no relationship
         // naming it (`doc:1#view` has `view` on `doc:1`).
         candidates.extend(
-            reachable.visited.iter().filter(|(o, m)| &o.ty == &req.subject_type && m == rel).map(|(o, m)| SubjectRef::new(o.clone(), Some(m.clone()))),
+            reachable
+                .visited
+                .iter()
+                .filter(|(o, m)| o.ty == req.subject_type && m == rel)
+                .map(|(o, m)| SubjectRef::new(o.clone(), Some(m.clone()))),
         );
     }
     let want = req.limit.map_or(usize::MAX, |l| l + 1);
     let started = std::time::Instant::now();
     let mut items = Vec::new();
-    let candidates: Vec<SubjectRef> = candidates.into_iter().filter(|s| s.object.id.as_str() > after.as_str()).collect();
+    let candidates: Vec<SubjectRef> =
+        candidates.into_iter().filter(|s| s.object.id.as_str() > after.as_str()).collect();
     // Each candidate is decided by a point Check: on the fast path when the index holds this
     // revision (one evaluator, retargeted per subject), else by the reference.
     let index = reader.index.filter(|(r, _)| *r == revision).map(|(_, ix)| ix);
@@ -408,7 +469,15 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
                         p.retarget(subject, &req.context);
                         p
                     }
-                    None => point.insert(Point::new(reader.schema, ix, &*data, reader.conditions, subject, &req.context, env)),
+                    None => point.insert(Point::new(
+                        reader.schema,
+                        ix,
+                        &*data,
+                        reader.conditions,
+                        subject,
+                        &req.context,
+                        env,
+                    )),
                 };
                 p.check(&req.resource, &req.permission)?
             }
@@ -416,19 +485,41 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
         };
         let v = match fast {
             Some(v) => v,
-            None => check::solve(reader.schema, &*data, reader.conditions, &req.resource, &req.permission, subject, &req.context, env)?.1,
+            None => {
+                check::solve(
+                    reader.schema,
+                    &*data,
+                    reader.conditions,
+                    &req.resource,
+                    &req.permission,
+                    subject,
+                    &req.context,
+                    env,
+                )?
+                .1
+            }
         };
         if v.is_false() {
             continue;
         }
         let excluded = if subject.is_wildcard() {
-            wildcard_exclusions(reader.schema, &*data, reader.conditions, &req.resource, &req.permission, subject, &v, &req.context, env)?
-                .into_iter()
-                .map(|(s, conditional)| {
-                    let d = if conditional { conditional_decision(reader, &*data, req, &s, env) } else { Decision::No };
-                    (s, d)
-                })
-                .collect()
+            wildcard_exclusions(
+                reader.schema,
+                &*data,
+                reader.conditions,
+                &req.resource,
+                &req.permission,
+                subject,
+                &v,
+                &req.context,
+                env,
+            )?
+            .into_iter()
+            .map(|(s, conditional)| {
+                let d = if conditional { conditional_decision(reader, &*data, req, &s, env) } else { Decision::No };
+                (s, d)
+            })
+            .collect()
         } else {
             Vec::new()
         };
@@ -441,7 +532,13 @@ pub fn lookup_subjects(reader: &Reader<'_>, req: &LookupSubjectsRequest, now: Ti
 }
 
 /// The conditional answer for one excluded subject (which names its missing context).
-fn conditional_decision(reader: &Reader<'_>, data: &dyn Relations, req: &LookupSubjectsRequest, s: &SubjectRef, env: Env) -> Decision {
+fn conditional_decision(
+    reader: &Reader<'_>,
+    data: &dyn Relations,
+    req: &LookupSubjectsRequest,
+    s: &SubjectRef,
+    env: Env,
+) -> Decision {
     match check::solve(reader.schema, data, reader.conditions, &req.resource, &req.permission, s, &req.context, env) {
         Ok((_, Tri::Unknown(m))) => Decision::Conditional((*m).into_iter().collect()),
         _ => Decision::Conditional(Vec::new()),

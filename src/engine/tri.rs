@@ -51,7 +51,8 @@ impl Tri {
         }
     }
 
-    pub fn not(self) -> Tri {
+    /// Kleene negation: unknown stays unknown.
+    pub fn negate(self) -> Tri {
         match self {
             Tri::True => Tri::False,
             Tri::False => Tri::True,
@@ -61,7 +62,7 @@ impl Tri {
 
     /// Exclusion `self - other`.
     pub fn minus(self, other: Tri) -> Tri {
-        self.and(other.not())
+        self.and(other.negate())
     }
 }
 

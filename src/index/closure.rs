@@ -55,11 +55,14 @@ impl Closure {
         // Only sets that change are touched (and so copied, when a snapshot shares them).
         for &a in &above {
             for &d in &below {
-                if !self.descendants.get(a).is_some_and(|x| x.contains(d)) && self.descendants.entry_or_default(a).insert(d) {
+                if !self.descendants.get(a).is_some_and(|x| x.contains(d))
+                    && self.descendants.entry_or_default(a).insert(d)
+                {
                     n += 1;
                     self.pairs += 1;
                 }
-                if !self.ancestors.get(d).is_some_and(|x| x.contains(a)) && self.ancestors.entry_or_default(d).insert(a) {
+                if !self.ancestors.get(d).is_some_and(|x| x.contains(a)) && self.ancestors.entry_or_default(d).insert(a)
+                {
                     n += 1;
                 }
             }
@@ -70,7 +73,8 @@ impl Closure {
 
     /// Removes a direct nesting and repairs the closure of everything above `parent`.
     pub fn remove_edge(&mut self, parent: u32, child: u32) -> u64 {
-        let removed = self.children.get(parent).is_some_and(|c| c.contains(child)) && self.children.get_mut(parent).is_some_and(|c| c.remove(child));
+        let removed = self.children.get(parent).is_some_and(|c| c.contains(child))
+            && self.children.get_mut(parent).is_some_and(|c| c.remove(child));
         if !removed {
             return 0;
         }
@@ -108,10 +112,10 @@ impl Closure {
         let mut seen = IdSet::default();
         let mut queue: VecDeque<u32> = self.children.get(start).map(|c| c.iter().collect()).unwrap_or_default();
         while let Some(x) = queue.pop_front() {
-            if seen.insert(x) {
-                if let Some(c) = self.children.get(x) {
-                    queue.extend(c.iter());
-                }
+            if seen.insert(x)
+                && let Some(c) = self.children.get(x)
+            {
+                queue.extend(c.iter());
             }
         }
         seen
@@ -131,7 +135,12 @@ impl Closure {
 
     /// Heap bytes held by the closure's tables and sets.
     pub fn heap_bytes(&self) -> usize {
-        [&self.children, &self.descendants, &self.ancestors].iter().map(|m| m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>()).sum()
+        [&self.children, &self.descendants, &self.ancestors]
+            .iter()
+            .map(|m| {
+                m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>()
+            })
+            .sum()
     }
 }
 
@@ -160,7 +169,7 @@ mod tests {
         for step in 0..3000 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let (p, ch) = (((x >> 33) % 12) as u32, ((x >> 40) % 12) as u32);
-            if (x >> 20) % 3 == 0 {
+            if (x >> 20).is_multiple_of(3) {
                 c.remove_edge(p, ch);
                 edges.remove(&(p, ch));
             } else {

@@ -129,7 +129,8 @@ impl TreeSummary {
     /// Whether every leaf of `self` is a leaf of `other`, over the same tree with the same
     /// exclusions: then, where both summaries answer, `self` holds only where `other` does.
     fn is_within(&self, other: &TreeSummary) -> bool {
-        let same_excluded = self.excluded.iter().all(|x| other.excluded.contains(x)) && other.excluded.iter().all(|x| self.excluded.contains(x));
+        let same_excluded = self.excluded.iter().all(|x| other.excluded.contains(x))
+            && other.excluded.iter().all(|x| self.excluded.contains(x));
         self.tree == other.tree && same_excluded && self.leaves.iter().all(|l| other.leaves.contains(l))
     }
 }
@@ -173,7 +174,12 @@ const SUMMARY_MEMBERS: usize = 16;
 
 /// The summary of `p` on `def`, if `p` has the shape [`TreeSummary`] describes and the index
 /// keeps the tree's closure.
-fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::schema::Permission, ix: &IndexGraph) -> Option<TreeSummary> {
+fn analyze<'a>(
+    schema: &'a CompiledSchema,
+    def: &'a Definition,
+    p: &'a crate::schema::Permission,
+    ix: &IndexGraph,
+) -> Option<TreeSummary> {
     let mut members: Vec<&'a crate::schema::Permission> = vec![p];
     let mut targets: Vec<&'a crate::schema::Permission> = Vec::new();
     let (mut leaves, mut excluded) = (Vec::new(), Vec::new());
@@ -245,7 +251,12 @@ fn analyze<'a>(schema: &'a CompiledSchema, def: &'a Definition, p: &'a crate::sc
                 continue;
             };
             let plan = match schema.definition(&k.subject_type).and_then(|g| Some((g, g.relations.get(sr)?))) {
-                Some((gdef, grel)) if grel.allowed.iter().all(|a| !matches!(&a.kind, AllowedKind::Relation(x) if a.ty != gdef.name || x != sr)) => {
+                Some((gdef, grel))
+                    if grel
+                        .allowed
+                        .iter()
+                        .all(|a| !matches!(&a.kind, AllowedKind::Relation(x) if a.ty != gdef.name || x != sr)) =>
+                {
                     match ix.relation_slot(&gdef.name, sr) {
                         Some(group) => LeafKind::Sets { slot, kind, group },
                         None => LeafKind::Empty,
@@ -267,7 +278,8 @@ pub fn subject_id(ix: &IndexGraph, subject: &SubjectRef) -> Option<u32> {
 /// Whether `set` holds `id` or one of `up`, trying the smaller side against the larger.
 fn meets(set: &super::IdSet, id: u32, up: Option<&super::IdSet>) -> bool {
     set.contains(id)
-        || up.is_some_and(|u| if set.len() <= u.len() { set.any(|x| u.contains(x)) } else { u.any(|y| set.contains(y)) })
+        || up
+            .is_some_and(|u| if set.len() <= u.len() { set.any(|x| u.contains(x)) } else { u.any(|y| set.contains(y)) })
 }
 
 /// Whether a subject whose direct objects of a self-nesting relation (with a valid closure)
@@ -321,7 +333,13 @@ impl Plan {
                 return Arc::clone(p);
             }
             // Another schema's plan: resolve lazily, per evaluator.
-            return Arc::new(Plan { schema: schema.clone(), relations: FastMap::default(), arrows: FastMap::default(), summaries: FastMap::default(), complete: false });
+            return Arc::new(Plan {
+                schema: schema.clone(),
+                relations: FastMap::default(),
+                arrows: FastMap::default(),
+                summaries: FastMap::default(),
+                complete: false,
+            });
         }
         let p = Arc::new(Plan::build(schema, ix));
         // Another thread may have kept its own first: both are equal.
@@ -330,7 +348,13 @@ impl Plan {
     }
 
     fn build(schema: &CompiledSchema, ix: &IndexGraph) -> Plan {
-        let mut plan = Plan { schema: schema.clone(), relations: FastMap::default(), arrows: FastMap::default(), summaries: FastMap::default(), complete: true };
+        let mut plan = Plan {
+            schema: schema.clone(),
+            relations: FastMap::default(),
+            arrows: FastMap::default(),
+            summaries: FastMap::default(),
+            complete: true,
+        };
         for def in schema.definitions() {
             for r in def.relations.values() {
                 plan.relations.insert(r as *const Relation as usize, rel_plan(ix, def, r));
@@ -358,7 +382,9 @@ impl Plan {
                 .collect();
             for i in 0..summaries.len() {
                 let within: Vec<usize> = match summaries.get(i) {
-                    Some((a, s)) => summaries.iter().filter(|(b, t)| b != a && s.is_within(t)).map(|(b, _)| *b).collect(),
+                    Some((a, s)) => {
+                        summaries.iter().filter(|(b, t)| b != a && s.is_within(t)).map(|(b, _)| *b).collect()
+                    }
                     None => Vec::new(),
                 };
                 if let Some((_, s)) = summaries.get_mut(i) {
@@ -383,11 +409,7 @@ fn rel_plan(ix: &IndexGraph, def: &Definition, r: &Relation) -> RelPlan {
         AllowedKind::Relation(x) => a.ty == def.name && x == &r.name,
         _ => true,
     });
-    RelPlan {
-        slot,
-        closure: nests && nests_only_in_itself && index.is_some_and(RelationIndex::closure_enabled),
-        nests,
-    }
+    RelPlan { slot, closure: nests && nests_only_in_itself && index.is_some_and(RelationIndex::closure_enabled), nests }
 }
 
 /// What a member name of a definition refers to.
@@ -485,7 +507,12 @@ impl<'a> Point<'a> {
     }
 
     /// [`Point::check`] with the resource's id already looked up (`ix.id(resource)`).
-    pub fn check_id(&mut self, resource: &ObjectRef, id: Option<u32>, permission: &str) -> Result<Option<Tri>, EvalError> {
+    pub fn check_id(
+        &mut self,
+        resource: &ObjectRef,
+        id: Option<u32>,
+        permission: &str,
+    ) -> Result<Option<Tri>, EvalError> {
         let Some(def) = self.schema.definition(&resource.ty) else { return Ok(None) };
         let Some(id) = id else { return Ok(None) };
         self.started = Instant::now();
@@ -588,7 +615,12 @@ impl<'a> Point<'a> {
 
     /// `p` on `id` from its tree summary ([`TreeSummary`]), when it has one and it holds for
     /// this subject.
-    fn summarized(&mut self, def: &'a Definition, p: &'a crate::schema::Permission, id: u32) -> Result<Option<Tri>, Stop> {
+    fn summarized(
+        &mut self,
+        def: &'a Definition,
+        p: &'a crate::schema::Permission,
+        id: u32,
+    ) -> Result<Option<Tri>, Stop> {
         let key = p as *const crate::schema::Permission as usize;
         if !p.recursive {
             return Ok(None);
@@ -613,7 +645,13 @@ impl<'a> Point<'a> {
         Ok(v)
     }
 
-    fn summary_value(&mut self, summary: &TreeSummary, key: usize, tree: &'a super::closure::Closure, id: u32) -> Result<Option<Tri>, Stop> {
+    fn summary_value(
+        &mut self,
+        summary: &TreeSummary,
+        key: usize,
+        tree: &'a super::closure::Closure,
+        id: u32,
+    ) -> Result<Option<Tri>, Stop> {
         let up = tree.descendants(id);
         // A subject's first few Checks of a permission look at the object and what the tree
         // reaches from it only; one asked about more often gets its grant set, built once.
@@ -658,7 +696,12 @@ impl<'a> Point<'a> {
     /// found, a conditional or expiring edge there, a wildcard or conditional membership, or a
     /// subject set the summary cannot follow could still add to the answer. These are
     /// [`Point::tree_grants`]'s conditions, asked of these objects only.
-    fn summary_at(&mut self, summary: &TreeSummary, id: u32, up: Option<&'a super::IdSet>) -> Result<Option<Tri>, Stop> {
+    fn summary_at(
+        &mut self,
+        summary: &TreeSummary,
+        id: u32,
+        up: Option<&'a super::IdSet>,
+    ) -> Result<Option<Tri>, Stop> {
         let s = self.subject;
         if s.relation.is_some() {
             return Ok(None);
@@ -666,7 +709,8 @@ impl<'a> Point<'a> {
         let (ty, sid) = (&s.object.ty, self.sid);
         let any_of = |mut f: &mut dyn FnMut(u32) -> bool| f(id) || up.is_some_and(|u| u.any(&mut f));
         let names = |e: &super::graph::SideEdge| e.subject == WILDCARD || Some(e.subject) == sid;
-        let side_names = |k: &EdgeKind| sid.is_some_and(|x| k.side.naming(x).is_some()) || k.side.naming(WILDCARD).is_some();
+        let side_names =
+            |k: &EdgeKind| sid.is_some_and(|x| k.side.naming(x).is_some()) || k.side.naming(WILDCARD).is_some();
         for ri in summary.excluded.iter().filter_map(|x| self.ix.slot(*x)) {
             for k in &ri.kinds {
                 if k.subject_relation.is_some() {
@@ -676,10 +720,13 @@ impl<'a> Point<'a> {
                     continue;
                 }
                 self.step(1)?;
-                let anywhere = !k.wildcards.is_empty() || side_names(k) || sid.is_some_and(|x| k.edges.reverse.get(x).is_some());
+                let anywhere =
+                    !k.wildcards.is_empty() || side_names(k) || sid.is_some_and(|x| k.edges.reverse.get(x).is_some());
                 if anywhere
                     && any_of(&mut |y| {
-                        k.wildcards.contains(y) || sid.is_some_and(|x| k.edges.forward.get(y).is_some_and(|set| set.contains(x))) || k.side.of_resource(y).iter().any(names)
+                        k.wildcards.contains(y)
+                            || sid.is_some_and(|x| k.edges.forward.get(y).is_some_and(|set| set.contains(x)))
+                            || k.side.of_resource(y).iter().any(names)
                     })
                 {
                     return Ok(None);
@@ -696,10 +743,15 @@ impl<'a> Point<'a> {
                     }
                     // One lookup of the subject's own edges, met with the few objects here.
                     let named = sid.and_then(|x| k.edges.reverse.get(x));
-                    if named.is_some_and(|set| meets(set, id, up)) || (!k.wildcards.is_empty() && meets(&k.wildcards, id, up)) {
+                    if named.is_some_and(|set| meets(set, id, up))
+                        || (!k.wildcards.is_empty() && meets(&k.wildcards, id, up))
+                    {
                         return Ok(Some(Tri::True));
                     }
-                    unsure |= [sid, Some(WILDCARD)].into_iter().flatten().any(|x| k.side.naming(x).is_some_and(|set| meets(set, id, up)));
+                    unsure |= [sid, Some(WILDCARD)]
+                        .into_iter()
+                        .flatten()
+                        .any(|x| k.side.naming(x).is_some_and(|set| meets(set, id, up)));
                 }
                 Leaf::Sets(k, group) => {
                     if !group.closure_enabled() {
@@ -713,11 +765,15 @@ impl<'a> Point<'a> {
                     if built.map_or(direct.is_none(), RoaringBitmap::is_empty) {
                         continue;
                     }
-                    let is_member = |g: u32| g != WILDCARD && built.map_or_else(|| direct_member(group, direct, g), |b| b.contains(g));
+                    let is_member = |g: u32| {
+                        g != WILDCARD && built.map_or_else(|| direct_member(group, direct, g), |b| b.contains(g))
+                    };
                     // From the subject's groups or from the objects here, whichever are fewer.
                     let span = 1 + up.map_or(0, |u| u.len() as u64);
                     let hit = match built {
-                        Some(groups) if groups.len() <= span => groups.iter().any(|g| k.edges.reverse.get(g).is_some_and(|set| meets(set, id, up))),
+                        Some(groups) if groups.len() <= span => {
+                            groups.iter().any(|g| k.edges.reverse.get(g).is_some_and(|set| meets(set, id, up)))
+                        }
                         _ => any_of(&mut |y| k.edges.forward.get(y).is_some_and(|gs| gs.any(is_member))),
                     };
                     if hit {
@@ -742,13 +798,19 @@ impl<'a> Point<'a> {
             return Ok(None);
         }
         let (ty, sid) = (&s.object.ty, self.sid);
-        let side_names = |k: &EdgeKind, who: Option<u32>| who.is_some_and(|x| k.side.naming(x).is_some()) || k.side.naming(WILDCARD).is_some();
+        let side_names = |k: &EdgeKind, who: Option<u32>| {
+            who.is_some_and(|x| k.side.naming(x).is_some()) || k.side.naming(WILDCARD).is_some()
+        };
         for ri in summary.excluded.iter().filter_map(|x| self.ix.slot(*x)) {
             for k in &ri.kinds {
                 if k.subject_relation.is_some() {
                     return Ok(None);
                 }
-                if &k.subject_type == ty && (!k.wildcards.is_empty() || side_names(k, sid) || sid.is_some_and(|x| k.edges.reverse.get(x).is_some())) {
+                if &k.subject_type == ty
+                    && (!k.wildcards.is_empty()
+                        || side_names(k, sid)
+                        || sid.is_some_and(|x| k.edges.reverse.get(x).is_some()))
+                {
                     return Ok(None);
                 }
             }
@@ -856,12 +918,12 @@ impl<'a> Point<'a> {
     fn relation(&mut self, def: &'a Definition, ri: &'a RelationIndex, id: u32) -> Result<Tri, Stop> {
         let s = self.subject;
         let schema = self.schema;
-        if s.relation.is_none() {
-            if let Some(k) = ri.kind(&s.object.ty, None) {
-                let named = self.sid.is_some_and(|sid| k.edges.forward.get(id).is_some_and(|set| set.contains(sid)));
-                if named || k.wildcards.contains(id) {
-                    return Ok(Tri::True);
-                }
+        if s.relation.is_none()
+            && let Some(k) = ri.kind(&s.object.ty, None)
+        {
+            let named = self.sid.is_some_and(|sid| k.edges.forward.get(id).is_some_and(|set| set.contains(sid)));
+            if named || k.wildcards.contains(id) {
+                return Ok(Tri::True);
             }
         }
         let mut acc = Tri::False;
@@ -911,7 +973,13 @@ impl<'a> Point<'a> {
     /// A relation that nests only in itself, while its closure is valid: the subject holds it on
     /// `id` when a relationship of `id` or of an object nested below it names the subject (or
     /// its type's wildcard); conditional edges add their caveats' values.
-    fn closure_value(&mut self, def: &'a Definition, r: &'a Relation, ri: &'a RelationIndex, id: u32) -> Result<Tri, Stop> {
+    fn closure_value(
+        &mut self,
+        def: &'a Definition,
+        r: &'a Relation,
+        ri: &'a RelationIndex,
+        id: u32,
+    ) -> Result<Tri, Stop> {
         self.step(1)?;
         let s = self.subject;
         let reaches = |x: u32| ri.reaches(id, x).unwrap_or(false);
@@ -927,7 +995,8 @@ impl<'a> Point<'a> {
             if set.len() <= below {
                 set.any(reaches)
             } else {
-                set.contains(id) || ri.closure().and_then(|c| c.descendants(id)).is_some_and(|d| d.any(|x| set.contains(x)))
+                set.contains(id)
+                    || ri.closure().and_then(|c| c.descendants(id)).is_some_and(|d| d.any(|x| set.contains(x)))
             }
         };
         if self.sid.is_some() && self.in_group(ri, k, id)? {
@@ -974,12 +1043,23 @@ impl<'a> Point<'a> {
             Rewrite::Computed(_) => 4,
             Rewrite::Arrow { tupleset, .. } => {
                 let fan_out: usize = self.arrow_relation(def, rw, tupleset).map_or(0, |ri| {
-                    ri.kinds.iter().map(|k| k.edges.forward.get(id).map_or(0, |s| s.len()) + usize::from(k.wildcards.contains(id)) + k.side.of_resource(id).len()).sum()
+                    ri.kinds
+                        .iter()
+                        .map(|k| {
+                            k.edges.forward.get(id).map_or(0, |s| s.len())
+                                + usize::from(k.wildcards.contains(id))
+                                + k.side.of_resource(id).len()
+                        })
+                        .sum()
                 });
                 if fan_out <= 1 { 2 } else { 5 }
             }
-            Rewrite::Union(a, b) => self.cost(def, a, id, depth + 1).min(self.cost(def, b, id, depth + 1)).saturating_add(1),
-            Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => self.cost(def, a, id, depth + 1).max(self.cost(def, b, id, depth + 1)).saturating_add(1),
+            Rewrite::Union(a, b) => {
+                self.cost(def, a, id, depth + 1).min(self.cost(def, b, id, depth + 1)).saturating_add(1)
+            }
+            Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
+                self.cost(def, a, id, depth + 1).max(self.cost(def, b, id, depth + 1)).saturating_add(1)
+            }
         }
     }
 
@@ -1066,11 +1146,13 @@ impl<'a> Point<'a> {
             let Some(leaf) = leaf else { break };
             // An arrow that reaches several objects goes after the operands left behind it.
             let more = ops.get(i + 1).is_some_and(|(next, _)| next.is_some());
-            if matches!(leaf, Rewrite::Arrow { .. }) && more && self.cost(def, leaf, id, 0) > 4 {
-                if let Some(slot) = later.get_mut(i) {
-                    *slot = Some(leaf);
-                    continue;
-                }
+            if matches!(leaf, Rewrite::Arrow { .. })
+                && more
+                && self.cost(def, leaf, id, 0) > 4
+                && let Some(slot) = later.get_mut(i)
+            {
+                *slot = Some(leaf);
+                continue;
             }
             acc = acc.or(self.rewrite(def, leaf, id)?);
             if acc.is_true() {
@@ -1086,7 +1168,15 @@ impl<'a> Point<'a> {
         Ok(Some(acc))
     }
 
-    fn arrow(&mut self, def: &'a Definition, rw: &'a Rewrite, tupleset: &str, computed: &'a str, kind: ArrowKind, id: u32) -> Result<Tri, Stop> {
+    fn arrow(
+        &mut self,
+        def: &'a Definition,
+        rw: &'a Rewrite,
+        tupleset: &str,
+        computed: &'a str,
+        kind: ArrowKind,
+        id: u32,
+    ) -> Result<Tri, Stop> {
         let all = matches!(kind, ArrowKind::All);
         let Some(ri) = self.arrow_relation(def, rw, tupleset) else { return Ok(Tri::False) };
         let schema = self.schema;
@@ -1162,14 +1252,21 @@ impl<'a> Point<'a> {
         }
         let caveat = self.schema.caveat(&c.name).ok_or_else(|| EvalError::UnknownCaveat(c.name.clone()))?;
         let resource = ObjectRef::new(res_ty, self.ix.name(res_ty, res).unwrap_or_default());
-        let subject_id = if subject == WILDCARD { "*" } else { self.ix.name(&k.subject_type, subject).unwrap_or_default() };
+        let subject_id =
+            if subject == WILDCARD { "*" } else { self.ix.name(&k.subject_type, subject).unwrap_or_default() };
         let subject = ObjectRef::new(k.subject_type.as_str(), subject_id);
-        let env = conditions::Env { now: self.env.now, resource: self.data.attributes(&resource), subject: self.data.attributes(&subject) };
-        Ok(match self.conditions.evaluate(&caveat.condition, &c.context, self.context, env).map_err(EvalError::from)? {
-            Outcome::True => Tri::True,
-            Outcome::False => Tri::False,
-            Outcome::Missing(m) => Tri::unknown(m.into_iter().collect()),
-        })
+        let env = conditions::Env {
+            now: self.env.now,
+            resource: self.data.attributes(&resource),
+            subject: self.data.attributes(&subject),
+        };
+        Ok(
+            match self.conditions.evaluate(&caveat.condition, &c.context, self.context, env).map_err(EvalError::from)? {
+                Outcome::True => Tri::True,
+                Outcome::False => Tri::False,
+                Outcome::Missing(m) => Tri::unknown(m.into_iter().collect()),
+            },
+        )
     }
 }
 
@@ -1211,7 +1308,9 @@ impl Candidates {
 
     /// The position of the first id after `after`.
     pub fn first_after(&self, after: &str) -> usize {
-        self.spans.partition_point(|&(start, len, _)| self.text.get(start as usize..(start + len) as usize).is_some_and(|id| id <= after))
+        self.spans.partition_point(|&(start, len, _)| {
+            self.text.get(start as usize..(start + len) as usize).is_some_and(|id| id <= after)
+        })
     }
 }
 
@@ -1255,7 +1354,12 @@ pub fn resource_sets(
     let mut stack = vec![0usize];
     ids.insert((resource_type.to_string(), permission.to_string()), 0);
     nodes.push((resource_type.to_string(), permission.to_string()));
-    let add = |ty: &str, m: &str, ids: &mut HashMap<(String, String), usize>, nodes: &mut Vec<(String, String)>, stack: &mut Vec<usize>| -> usize {
+    let add = |ty: &str,
+               m: &str,
+               ids: &mut HashMap<(String, String), usize>,
+               nodes: &mut Vec<(String, String)>,
+               stack: &mut Vec<usize>|
+     -> usize {
         let key = (ty.to_string(), m.to_string());
         if let Some(&i) = ids.get(&key) {
             return i;
@@ -1306,7 +1410,19 @@ pub fn resource_sets(
             edges.push((n, to));
         }
     }
-    let mut solver = SetSolver { schema, ix, subject, sid, ids: &ids, sets: vec![Sets::default(); nodes.len()], images: FastMap::default(), dense: Dense::default(), work: 0, env, started: Instant::now() };
+    let mut solver = SetSolver {
+        schema,
+        ix,
+        subject,
+        sid,
+        ids: &ids,
+        sets: vec![Sets::default(); nodes.len()],
+        images: FastMap::default(),
+        dense: Dense::default(),
+        work: 0,
+        env,
+        started: Instant::now(),
+    };
     for comp in crate::graph::strongly_connected_components(nodes.len(), &edges) {
         let recursive = comp.len() > 1 || comp.first().is_some_and(|&c| edges.contains(&(c, c)));
         loop {
@@ -1314,11 +1430,11 @@ pub fn resource_sets(
             for &n in &comp {
                 let Some((ty, m)) = nodes.get(n) else { continue };
                 let next = solver.node(ty, m)?;
-                if let Some(slot) = solver.sets.get_mut(n) {
-                    if *slot != next {
-                        *slot = next;
-                        changed = true;
-                    }
+                if let Some(slot) = solver.sets.get_mut(n)
+                    && *slot != next
+                {
+                    *slot = next;
+                    changed = true;
                 }
             }
             if !recursive || !changed {
@@ -1343,10 +1459,10 @@ pub fn resource_sets(
     while i < found.len() {
         let key = found.get(i).map_or(0, |e| e.0);
         let run = found.get(i..).map_or(0, |rest| rest.iter().take_while(|e| e.0 == key).count());
-        if run > 1 {
-            if let Some(slice) = found.get_mut(i..i + run) {
-                slice.sort_unstable_by(|a, b| name(a.1).cmp(name(b.1)));
-            }
+        if run > 1
+            && let Some(slice) = found.get_mut(i..i + run)
+        {
+            slice.sort_unstable_by(|a, b| name(a.1).cmp(name(b.1)));
         }
         i += run.max(1);
     }
@@ -1356,8 +1472,14 @@ pub fn resource_sets(
 /// Subject types an arrow over `def#tupleset` may reach: the schema's allowed types and any the
 /// data holds.
 fn arrow_targets(ix: &IndexGraph, def: &Definition, tupleset: &str) -> Vec<String> {
-    let mut out: Vec<String> = def.relations.get(tupleset).map(|r| r.allowed.iter().map(|a| a.ty.clone()).collect()).unwrap_or_default();
-    out.extend(ix.relation(&def.name, tupleset).map_or(&[][..], |ri| ri.kinds.as_slice()).iter().map(|k| k.subject_type.clone()));
+    let mut out: Vec<String> =
+        def.relations.get(tupleset).map(|r| r.allowed.iter().map(|a| a.ty.clone()).collect()).unwrap_or_default();
+    out.extend(
+        ix.relation(&def.name, tupleset)
+            .map_or(&[][..], |ri| ri.kinds.as_slice())
+            .iter()
+            .map(|k| k.subject_type.clone()),
+    );
     out.sort();
     out.dedup();
     out
@@ -1408,8 +1530,16 @@ impl SetSolver<'_> {
     /// The resources whose edges of kind `k` name a subject in `k.subject_type#member`'s sets:
     /// (through unconditional edges to its `yes` when `with_yes`, through any edge to its
     /// `maybe`). Only subjects new since the last call for this (kind, term) are reversed.
-    fn image(&mut self, k: &EdgeKind, member: &str, term: usize, with_yes: bool) -> Result<(RoaringBitmap, RoaringBitmap), EvalError> {
-        let Some(&n) = self.ids.get(&(k.subject_type.clone(), member.to_string())) else { return Ok(Default::default()) };
+    fn image(
+        &mut self,
+        k: &EdgeKind,
+        member: &str,
+        term: usize,
+        with_yes: bool,
+    ) -> Result<(RoaringBitmap, RoaringBitmap), EvalError> {
+        let Some(&n) = self.ids.get(&(k.subject_type.clone(), member.to_string())) else {
+            return Ok(Default::default());
+        };
         let key = (k as *const EdgeKind as usize, term);
         let mut image = self.images.remove(&key).unwrap_or_default();
         let Some(sub) = self.sets.get(n) else { return Ok(Default::default()) };
@@ -1447,11 +1577,12 @@ impl SetSolver<'_> {
             None => Sets::default(),
         };
         let s = self.subject;
-        if let (Some(sr), Some(sid)) = (&s.relation, self.sid) {
-            if sr == m && s.object.ty == ty {
-                out.yes.insert(sid);
-                out.maybe.insert(sid);
-            }
+        if let (Some(sr), Some(sid)) = (&s.relation, self.sid)
+            && sr == m
+            && s.object.ty == ty
+        {
+            out.yes.insert(sid);
+            out.maybe.insert(sid);
         }
         Ok(out)
     }
@@ -1510,7 +1641,8 @@ impl SetSolver<'_> {
                 let mut out = Sets::default();
                 let Some(ri) = self.ix.relation(&def.name, tupleset) else { return Ok(out) };
                 for k in &ri.kinds {
-                    let image = self.image(k, computed, rw as *const Rewrite as usize, !matches!(kind, ArrowKind::All))?;
+                    let image =
+                        self.image(k, computed, rw as *const Rewrite as usize, !matches!(kind, ArrowKind::All))?;
                     out.yes |= &image.0;
                     out.maybe |= &image.1;
                 }
@@ -1573,16 +1705,36 @@ mod tests {
     #[test]
     fn lookup_candidates_are_in_id_order() {
         let conditions = Conditions::new();
-        let schema = crate::schema::compile_text("definition user {}\ndefinition doc {\n  relation viewer: user\n  permission view = viewer\n}", &conditions).unwrap();
-        let ids = ["document-0000000000-b", "document-0000000000-a", "document-0000000000", "document-000000000", "b", "a", "ab", "document-0000000001", "Z"];
-        let rels: Vec<Relationship> = ids.iter().map(|id| Relationship::parse(&format!("doc:{id}#viewer@user:ann")).unwrap()).collect();
+        let schema = crate::schema::compile_text(
+            "definition user {}\ndefinition doc {\n  relation viewer: user\n  permission view = viewer\n}",
+            &conditions,
+        )
+        .unwrap();
+        let ids = [
+            "document-0000000000-b",
+            "document-0000000000-a",
+            "document-0000000000",
+            "document-000000000",
+            "b",
+            "a",
+            "ab",
+            "document-0000000001",
+            "Z",
+        ];
+        let rels: Vec<Relationship> =
+            ids.iter().map(|id| Relationship::parse(&format!("doc:{id}#viewer@user:ann")).unwrap()).collect();
         let ix = IndexGraph::build(&rels);
         let subject = SubjectRef::parse("user:ann").unwrap();
-        let c = resource_sets(&schema, &ix, "doc", "view", &subject, Env::new(crate::model::Timestamp::now())).unwrap().unwrap();
-        let got: Vec<&str> = (0..c.len()).filter_map(|i| c.get(i)).map(|(id, sure)| {
-            assert!(sure);
-            id
-        }).collect();
+        let c = resource_sets(&schema, &ix, "doc", "view", &subject, Env::new(crate::model::Timestamp::now()))
+            .unwrap()
+            .unwrap();
+        let got: Vec<&str> = (0..c.len())
+            .filter_map(|i| c.get(i))
+            .map(|(id, sure)| {
+                assert!(sure);
+                id
+            })
+            .collect();
         let mut want = ids.to_vec();
         want.sort_unstable();
         assert_eq!(got, want);

@@ -52,10 +52,10 @@ impl Interner {
     }
 
     pub fn get(&self, name: &str) -> Option<u32> {
-        if let Some(&id) = self.by_hash.get(self.hash(name)) {
-            if self.name(id) == Some(name) {
-                return Some(id);
-            }
+        if let Some(&id) = self.by_hash.get(self.hash(name))
+            && self.name(id) == Some(name)
+        {
+            return Some(id);
         }
         self.overflow.get(name).copied()
     }
@@ -146,10 +146,10 @@ impl DenseSets {
 
     /// Removes `id`'s set if it became empty (sparse form only; dense slots stay).
     fn tidy(&mut self, id: u32) {
-        if let DenseSets::Sparse(m, _) = self {
-            if m.get(id).is_some_and(IdSet::is_empty) {
-                m.remove(id);
-            }
+        if let DenseSets::Sparse(m, _) = self
+            && m.get(id).is_some_and(IdSet::is_empty)
+        {
+            m.remove(id);
         }
     }
 
@@ -180,13 +180,17 @@ impl DenseSets {
     pub fn iter(&self) -> Box<dyn Iterator<Item = (u32, &IdSet)> + '_> {
         match self {
             DenseSets::Sparse(m, _) => Box::new(m.iter().filter(|(_, s)| !s.is_empty())),
-            DenseSets::Dense(v) => Box::new(v.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s))),
+            DenseSets::Dense(v) => {
+                Box::new(v.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s)))
+            }
         }
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
-            DenseSets::Sparse(m, _) => m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>(),
+            DenseSets::Sparse(m, _) => {
+                m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>()
+            }
             DenseSets::Dense(v) => v.slot_bytes() + v.iter().map(IdSet::heap_bytes).sum::<usize>(),
         }
     }
@@ -308,7 +312,16 @@ impl SideEdges {
         let edges: usize = self
             .by_resource
             .values()
-            .map(|v| v.capacity() * std::mem::size_of::<SideEdge>() + v.iter().map(|e| e.caveat.as_ref().map_or(0, |c| c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2)).sum::<usize>())
+            .map(|v| {
+                v.capacity() * std::mem::size_of::<SideEdge>()
+                    + v.iter()
+                        .map(|e| {
+                            e.caveat.as_ref().map_or(0, |c| {
+                                c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2
+                            })
+                        })
+                        .sum::<usize>()
+            })
             .sum();
         edges
             + self.by_resource.table_bytes(std::mem::size_of::<(u32, Vec<SideEdge>)>())
@@ -333,7 +346,11 @@ pub struct EdgeKind {
 
 impl EdgeKind {
     fn heap_bytes(&self) -> usize {
-        self.subject_type.capacity() + self.subject_relation.as_ref().map_or(0, String::capacity) + self.edges.heap_bytes() + self.wildcards.heap_bytes() + self.side.heap_bytes()
+        self.subject_type.capacity()
+            + self.subject_relation.as_ref().map_or(0, String::capacity)
+            + self.edges.heap_bytes()
+            + self.wildcards.heap_bytes()
+            + self.side.heap_bytes()
     }
 }
 
@@ -419,7 +436,10 @@ impl KeptClosure {
 
 impl RelationIndex {
     fn kind_mut(&mut self, subject_type: &str, subject_relation: Option<&str>) -> &mut EdgeKind {
-        let pos = self.kinds.iter().position(|k| k.subject_type == subject_type && k.subject_relation.as_deref() == subject_relation);
+        let pos = self
+            .kinds
+            .iter()
+            .position(|k| k.subject_type == subject_type && k.subject_relation.as_deref() == subject_relation);
         let pos = match pos {
             Some(p) => p,
             None => {
@@ -468,7 +488,8 @@ impl RelationIndex {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.kinds.capacity() * std::mem::size_of::<EdgeKind>() + self.kinds.iter().map(EdgeKind::heap_bytes).sum::<usize>()
+        self.kinds.capacity() * std::mem::size_of::<EdgeKind>()
+            + self.kinds.iter().map(EdgeKind::heap_bytes).sum::<usize>()
     }
 }
 
@@ -600,7 +621,9 @@ impl IndexGraph {
 
     /// Every relation index with its resource type and relation name.
     fn named_relations(&self) -> impl Iterator<Item = (&str, &str, &RelationIndex)> {
-        self.relations.iter().flat_map(move |(ty, m)| m.iter().filter_map(move |(rel, slot)| Some((ty.as_str(), rel.as_str(), self.slot(*slot)?))))
+        self.relations.iter().flat_map(move |(ty, m)| {
+            m.iter().filter_map(move |(rel, slot)| Some((ty.as_str(), rel.as_str(), self.slot(*slot)?)))
+        })
     }
 
     /// The index of one (resource type, relation), if it has ever had an edge.
@@ -619,7 +642,12 @@ impl IndexGraph {
         let kind = ri.kind_mut(&r.subject.object.ty, r.subject.relation.as_deref());
         let mut updates = 0;
         if conditional {
-            kind.side.insert(SideEdge { resource: res, subject: subj, caveat: r.caveat.clone(), expiration: r.expiration });
+            kind.side.insert(SideEdge {
+                resource: res,
+                subject: subj,
+                caveat: r.caveat.clone(),
+                expiration: r.expiration,
+            });
             // A closure may only summarize unconditional edges: switch it off.
             if nests {
                 ri.nesting.add_conditional();
@@ -653,15 +681,27 @@ impl IndexGraph {
         let Some(subj) = subj else { return false };
         let nests = Self::self_nesting(r);
         let tree = Self::tree_edge(r);
-        let present = self.kind(&r.resource.ty, &r.relation, &r.subject.object.ty, r.subject.relation.as_deref()).is_some_and(|k| {
-            k.side.of_resource(res).iter().any(|e| e.subject == subj)
-                || if subj == WILDCARD { k.wildcards.contains(res) } else { k.edges.forward.get(res).is_some_and(|s| s.contains(subj)) }
-        });
+        let present = self
+            .kind(&r.resource.ty, &r.relation, &r.subject.object.ty, r.subject.relation.as_deref())
+            .is_some_and(|k| {
+                k.side.of_resource(res).iter().any(|e| e.subject == subj)
+                    || if subj == WILDCARD {
+                        k.wildcards.contains(res)
+                    } else {
+                        k.edges.forward.get(res).is_some_and(|s| s.contains(subj))
+                    }
+            });
         if !present {
             return false;
         }
         let Some(ri) = self.existing_relation_mut(&r.resource.ty, &r.relation) else { return false };
-        let Some(pos) = ri.kinds.iter().position(|k| k.subject_type == r.subject.object.ty && k.subject_relation == r.subject.relation) else { return false };
+        let Some(pos) = ri
+            .kinds
+            .iter()
+            .position(|k| k.subject_type == r.subject.object.ty && k.subject_relation == r.subject.relation)
+        else {
+            return false;
+        };
         let mut updates = 0;
         let removed;
         // The row may be in the side table (conditional) or in the sets (unconditional).
@@ -709,7 +749,9 @@ impl IndexGraph {
 
     /// The attribute table of an object.
     fn attribute_table(object: &ObjectRef) -> usize {
-        std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<super::hash::FastHasher>::default(), object) as usize % ATTRIBUTE_TABLES
+        std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<super::hash::FastHasher>::default(), object)
+            as usize
+            % ATTRIBUTE_TABLES
     }
 
     pub fn set_attributes(&mut self, object: ObjectRef, attributes: Map<String, Value>) {
@@ -776,26 +818,38 @@ impl IndexGraph {
 
     /// Every relationship held (expired ones included), resource type by resource type;
     /// `resource_type`, `resource_id` and `relation` narrow the walk when given.
-    pub fn relationships<'s>(&'s self, resource_type: Option<&'s str>, resource_id: Option<&'s str>, relation: Option<&'s str>) -> impl Iterator<Item = Relationship> + 's {
+    pub fn relationships<'s>(
+        &'s self,
+        resource_type: Option<&'s str>,
+        resource_id: Option<&'s str>,
+        relation: Option<&'s str>,
+    ) -> impl Iterator<Item = Relationship> + 's {
         self.named_relations()
             .filter(move |(ty, rel, _)| resource_type.is_none_or(|t| t == *ty) && relation.is_none_or(|r| r == *rel))
             .flat_map(move |(ty, rel, ri)| {
-                    ri.kinds.iter().flat_map(move |k| {
-                        let resources: Vec<u32> = match resource_id {
-                            Some(id) => self.id_of(ty, id).into_iter().collect(),
-                            None => {
-                                let mut v: Vec<u32> = k.edges.forward.iter().map(|(r, _)| r).chain(k.wildcards.iter()).chain(k.side.iter().map(|e| e.resource)).collect();
-                                v.sort_unstable();
-                                v.dedup();
-                                v
-                            }
-                        };
-                        resources.into_iter().flat_map(move |res| {
-                            let mut rows = Vec::new();
-                            self.kind_rows(ty, rel, k, res, &mut rows);
-                            rows
-                        })
+                ri.kinds.iter().flat_map(move |k| {
+                    let resources: Vec<u32> = match resource_id {
+                        Some(id) => self.id_of(ty, id).into_iter().collect(),
+                        None => {
+                            let mut v: Vec<u32> = k
+                                .edges
+                                .forward
+                                .iter()
+                                .map(|(r, _)| r)
+                                .chain(k.wildcards.iter())
+                                .chain(k.side.iter().map(|e| e.resource))
+                                .collect();
+                            v.sort_unstable();
+                            v.dedup();
+                            v
+                        }
+                    };
+                    resources.into_iter().flat_map(move |res| {
+                        let mut rows = Vec::new();
+                        self.kind_rows(ty, rel, k, res, &mut rows);
+                        rows
                     })
+                })
             })
     }
 
@@ -829,7 +883,13 @@ impl IndexGraph {
     }
 
     /// The edge kind `ty:?#relation@subject_type:?#subject_relation`.
-    pub fn kind(&self, ty: &str, relation: &str, subject_type: &str, subject_relation: Option<&str>) -> Option<&EdgeKind> {
+    pub fn kind(
+        &self,
+        ty: &str,
+        relation: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+    ) -> Option<&EdgeKind> {
         self.relation(ty, relation)?.kind(subject_type, subject_relation)
     }
 
@@ -844,7 +904,13 @@ impl IndexGraph {
     }
 
     /// Unconditional subjects of `resource#relation` of one subject type and relation.
-    pub fn subjects(&self, resource: &ObjectRef, relation: &str, subject_type: &str, subject_relation: Option<&str>) -> Option<&IdSet> {
+    pub fn subjects(
+        &self,
+        resource: &ObjectRef,
+        relation: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+    ) -> Option<&IdSet> {
         let res = self.id(resource)?;
         self.kind(&resource.ty, relation, subject_type, subject_relation)?.edges.forward.get(res)
     }
@@ -852,7 +918,8 @@ impl IndexGraph {
     /// Whether `subject` is named by an unconditional relationship `resource#relation@subject`.
     pub fn has_edge(&self, resource: &ObjectRef, relation: &str, subject: &SubjectRef) -> bool {
         let Some(s) = self.id(&subject.object) else { return false };
-        self.subjects(resource, relation, &subject.object.ty, subject.relation.as_deref()).is_some_and(|set| set.contains(s))
+        self.subjects(resource, relation, &subject.object.ty, subject.relation.as_deref())
+            .is_some_and(|set| set.contains(s))
     }
 
     /// Conditional and expiring edges held.
@@ -871,7 +938,8 @@ impl IndexGraph {
         let interners: usize = self.types.values().map(Interner::heap_bytes).sum();
         let ris = || self.slots.iter().map(|r| &**r);
         let edges: usize = ris().map(RelationIndex::heap_bytes).sum();
-        let closures: usize = ris().flat_map(|r| [r.nesting.get(), r.tree.get()]).flatten().map(Closure::heap_bytes).sum();
+        let closures: usize =
+            ris().flat_map(|r| [r.nesting.get(), r.tree.get()]).flatten().map(Closure::heap_bytes).sum();
         [("interners", interners), ("edges", edges), ("closures", closures)]
     }
 }
@@ -937,7 +1005,8 @@ mod tests {
     #[test]
     fn interner_ids_are_dense_and_names_round_trip() {
         let mut i = Interner::default();
-        let names: Vec<String> = (0..5000).map(|n| format!("doc-{n}")).chain(["".to_string(), "ü∂".to_string()]).collect();
+        let names: Vec<String> =
+            (0..5000).map(|n| format!("doc-{n}")).chain(["".to_string(), "ü∂".to_string()]).collect();
         for (n, name) in names.iter().enumerate() {
             assert_eq!(i.intern(name), n as u32);
         }
@@ -961,7 +1030,13 @@ mod tests {
     #[test]
     fn edges_wildcards_side_table_and_closures_follow_changes() {
         let mut g = IndexGraph::new();
-        for r in ["group:a#member@group:b#member", "group:b#member@group:c#member", "group:c#member@user:ann", "doc:1#viewer@user:*", "doc:1#viewer@user:bob[cav]"] {
+        for r in [
+            "group:a#member@group:b#member",
+            "group:b#member@group:c#member",
+            "group:c#member@user:ann",
+            "doc:1#viewer@user:*",
+            "doc:1#viewer@user:bob[cav]",
+        ] {
             g.insert(&rel(r));
         }
         let id = |g: &IndexGraph, o: &str| g.id(&ObjectRef::parse(o, false).unwrap()).unwrap();

@@ -234,7 +234,8 @@ mod tests {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let id = ((x >> 33) % 200) as u32;
             // Grow for a while, then mostly shrink, so every representation is visited.
-            let insert = if (step / 2000) % 2 == 0 { (x >> 20) % 4 != 0 } else { (x >> 20) % 4 == 0 };
+            let insert =
+                if (step / 2000) % 2 == 0 { !(x >> 20).is_multiple_of(4) } else { (x >> 20).is_multiple_of(4) };
             if insert {
                 assert_eq!(set.insert(id), model.insert(id));
             } else {
@@ -252,7 +253,10 @@ mod tests {
                 IdSet::Small(v) => assert!(v.len() > FEW && v.len() < PROMOTE_AT),
                 IdSet::Few(n, a) => {
                     assert!((1..=FEW).contains(&(*n as usize)) && model.len() == *n as usize);
-                    assert!(a.iter().skip(*n as usize).all(|x| *x == 0), "unused slots are zero (equal sets compare equal)");
+                    assert!(
+                        a.iter().skip(*n as usize).all(|x| *x == 0),
+                        "unused slots are zero (equal sets compare equal)"
+                    );
                 }
                 IdSet::Empty => assert!(model.is_empty()),
                 IdSet::Bitmap(_) => assert!(model.len() > PROMOTE_AT / 4),

@@ -67,7 +67,8 @@ impl<V> ShardMap<V> {
     /// Bytes of the tables themselves, with `entry` bytes a slot (the values' own heap is the
     /// caller's to count).
     pub fn table_bytes(&self, entry: usize) -> usize {
-        self.shards.capacity() * std::mem::size_of::<usize>() + self.shards.iter().map(|s| 64 + s.capacity() * (entry + 1)).sum::<usize>()
+        self.shards.capacity() * std::mem::size_of::<usize>()
+            + self.shards.iter().map(|s| 64 + s.capacity() * (entry + 1)).sum::<usize>()
     }
 }
 
@@ -166,7 +167,8 @@ impl<T> ChunkVec<T> {
 
     /// Bytes of the chunks' slots (the values' own heap is the caller's to count).
     pub fn slot_bytes(&self) -> usize {
-        self.chunks.capacity() * std::mem::size_of::<usize>() + self.chunks.iter().map(|c| 16 + 24 + c.capacity() * std::mem::size_of::<T>()).sum::<usize>()
+        self.chunks.capacity() * std::mem::size_of::<usize>()
+            + self.chunks.iter().map(|c| 16 + 24 + c.capacity() * std::mem::size_of::<T>()).sum::<usize>()
     }
 }
 
@@ -233,7 +235,10 @@ mod tests {
         *w.get_mut(2 * CHUNK + 1).unwrap() = 9;
         w.push(4);
         assert_eq!((v.get(2 * CHUNK + 1), w.get(2 * CHUNK + 1)), (Some(&1), Some(&9)));
-        assert_eq!((v.len(), w.len(), v.get(5 * CHUNK + 3), w.get(5 * CHUNK + 3)), (5 * CHUNK + 3, 5 * CHUNK + 4, None, Some(&4)));
+        assert_eq!(
+            (v.len(), w.len(), v.get(5 * CHUNK + 3), w.get(5 * CHUNK + 3)),
+            (5 * CHUNK + 3, 5 * CHUNK + 4, None, Some(&4))
+        );
         let shared = v.chunks.iter().zip(&w.chunks).filter(|(a, b)| Arc::ptr_eq(a, b)).count();
         assert_eq!(shared, 4);
         assert_eq!(w.iter().filter(|x| **x == 9).count(), 1);

@@ -60,7 +60,11 @@ impl Definition {
 
     /// Whether the relation or permission `name` is part of a recursive cycle.
     pub fn is_recursive(&self, name: &str) -> bool {
-        self.relations.get(name).map(|r| r.recursive).or_else(|| self.permissions.get(name).map(|p| p.recursive)).unwrap_or(false)
+        self.relations
+            .get(name)
+            .map(|r| r.recursive)
+            .or_else(|| self.permissions.get(name).map(|p| p.recursive))
+            .unwrap_or(false)
     }
 }
 
@@ -74,9 +78,9 @@ pub struct Relation {
 impl Relation {
     /// The allowed entry matching a subject shape and caveat, if any.
     pub fn allows(&self, ty: &str, kind: &AllowedKind, caveat: Option<&str>, expiration: bool) -> bool {
-        self.allowed.iter().any(|a| {
-            a.ty == ty && &a.kind == kind && a.caveat.as_deref() == caveat && a.expiration == expiration
-        })
+        self.allowed
+            .iter()
+            .any(|a| a.ty == ty && &a.kind == kind && a.caveat.as_deref() == caveat && a.expiration == expiration)
     }
 }
 
@@ -126,7 +130,11 @@ pub enum Rewrite {
     /// A relation or permission on the same object.
     Computed(String),
     /// `tupleset->computed` walking the subjects of the relation `tupleset`.
-    Arrow { tupleset: String, computed: String, kind: ArrowKind },
+    Arrow {
+        tupleset: String,
+        computed: String,
+        kind: ArrowKind,
+    },
     Union(Box<Rewrite>, Box<Rewrite>),
     Intersection(Box<Rewrite>, Box<Rewrite>),
     Exclusion(Box<Rewrite>, Box<Rewrite>),
@@ -170,14 +178,19 @@ impl CompiledSchema {
     /// relation, its subject is one of the allowed subject types (with the same caveat), and
     /// its caveat context has values of the declared types. Expiration needs `with expiration`.
     pub fn check_relationship(&self, rel: &Relationship) -> Result<(), SchemaViolation> {
-        let def = self.definition(&rel.resource.ty).ok_or_else(|| SchemaViolation::UnknownType(rel.resource.ty.clone()))?;
+        let def =
+            self.definition(&rel.resource.ty).ok_or_else(|| SchemaViolation::UnknownType(rel.resource.ty.clone()))?;
         let relation = match def.member_kind(&rel.relation) {
             Some(MemberKind::Relation) => def.relations.get(&rel.relation),
-            Some(MemberKind::Permission) => return Err(SchemaViolation::WriteToPermission { ty: def.name.clone(), name: rel.relation.clone() }),
+            Some(MemberKind::Permission) => {
+                return Err(SchemaViolation::WriteToPermission { ty: def.name.clone(), name: rel.relation.clone() });
+            }
             None => None,
         }
         .ok_or_else(|| SchemaViolation::UnknownRelation { ty: def.name.clone(), name: rel.relation.clone() })?;
-        let subject_def = self.definition(&rel.subject.object.ty).ok_or_else(|| SchemaViolation::UnknownType(rel.subject.object.ty.clone()))?;
+        let subject_def = self
+            .definition(&rel.subject.object.ty)
+            .ok_or_else(|| SchemaViolation::UnknownType(rel.subject.object.ty.clone()))?;
         let kind = match &rel.subject.relation {
             _ if rel.subject.is_wildcard() => AllowedKind::Wildcard,
             None => AllowedKind::Direct,
@@ -190,10 +203,18 @@ impl CompiledSchema {
         };
         let caveat = rel.caveat.as_ref().map(|c| c.name.as_str());
         let allowed = relation.allowed.iter().any(|a| {
-            a.ty == rel.subject.object.ty && a.kind == kind && a.caveat.as_deref() == caveat && (a.expiration || rel.expiration.is_none())
+            a.ty == rel.subject.object.ty
+                && a.kind == kind
+                && a.caveat.as_deref() == caveat
+                && (a.expiration || rel.expiration.is_none())
         });
         if !allowed {
-            let shown = AllowedType { ty: rel.subject.object.ty.clone(), kind, caveat: caveat.map(str::to_string), expiration: rel.expiration.is_some() };
+            let shown = AllowedType {
+                ty: rel.subject.object.ty.clone(),
+                kind,
+                caveat: caveat.map(str::to_string),
+                expiration: rel.expiration.is_some(),
+            };
             let list: Vec<String> = relation.allowed.iter().map(|a| format!("`{a}`")).collect();
             return Err(SchemaViolation::SubjectNotAllowed {
                 relation: format!("{}#{}", def.name, relation.name),
@@ -275,7 +296,10 @@ impl Compiler {
                     if KNOWN_FEATURES.contains(&u.feature.text.as_str()) {
                         features.insert(u.feature.text.clone());
                     } else {
-                        self.err(format!("unknown feature `{}` in `use`: known features are `expiration`", u.feature.text), u.feature.span);
+                        self.err(
+                            format!("unknown feature `{}` in `use`: known features are `expiration`", u.feature.text),
+                            u.feature.span,
+                        );
                     }
                 }
                 Item::Definition(d) => {
@@ -312,7 +336,13 @@ impl Compiler {
             for m in &d.members {
                 let n = m.name();
                 if !valid_relation_name(&n.text) {
-                    self.err(format!("invalid name `{}`: names are lowercase letters, digits and `_`, starting with a letter", n.text), n.span);
+                    self.err(
+                        format!(
+                            "invalid name `{}`: names are lowercase letters, digits and `_`, starting with a letter",
+                            n.text
+                        ),
+                        n.span,
+                    );
                 }
                 if !all_names.insert(n.text.as_str()) {
                     self.err(format!("`{}` is defined more than once in definition `{}`", n.text, d.name.text), n.span);
@@ -343,7 +373,11 @@ impl Compiler {
                 match m {
                     Member::Relation(r) => {
                         let allowed = self.relation(d, r, &members, &caveats, &features);
-                        def.relations.entry(r.name.text.clone()).or_insert(Relation { name: r.name.text.clone(), allowed, recursive: false });
+                        def.relations.entry(r.name.text.clone()).or_insert(Relation {
+                            name: r.name.text.clone(),
+                            allowed,
+                            recursive: false,
+                        });
                     }
                     Member::Attribute(a) => {
                         def.attributes.entry(a.name.text.clone()).or_insert(a.ty.ty.clone());
@@ -357,16 +391,20 @@ impl Compiler {
         let mut rewrites: Vec<(String, String, Rewrite, &Expr)> = Vec::new();
         for d in def_asts.values() {
             for m in &d.members {
-                if let Member::Permission(p) = m {
-                    if let Some(rw) = self.rewrite(d, &p.expr, &definitions, &members) {
-                        rewrites.push((d.name.text.clone(), p.name.text.clone(), rw, &p.expr));
-                    }
+                if let Member::Permission(p) = m
+                    && let Some(rw) = self.rewrite(d, &p.expr, &definitions, &members)
+                {
+                    rewrites.push((d.name.text.clone(), p.name.text.clone(), rw, &p.expr));
                 }
             }
         }
         for (def, name, rewrite, _) in &rewrites {
             if let Some(d) = definitions.get_mut(def) {
-                d.permissions.entry(name.clone()).or_insert(Permission { name: name.clone(), rewrite: rewrite.clone(), recursive: false });
+                d.permissions.entry(name.clone()).or_insert(Permission {
+                    name: name.clone(),
+                    rewrite: rewrite.clone(),
+                    recursive: false,
+                });
             }
         }
         if self.diags.is_empty() {
@@ -387,7 +425,10 @@ impl Compiler {
         let mut ok = true;
         for (n, t) in &cv.params {
             if params.iter().any(|(p, _): &(String, ParamType)| p == &n.text) {
-                self.err(format!("parameter `{}` is declared more than once in caveat `{}`", n.text, cv.name.text), n.span);
+                self.err(
+                    format!("parameter `{}` is declared more than once in caveat `{}`", n.text, cv.name.text),
+                    n.span,
+                );
                 ok = false;
             }
             if BUILTIN_VARIABLES.contains(&n.text.as_str()) && n.text != "now" {
@@ -425,7 +466,10 @@ impl Compiler {
         let mut allowed: Vec<AllowedType> = Vec::new();
         for t in &r.types {
             let Some(target) = members.get(t.ty.text.as_str()) else {
-                self.err(format!("relation `{}` on `{}` allows unknown type `{}`", r.name.text, d.name.text, t.ty.text), t.ty.span);
+                self.err(
+                    format!("relation `{}` on `{}` allows unknown type `{}`", r.name.text, d.name.text, t.ty.text),
+                    t.ty.span,
+                );
                 continue;
             };
             let kind = match &t.kind {
@@ -433,23 +477,34 @@ impl Compiler {
                 AllowedKindAst::Wildcard => AllowedKind::Wildcard,
                 AllowedKindAst::Relation(rel) => {
                     if !target.contains_key(rel.text.as_str()) {
-                        self.err(format!("relation `{}` on `{}` allows `{}#{}`, but `{}` has no relation or permission `{}`", r.name.text, d.name.text, t.ty.text, rel.text, t.ty.text, rel.text), rel.span);
+                        self.err(
+                            format!(
+                                "relation `{}` on `{}` allows `{}#{}`, but `{}` has no relation or permission `{}`",
+                                r.name.text, d.name.text, t.ty.text, rel.text, t.ty.text, rel.text
+                            ),
+                            rel.span,
+                        );
                         continue;
                     }
                     AllowedKind::Relation(rel.text.clone())
                 }
             };
-            if let Some(c) = &t.caveat {
-                if !caveats.contains_key(&c.text) {
-                    self.err(format!("unknown caveat `{}`", c.text), c.span);
-                    continue;
-                }
+            if let Some(c) = &t.caveat
+                && !caveats.contains_key(&c.text)
+            {
+                self.err(format!("unknown caveat `{}`", c.text), c.span);
+                continue;
             }
             if t.expiration && !features.contains("expiration") {
                 self.err("`with expiration` needs `use expiration` at the top of the schema", t.span);
                 continue;
             }
-            let a = AllowedType { ty: t.ty.text.clone(), kind, caveat: t.caveat.as_ref().map(|c| c.text.clone()), expiration: t.expiration };
+            let a = AllowedType {
+                ty: t.ty.text.clone(),
+                kind,
+                caveat: t.caveat.as_ref().map(|c| c.text.clone()),
+                expiration: t.expiration,
+            };
             if allowed.contains(&a) {
                 self.err(format!("`{a}` is allowed more than once in relation `{}`", r.name.text), t.span);
                 continue;
@@ -471,7 +526,10 @@ impl Compiler {
             ExprKind::Nil => Rewrite::Nil,
             ExprKind::Ref(n) => {
                 if !own.contains_key(n.text.as_str()) {
-                    self.err(format!("definition `{}` has no relation or permission `{}`", d.name.text, n.text), n.span);
+                    self.err(
+                        format!("definition `{}` has no relation or permission `{}`", d.name.text, n.text),
+                        n.span,
+                    );
                     return None;
                 }
                 Rewrite::Computed(n.text.clone())
@@ -479,24 +537,53 @@ impl Compiler {
             ExprKind::Arrow { left, right, kind } => {
                 match own.get(left.text.as_str()) {
                     None => {
-                        self.err(format!("definition `{}` has no relation `{}` for the left side of an arrow", d.name.text, left.text), left.span);
+                        self.err(
+                            format!(
+                                "definition `{}` has no relation `{}` for the left side of an arrow",
+                                d.name.text, left.text
+                            ),
+                            left.span,
+                        );
                         return None;
                     }
                     Some(MemberKind::Permission) => {
-                        self.err(format!("the left side of an arrow must be a relation, and `{}` is a permission", left.text), left.span);
+                        self.err(
+                            format!(
+                                "the left side of an arrow must be a relation, and `{}` is a permission",
+                                left.text
+                            ),
+                            left.span,
+                        );
                         return None;
                     }
                     Some(MemberKind::Relation) => {}
                 }
                 let rel = definitions.get(&d.name.text).and_then(|def| def.relations.get(&left.text))?;
                 if let Some(w) = rel.allowed.iter().find(|a| a.kind == AllowedKind::Wildcard) {
-                    self.err(format!("arrow over `{}` is not allowed: the relation allows the wildcard `{}:*`", left.text, w.ty), left.span);
+                    self.err(
+                        format!(
+                            "arrow over `{}` is not allowed: the relation allows the wildcard `{}:*`",
+                            left.text, w.ty
+                        ),
+                        left.span,
+                    );
                     return None;
                 }
-                let reachable = rel.allowed.iter().any(|a| members.get(a.ty.as_str()).is_some_and(|m| m.contains_key(right.text.as_str())));
+                let reachable = rel
+                    .allowed
+                    .iter()
+                    .any(|a| members.get(a.ty.as_str()).is_some_and(|m| m.contains_key(right.text.as_str())));
                 if !reachable && !rel.allowed.is_empty() {
                     let types: Vec<&str> = rel.allowed.iter().map(|a| a.ty.as_str()).collect();
-                    self.err(format!("no subject type of `{}` ({}) has a relation or permission `{}`", left.text, types.join(", "), right.text), right.span);
+                    self.err(
+                        format!(
+                            "no subject type of `{}` ({}) has a relation or permission `{}`",
+                            left.text,
+                            types.join(", "),
+                            right.text
+                        ),
+                        right.span,
+                    );
                     return None;
                 }
                 Rewrite::Arrow { tupleset: left.text.clone(), computed: right.text.clone(), kind: *kind }
@@ -517,7 +604,11 @@ impl Compiler {
     /// Marks recursive relations and permissions (strongly connected components of the
     /// dependency graph of `(type, member)` pairs) and rejects recursion through the right-hand
     /// side of an exclusion.
-    fn recursion(&mut self, definitions: &mut BTreeMap<String, Definition>, rewrites: &[(String, String, Rewrite, &Expr)]) {
+    fn recursion(
+        &mut self,
+        definitions: &mut BTreeMap<String, Definition>,
+        rewrites: &[(String, String, Rewrite, &Expr)],
+    ) {
         let mut ids: HashMap<(String, String), usize> = HashMap::new();
         let mut names: Vec<(String, String)> = Vec::new();
         for d in definitions.values() {
@@ -533,10 +624,10 @@ impl Compiler {
             for r in d.relations.values() {
                 let Some(from) = id(&d.name, &r.name) else { continue };
                 for a in &r.allowed {
-                    if let AllowedKind::Relation(sr) = &a.kind {
-                        if let Some(to) = id(&a.ty, sr) {
-                            edges.push((from, to, false, Span::default()));
-                        }
+                    if let AllowedKind::Relation(sr) = &a.kind
+                        && let Some(to) = id(&a.ty, sr)
+                    {
+                        edges.push((from, to, false, Span::default()));
                     }
                 }
             }
@@ -557,7 +648,11 @@ impl Compiler {
                         if let Some(to) = id(def, tupleset) {
                             edges.push((from, to, negated, span));
                         }
-                        let subject_types = definitions.get(def).and_then(|d| d.relations.get(tupleset)).map(|r| r.allowed.clone()).unwrap_or_default();
+                        let subject_types = definitions
+                            .get(def)
+                            .and_then(|d| d.relations.get(tupleset))
+                            .map(|r| r.allowed.clone())
+                            .unwrap_or_default();
                         for a in subject_types {
                             if let Some(to) = id(&a.ty, computed) {
                                 edges.push((from, to, negated, span));
@@ -585,36 +680,37 @@ impl Compiler {
                 if let Some(slot) = component_of.get_mut(n) {
                     *slot = ci;
                 }
-                if comp.len() > 1 {
-                    if let Some(slot) = recursive.get_mut(n) {
-                        *slot = true;
-                    }
-                }
-            }
-        }
-        for (a, b, _, _) in &edges {
-            if a == b {
-                if let Some(slot) = recursive.get_mut(*a) {
+                if comp.len() > 1
+                    && let Some(slot) = recursive.get_mut(n)
+                {
                     *slot = true;
                 }
             }
         }
+        for (a, b, _, _) in &edges {
+            if a == b
+                && let Some(slot) = recursive.get_mut(*a)
+            {
+                *slot = true;
+            }
+        }
         let mut reported = BTreeSet::new();
         for (a, b, negated, span) in &edges {
-            if *negated && component_of.get(*a) == component_of.get(*b) && recursive.get(*a) == Some(&true) {
-                if let (Some((t, p)), Some((t2, m))) = (names.get(*a), names.get(*b)) {
-                    if reported.insert((*a, *b)) {
-                        let through = if a == b {
-                            "excludes itself".to_string()
-                        } else {
-                            format!("excludes `{t2}#{m}`, which depends on `{t}#{p}`")
-                        };
-                        self.err(
+            if *negated
+                && component_of.get(*a) == component_of.get(*b)
+                && recursive.get(*a) == Some(&true)
+                && let (Some((t, p)), Some((t2, m))) = (names.get(*a), names.get(*b))
+                && reported.insert((*a, *b))
+            {
+                let through = if a == b {
+                    "excludes itself".to_string()
+                } else {
+                    format!("excludes `{t2}#{m}`, which depends on `{t}#{p}`")
+                };
+                self.err(
                             format!("permission `{p}` on `{t}` {through}: recursion through the right-hand side of `-` has no well-defined answer"),
                             *span,
                         );
-                    }
-                }
             }
         }
         for (n, (t, m)) in names.iter().enumerate() {

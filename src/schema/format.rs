@@ -144,11 +144,6 @@ pub fn dedent(body: &str) -> String {
     let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
     let last = lines.iter().rposition(|l| !l.is_empty()).map_or(first, |i| i + 1);
     let kept = lines.get(first..last).unwrap_or(&[]);
-    let indent = kept
-        .iter()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
+    let indent = kept.iter().filter(|l| !l.is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
     kept.iter().map(|l| l.get(indent..).unwrap_or_else(|| l.trim_start()).to_string()).collect::<Vec<_>>().join("\n")
 }

@@ -115,17 +115,14 @@ impl<'a> Lexer<'a> {
                 comments.push(rest[..end].trim_end().to_string());
                 self.pos += end;
                 newlines = 0;
-            } else if rest.starts_with("/*") {
-                match rest[2..].find("*/") {
+            } else if let Some(body) = rest.strip_prefix("/*") {
+                match body.find("*/") {
                     Some(i) => {
                         comments.push(rest[..i + 4].to_string());
                         self.pos += i + 4;
                     }
                     None => {
-                        diags.push(Diagnostic::new(
-                            "unterminated block comment",
-                            Span::new(self.pos, self.pos + 2),
-                        ));
+                        diags.push(Diagnostic::new("unterminated block comment", Span::new(self.pos, self.pos + 2)));
                         self.pos = self.src.len();
                     }
                 }

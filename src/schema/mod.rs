@@ -11,7 +11,9 @@ pub mod format;
 pub mod lexer;
 pub mod parser;
 
-pub use compiler::{AllowedKind, AllowedType, CompiledSchema, Definition, MemberKind, Permission, Relation, Rewrite, SchemaViolation};
+pub use compiler::{
+    AllowedKind, AllowedType, CompiledSchema, Definition, MemberKind, Permission, Relation, Rewrite, SchemaViolation,
+};
 pub use diagnostic::{Diagnostic, Span};
 
 use crate::conditions::Conditions;

@@ -98,11 +98,7 @@ impl<'a> Parser<'a> {
     }
 
     fn expect(&mut self, t: Tok) -> PResult<Span> {
-        if self.tok.tok == t {
-            Ok(self.bump().span)
-        } else {
-            Err(self.unexpected(&t.describe()))
-        }
+        if self.tok.tok == t { Ok(self.bump().span) } else { Err(self.unexpected(&t.describe())) }
     }
 
     fn name(&mut self, what: &str) -> PResult<Name> {
@@ -183,10 +179,7 @@ impl<'a> Parser<'a> {
                 }
                 Tok::Eof => {
                     let span = self.tok.span;
-                    return Err(self.error(
-                        format!("definition `{}` is not closed: expected `}}`", name.text),
-                        span,
-                    ));
+                    return Err(self.error(format!("definition `{}` is not closed: expected `}}`", name.text), span));
                 }
                 _ => {}
             }
@@ -389,7 +382,10 @@ impl<'a> Parser<'a> {
                     let right = self.name("a relation or permission name")?;
                     let close = self.expect(Tok::RParen)?;
                     self.no_chained_arrow()?;
-                    return Ok(Expr { kind: ExprKind::Arrow { left: left.clone(), right, kind }, span: left.span.to(close) });
+                    return Ok(Expr {
+                        kind: ExprKind::Arrow { left: left.clone(), right, kind },
+                        span: left.span.to(close),
+                    });
                 }
                 let span = left.span;
                 Ok(Expr { kind: ExprKind::Ref(left), span })
@@ -469,7 +465,12 @@ impl<'a> Parser<'a> {
         }
         let open = self.tok.span;
         let Some((body, body_span)) = self.lexer.raw_block() else {
-            self.tok = Token { tok: Tok::Eof, span: Span::new(self.lexer.position(), self.lexer.position()), comments: Vec::new(), blank_line_before: false };
+            self.tok = Token {
+                tok: Tok::Eof,
+                span: Span::new(self.lexer.position(), self.lexer.position()),
+                comments: Vec::new(),
+                blank_line_before: false,
+            };
             return Err(self.error(format!("caveat `{}` body is not closed: expected `}}`", name.text), open));
         };
         self.bump();

@@ -49,7 +49,11 @@ impl Tenant {
             return Err(StoreError::OutsideWindow { revision, oldest, window: DEFAULT_WINDOW });
         }
         // The newest retained version at or before `revision`.
-        self.versions.iter().rev().find(|v| v.revision <= revision).ok_or(StoreError::OutsideWindow { revision, oldest, window: DEFAULT_WINDOW })
+        self.versions.iter().rev().find(|v| v.revision <= revision).ok_or(StoreError::OutsideWindow {
+            revision,
+            oldest,
+            window: DEFAULT_WINDOW,
+        })
     }
 }
 
@@ -150,7 +154,14 @@ impl Datastore for MemoryStore {
         })
     }
 
-    fn read_relationships(&self, tenant: &str, revision: u64, filter: &RelationshipFilter, after: Option<&str>, limit: usize) -> Result<Vec<Relationship>, StoreError> {
+    fn read_relationships(
+        &self,
+        tenant: &str,
+        revision: u64,
+        filter: &RelationshipFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Relationship>, StoreError> {
         self.with(tenant, |t| {
             let s = t.at(revision)?;
             Ok(s.relationships
@@ -175,7 +186,8 @@ impl Datastore for MemoryStore {
             // The newest revision committed before the cutoff stays readable (it is the state at
             // the start of the window); everything older goes.
             let head = t.head().revision;
-            let keep_from = t.times.iter().filter(|(_, time)| **time <= cutoff).map(|(r, _)| *r).max().unwrap_or(0).min(head);
+            let keep_from =
+                t.times.iter().filter(|(_, time)| **time <= cutoff).map(|(r, _)| *r).max().unwrap_or(0).min(head);
             let oldest = t.versions.first().map_or(0, |v| v.revision).max(keep_from);
             t.versions.retain(|v| v.revision >= oldest);
             for v in &mut t.versions {

@@ -34,7 +34,9 @@ pub enum StoreError {
     InvalidTenantName(String),
     #[error("relationship `{0}` already exists")]
     AlreadyExists(String),
-    #[error("revision {revision} is older than the retention window ({window:?}); the oldest readable revision is {oldest}")]
+    #[error(
+        "revision {revision} is older than the retention window ({window:?}); the oldest readable revision is {oldest}"
+    )]
     OutsideWindow { revision: u64, oldest: u64, window: std::time::Duration },
     #[error("revision {revision} is in the future; the head is {head}")]
     FutureRevision { revision: u64, head: u64 },
@@ -137,14 +139,26 @@ pub trait Datastore: Send + Sync {
     /// [`Datastore::snapshot`], handing the relationships to `sink` in batches as they are read
     /// (so the caller can index them while the store reads on); the snapshot returned holds
     /// none. If it returns an error, what `sink` received must be discarded.
-    fn snapshot_streamed(&self, tenant: &str, revision: u64, sink: &mut dyn FnMut(Vec<Relationship>)) -> Result<TenantSnapshot, StoreError> {
+    fn snapshot_streamed(
+        &self,
+        tenant: &str,
+        revision: u64,
+        sink: &mut dyn FnMut(Vec<Relationship>),
+    ) -> Result<TenantSnapshot, StoreError> {
         let mut snap = self.snapshot(tenant, revision)?;
         sink(std::mem::take(&mut snap.relationships));
         Ok(snap)
     }
     /// Relationships matching a filter as of `revision`, in key order, after `after` (the text of
     /// the last relationship of the previous page), at most `limit`.
-    fn read_relationships(&self, tenant: &str, revision: u64, filter: &RelationshipFilter, after: Option<&str>, limit: usize) -> Result<Vec<Relationship>, StoreError>;
+    fn read_relationships(
+        &self,
+        tenant: &str,
+        revision: u64,
+        filter: &RelationshipFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Relationship>, StoreError>;
     /// Committed batches after `revision`, oldest first.
     fn changes_since(&self, tenant: &str, revision: u64) -> Result<Vec<(u64, Vec<Change>)>, StoreError>;
     /// Removes versions, expired relationships and changelog entries that fell out of the
@@ -156,13 +170,18 @@ pub trait Datastore: Send + Sync {
 
 /// Tenant names: 1 to 64 characters of `a-z 0-9 _ -`.
 pub fn valid_tenant_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Sort key of a relationship: resource, relation, subject (what identifies a row).
 pub fn relationship_key(r: &Relationship) -> String {
     let srel = r.subject.relation.as_deref().unwrap_or("...");
-    format!("{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}", r.resource.ty, r.resource.id, r.relation, r.subject.object.ty, r.subject.object.id, srel)
+    format!(
+        "{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}\u{1}{}",
+        r.resource.ty, r.resource.id, r.relation, r.subject.object.ty, r.subject.object.id, srel
+    )
 }
 
 /// The identity of a subject in an attribute row.

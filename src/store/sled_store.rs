@@ -201,7 +201,12 @@ impl SledStore {
 
     /// Applies a batch without waiting for the flush; returns the revision, the changes and the
     /// flush ticket to wait on.
-    pub fn apply(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<(u64, Vec<Change>, u64), StoreError> {
+    pub fn apply(
+        &self,
+        tenant: &str,
+        batch: &[Mutation],
+        now: Timestamp,
+    ) -> Result<(u64, Vec<Change>, u64), StoreError> {
         let lock = self.lock(tenant);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let tree = self.tree(tenant)?;
@@ -221,7 +226,7 @@ impl SledStore {
         b.insert(b"mhead".to_vec(), be(rev).to_vec());
         let mut ck = vec![b'c'];
         ck.extend_from_slice(&be(rev));
-        b.insert(ck, serde_json::to_vec(&changes).map_err(|e| corrupt(e))?);
+        b.insert(ck, serde_json::to_vec(&changes).map_err(corrupt)?);
         let mut tk = vec![b't'];
         tk.extend_from_slice(&be(rev));
         b.insert(tk, now.0.to_be_bytes().to_vec());
@@ -250,7 +255,7 @@ impl SledStore {
         let mut b = sled::Batch::default();
         for r in rels {
             let row = RelRow { deleted: None, text: r.to_string() };
-            b.insert(versioned_key(b'r', &relationship_key(r), 1), serde_json::to_vec(&row).map_err(|e| corrupt(e))?);
+            b.insert(versioned_key(b'r', &relationship_key(r), 1), serde_json::to_vec(&row).map_err(corrupt)?);
         }
         tree.apply_batch(b).map_err(io)?;
         self.db.flush().map_err(io)?;
@@ -258,6 +263,9 @@ impl SledStore {
         Ok(())
     }
 }
+
+/// A raw row: full key and value.
+type Row = (Vec<u8>, Vec<u8>);
 
 /// Resolves one batch against the tree plus the batch's own earlier writes.
 struct Writer<'a> {
@@ -271,7 +279,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     /// Every version of a row (tree merged with this batch's writes), as (full key, value).
-    fn versions(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn versions(&self, prefix: &[u8]) -> Result<Vec<Row>, StoreError> {
         let mut out: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         if !(self.fresh && prefix.first() == Some(&b'r')) {
             for item in self.tree.scan_prefix(prefix) {
@@ -291,7 +299,7 @@ impl Writer<'_> {
     /// The live version of a relationship row, if any.
     fn live_rel(&self, key: &str) -> Result<Option<(Vec<u8>, RelRow)>, StoreError> {
         for (k, v) in self.versions(&row_prefix(b'r', key))?.into_iter().rev() {
-            let row: RelRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
+            let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if row.deleted.is_none() {
                 return Ok(Some((k, row)));
             }
@@ -306,7 +314,7 @@ impl Writer<'_> {
             // Created and deleted in the same batch: never visible, drop it.
             self.overlay.remove(&key);
         } else {
-            self.overlay.insert(key, serde_json::to_vec(&row).map_err(|e| corrupt(e))?);
+            self.overlay.insert(key, serde_json::to_vec(&row).map_err(corrupt)?);
         }
         self.changes.push(Change::Delete(StoredRelationship(row.text)));
         Ok(())
@@ -314,7 +322,8 @@ impl Writer<'_> {
 
     fn put_rel(&mut self, r: &Relationship) -> Result<(), StoreError> {
         let row = RelRow { deleted: None, text: r.to_string() };
-        self.overlay.insert(versioned_key(b'r', &relationship_key(r), self.rev), serde_json::to_vec(&row).map_err(|e| corrupt(e))?);
+        self.overlay
+            .insert(versioned_key(b'r', &relationship_key(r), self.rev), serde_json::to_vec(&row).map_err(corrupt)?);
         self.changes.push(Change::Upsert(StoredRelationship(row.text)));
         Ok(())
     }
@@ -351,9 +360,9 @@ impl Writer<'_> {
                 }
                 let mut hits = Vec::new();
                 for (k, v) in self.versions(&prefix)? {
-                    let row: RelRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
+                    let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
                     if row.deleted.is_none() {
-                        let r = Relationship::parse(&row.text).map_err(|e| corrupt(e))?;
+                        let r = Relationship::parse(&row.text).map_err(corrupt)?;
                         if f.matches(&r) {
                             hits.push((k, row));
                         }
@@ -367,7 +376,8 @@ impl Writer<'_> {
             Mutation::SetAttributes(o, attrs) => {
                 self.delete_attrs(o, false)?;
                 let row = AttrRow { deleted: None, attributes: attrs.clone() };
-                self.overlay.insert(versioned_key(b'a', &object_key(o), self.rev), serde_json::to_vec(&row).map_err(|e| corrupt(e))?);
+                self.overlay
+                    .insert(versioned_key(b'a', &object_key(o), self.rev), serde_json::to_vec(&row).map_err(corrupt)?);
                 self.changes.push(Change::SetAttributes { object: object_key(o), attributes: attrs.clone() });
                 Ok(())
             }
@@ -384,14 +394,14 @@ impl Writer<'_> {
 
     fn delete_attrs(&mut self, o: &ObjectRef, record: bool) -> Result<(), StoreError> {
         for (k, v) in self.versions(&row_prefix(b'a', &object_key(o)))? {
-            let mut row: AttrRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
+            let mut row: AttrRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if row.deleted.is_none() {
                 let (_, created) = split_versioned(&k)?;
                 if created == self.rev {
                     self.overlay.remove(&k);
                 } else {
                     row.deleted = Some(self.rev);
-                    self.overlay.insert(k, serde_json::to_vec(&row).map_err(|e| corrupt(e))?);
+                    self.overlay.insert(k, serde_json::to_vec(&row).map_err(corrupt)?);
                 }
                 if record {
                     self.changes.push(Change::DeleteAttributes { object: object_key(o) });
@@ -460,7 +470,12 @@ impl Datastore for SledStore {
         Ok(snap)
     }
 
-    fn snapshot_streamed(&self, tenant: &str, revision: u64, sink: &mut dyn FnMut(Vec<Relationship>)) -> Result<TenantSnapshot, StoreError> {
+    fn snapshot_streamed(
+        &self,
+        tenant: &str,
+        revision: u64,
+        sink: &mut dyn FnMut(Vec<Relationship>),
+    ) -> Result<TenantSnapshot, StoreError> {
         const BATCH: usize = 8192;
         let tree = self.tree(tenant)?;
         Self::check_readable(&tree, revision)?;
@@ -468,9 +483,9 @@ impl Datastore for SledStore {
         for item in tree.scan_prefix([b'r']) {
             let (k, v) = item.map_err(io)?;
             let (_, created) = split_versioned(&k)?;
-            let row: RelRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
+            let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if visible(created, row.deleted, revision) {
-                batch.push(Relationship::parse(&row.text).map_err(|e| corrupt(e))?);
+                batch.push(Relationship::parse(&row.text).map_err(corrupt)?);
                 if batch.len() == BATCH {
                     sink(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                 }
@@ -484,7 +499,7 @@ impl Datastore for SledStore {
         for item in tree.scan_prefix([b'a']) {
             let (k, v) = item.map_err(io)?;
             let (key, created) = split_versioned(&k)?;
-            let row: AttrRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
+            let row: AttrRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if visible(created, row.deleted, revision) {
                 attributes.insert(parse_object_key(key)?, row.attributes);
             }
@@ -502,7 +517,14 @@ impl Datastore for SledStore {
         Ok(TenantSnapshot { revision, schema, relationships, attributes })
     }
 
-    fn read_relationships(&self, tenant: &str, revision: u64, filter: &RelationshipFilter, after: Option<&str>, limit: usize) -> Result<Vec<Relationship>, StoreError> {
+    fn read_relationships(
+        &self,
+        tenant: &str,
+        revision: u64,
+        filter: &RelationshipFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Relationship>, StoreError> {
         let tree = self.tree(tenant)?;
         Self::check_readable(&tree, revision)?;
         // Rows sort by resource type first: a filter that fixes it reads only that type's rows.
@@ -528,9 +550,9 @@ impl Datastore for SledStore {
                 break;
             }
             let (_, created) = split_versioned(&k)?;
-            let row: RelRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
+            let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if visible(created, row.deleted, revision) {
-                let r = Relationship::parse(&row.text).map_err(|e| corrupt(e))?;
+                let r = Relationship::parse(&row.text).map_err(corrupt)?;
                 if filter.matches(&r) {
                     out.push(r);
                 }
@@ -552,7 +574,7 @@ impl Datastore for SledStore {
                 break;
             }
             let rev = read_be(k.get(1..).unwrap_or(&[]))?;
-            out.push((rev, serde_json::from_slice(&v).map_err(|e| corrupt(e))?));
+            out.push((rev, serde_json::from_slice(&v).map_err(corrupt)?));
         }
         Self::check_readable(&tree, revision)?;
         Ok(out)
@@ -577,16 +599,16 @@ impl Datastore for SledStore {
         let mut b = sled::Batch::default();
         for item in tree.scan_prefix([b'r']) {
             let (k, v) = item.map_err(io)?;
-            let row: RelRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
+            let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
             let gone = row.deleted.is_some_and(|d| d <= oldest)
-                || Relationship::parse(&row.text).map_err(|e| corrupt(e))?.expiration.is_some_and(|e| e <= cutoff);
+                || Relationship::parse(&row.text).map_err(corrupt)?.expiration.is_some_and(|e| e <= cutoff);
             if gone {
                 b.remove(k);
             }
         }
         for item in tree.scan_prefix([b'a']) {
             let (k, v) = item.map_err(io)?;
-            let row: AttrRow = serde_json::from_slice(&v).map_err(|e| corrupt(e))?;
+            let row: AttrRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if row.deleted.is_some_and(|d| d <= oldest) {
                 b.remove(k);
             }

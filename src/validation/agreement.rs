@@ -14,7 +14,10 @@ use super::{Failure, FileReport, ValidationFile};
 use crate::conditions::Conditions;
 use crate::engine::cursor::CursorKey;
 use crate::engine::expand::found_subjects;
-use crate::engine::lookup::{LookupResourcesRequest, LookupSubjectsRequest, OneRevision, Page, Reader, ResourceResult, SubjectResult, lookup_resources, lookup_subjects};
+use crate::engine::lookup::{
+    LookupResourcesRequest, LookupSubjectsRequest, OneRevision, Page, Reader, ResourceResult, SubjectResult,
+    lookup_resources, lookup_subjects,
+};
 use crate::engine::{self, CheckRequest, Decision, Env, EvalError, History};
 use crate::model::{ObjectRef, SubjectRef};
 
@@ -63,7 +66,8 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
     let seen = seen(file);
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
-    let reader = Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
+    let reader =
+        Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
     // The fast path reads the index at the history's head revision. Paged lookups read through
     // a result cache, unpaged ones decide directly: every path agrees.
     // The fast path reads the index for everything, as the database does: its point Checks,
@@ -88,7 +92,12 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                 let reqs: Vec<CheckRequest> = seen
                     .subjects
                     .iter()
-                    .map(|s| CheckRequest { resource: resource.clone(), permission: (*m).clone(), subject: s.clone(), context: none.clone() })
+                    .map(|s| CheckRequest {
+                        resource: resource.clone(),
+                        permission: (*m).clone(),
+                        subject: s.clone(),
+                        context: none.clone(),
+                    })
                     .collect();
                 triples += reqs.len();
                 if triples > MAX_TRIPLES {
@@ -109,11 +118,21 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                         }
                     };
                     if bulk_answer.as_ref() != Ok(&single) {
-                        fail(report, format!("CheckBulk `{triple}`"), format!("CheckBulk gave {bulk_answer:?}, Check gave {single}"));
+                        fail(
+                            report,
+                            format!("CheckBulk `{triple}`"),
+                            format!("CheckBulk gave {bulk_answer:?}, Check gave {single}"),
+                        );
                     }
                     let fast_single = engine::check_fast(&file.schema, &*index, &index, conditions, req, env);
                     if fast_single.as_ref() != Ok(&single) || bulk_fast.as_ref() != Ok(&single) {
-                        fail(report, format!("fast Check `{triple}`"), format!("fast Check gave {fast_single:?}, fast CheckBulk {bulk_fast:?}, reference Check {single}"));
+                        fail(
+                            report,
+                            format!("fast Check `{triple}`"),
+                            format!(
+                                "fast Check gave {fast_single:?}, fast CheckBulk {bulk_fast:?}, reference Check {single}"
+                            ),
+                        );
                     }
                     decisions.insert((req.resource.clone(), req.permission.clone(), req.subject.clone()), single);
                 }
@@ -173,7 +192,8 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
     }
 
     // 3. LookupSubjects and the recursive expansion for every resource and permission.
-    let kinds: BTreeSet<(String, Option<String>)> = seen.subjects.iter().map(|s| (s.object.ty.clone(), s.relation.clone())).collect();
+    let kinds: BTreeSet<(String, Option<String>)> =
+        seen.subjects.iter().map(|s| (s.object.ty.clone(), s.relation.clone())).collect();
     for def in file.schema.definitions() {
         let Some(ids) = seen.objects.get(&def.name) else { continue };
         for id in ids {
@@ -203,7 +223,8 @@ fn all_pages<T>(mut next: impl FnMut(Option<String>) -> Result<Page<T>, EvalErro
 }
 
 fn diff_resources(expected: &[ResourceResult], got: &[ResourceResult]) -> String {
-    let show = |v: &[ResourceResult]| v.iter().map(|r| format!("{} ({})", r.id, r.decision)).collect::<Vec<_>>().join(", ");
+    let show =
+        |v: &[ResourceResult]| v.iter().map(|r| format!("{} ({})", r.id, r.decision)).collect::<Vec<_>>().join(", ");
     format!("expected (from Check): [{}]\n     got: [{}]", show(expected), show(got))
 }
 
@@ -228,7 +249,10 @@ fn subjects_agree(
         limit: None,
         cursor: None,
     };
-    let what = format!("LookupSubjects `{resource}#{permission}` for `{ty}{}`", rel.as_ref().map(|r| format!("#{r}")).unwrap_or_default());
+    let what = format!(
+        "LookupSubjects `{resource}#{permission}` for `{ty}{}`",
+        rel.as_ref().map(|r| format!("#{r}")).unwrap_or_default()
+    );
     report.agreement_checks += 1;
     let unpaged = match lookup_subjects(reader, &req, env.now) {
         Ok(p) => p.items,
@@ -266,13 +290,13 @@ fn subject_answer(results: &[SubjectResult], s: &SubjectRef) -> Decision {
     if let Some(r) = results.iter().find(|r| &r.subject == s) {
         return r.decision.clone();
     }
-    if s.relation.is_none() {
-        if let Some(w) = results.iter().find(|r| r.subject.is_wildcard() && r.subject.object.ty == s.object.ty) {
-            return match w.excluded.iter().find(|(x, _)| x == s) {
-                Some((_, d)) => d.clone(),
-                None => w.decision.clone(),
-            };
-        }
+    if s.relation.is_none()
+        && let Some(w) = results.iter().find(|r| r.subject.is_wildcard() && r.subject.object.ty == s.object.ty)
+    {
+        return match w.excluded.iter().find(|(x, _)| x == s) {
+            Some((_, d)) => d.clone(),
+            None => w.decision.clone(),
+        };
     }
     Decision::No
 }
@@ -301,7 +325,10 @@ fn expansion_agrees(
     // The same expansion reading the index finds the same subjects, paths and exclusions.
     match found_subjects(&file.schema, index, conditions, resource, permission, env) {
         Ok(on_index) if format!("{on_index:?}") == format!("{found:?}") => {}
-        Ok(on_index) => report.failures.push(Failure { what: format!("{what} on the index"), detail: format!("index: {on_index:?}\nrelationship set: {found:?}") }),
+        Ok(on_index) => report.failures.push(Failure {
+            what: format!("{what} on the index"),
+            detail: format!("index: {on_index:?}\nrelationship set: {found:?}"),
+        }),
         Err(e) => report.failures.push(Failure { what: format!("{what} on the index"), detail: format!("error: {e}") }),
     }
     let results: Vec<SubjectResult> = found
@@ -309,7 +336,11 @@ fn expansion_agrees(
         .map(|f| SubjectResult {
             subject: f.subject.clone(),
             decision: Decision::from_tri(&f.value),
-            excluded: f.excluded.iter().map(|(s, c)| (s.clone(), if *c { Decision::Conditional(Vec::new()) } else { Decision::No })).collect(),
+            excluded: f
+                .excluded
+                .iter()
+                .map(|(s, c)| (s.clone(), if *c { Decision::Conditional(Vec::new()) } else { Decision::No }))
+                .collect(),
         })
         .collect();
     let mut problems = Vec::new();
@@ -318,7 +349,9 @@ fn expansion_agrees(
         let got = subject_answer(&results, s);
         let same = matches!(
             (expected, &got),
-            (Decision::Has, Decision::Has) | (Decision::No, Decision::No) | (Decision::Conditional(_), Decision::Conditional(_))
+            (Decision::Has, Decision::Has)
+                | (Decision::No, Decision::No)
+                | (Decision::Conditional(_), Decision::Conditional(_))
         );
         if !same {
             problems.push(format!("`{s}`: Check gave {expected}, the expansion reaches {got}"));

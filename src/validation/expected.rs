@@ -24,7 +24,11 @@ pub fn parse_section(value: Option<&serde_yaml_ng::Value>) -> Result<BTreeMap<St
             serde_yaml_ng::Value::Null => Vec::new(),
             serde_yaml_ng::Value::Sequence(items) => items
                 .iter()
-                .map(|i| i.as_str().map(str::to_string).ok_or_else(|| format!("`validation` entry `{key}`: every item must be a string")))
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("`validation` entry `{key}`: every item must be a string"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             _ => return Err(format!("`validation` entry `{key}` must be a list of strings")),
         };
@@ -48,7 +52,10 @@ pub fn parse_line(line: &str) -> Result<ExpectedSubject, String> {
     let (Some(open), Some(close)) = (line.find('['), line.rfind(']')) else {
         return Err(format!("no expected subject specified in `{line}`"));
     };
-    let inner = line.get(open + 1..close).filter(|_| open < close).ok_or_else(|| format!("no expected subject specified in `{line}`"))?;
+    let inner = line
+        .get(open + 1..close)
+        .filter(|_| open < close)
+        .ok_or_else(|| format!("no expected subject specified in `{line}`"))?;
     let inner = inner.trim();
     let invalid = || format!("invalid subject: `{inner}`");
     let end = inner.find(|c: char| c.is_whitespace() || c == '[').unwrap_or(inner.len());
@@ -104,8 +111,12 @@ fn parse_path(text: &str) -> Option<String> {
 pub fn check_all(file: &ValidationFile, conditions: &Conditions, env: Env, report: &mut FileReport) {
     for (key, lines) in &file.expected {
         report.expected_relations += 1;
-        let fail = |report: &mut FileReport, detail: String| report.failures.push(Failure { what: format!("validation `{key}`"), detail });
-        let Some((object, relation)) = key.split_once('#').and_then(|(o, r)| Some((ObjectRef::parse(o, false).ok()?, r))) else {
+        let fail = |report: &mut FileReport, detail: String| {
+            report.failures.push(Failure { what: format!("validation `{key}`"), detail })
+        };
+        let Some((object, relation)) =
+            key.split_once('#').and_then(|(o, r)| Some((ObjectRef::parse(o, false).ok()?, r)))
+        else {
             fail(report, format!("could not parse `{key}`: expected `type:id#relation`"));
             continue;
         };
@@ -128,7 +139,10 @@ pub fn check_all(file: &ValidationFile, conditions: &Conditions, env: Env, repor
             };
             let shown = |e: &ExpectedSubject| e.subject.to_string();
             let Some(actual) = found.iter().find(|f| f.subject == expected.subject) else {
-                problems.push(format!("For object and permission/relation `{key}`, missing expected subject `{}`", shown(&expected)));
+                problems.push(format!(
+                    "For object and permission/relation `{key}`, missing expected subject `{}`",
+                    shown(&expected)
+                ));
                 continue;
             };
             unlisted.remove(&actual.subject);
@@ -154,10 +168,16 @@ pub fn check_all(file: &ValidationFile, conditions: &Conditions, env: Env, repor
                     ));
                 }
             } else if !expected.excluded.is_empty() {
-                problems.push(format!("For object and permission/relation `{key}`, found unexpected excluded subjects for subject `{}`", shown(&expected)));
+                problems.push(format!(
+                    "For object and permission/relation `{key}`, found unexpected excluded subjects for subject `{}`",
+                    shown(&expected)
+                ));
             }
             if expected.caveated != matches!(actual.value, Tri::Unknown(_)) {
-                problems.push(format!("For object and permission/relation `{key}`, found caveat mismatch for subject `{}`", shown(&expected)));
+                problems.push(format!(
+                    "For object and permission/relation `{key}`, found caveat mismatch for subject `{}`",
+                    shown(&expected)
+                ));
             }
         }
         for f in unlisted.values() {

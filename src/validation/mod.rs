@@ -21,7 +21,7 @@ use crate::engine::{self, CheckRequest, Decision, Env, Tuples};
 use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp, parse_context};
 use crate::schema::{self, CompiledSchema};
 
-pub use report::{FileReport, Failure};
+pub use report::{Failure, FileReport};
 
 /// Largest validation file accepted, in bytes.
 pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
@@ -63,7 +63,9 @@ impl AssertKind {
     fn accepts(self, d: &Decision) -> bool {
         matches!(
             (self, d),
-            (AssertKind::True, Decision::Has) | (AssertKind::False, Decision::No) | (AssertKind::Caveated, Decision::Conditional(_))
+            (AssertKind::True, Decision::Has)
+                | (AssertKind::False, Decision::No)
+                | (AssertKind::Caveated, Decision::Conditional(_))
         )
     }
 }
@@ -92,8 +94,11 @@ pub fn parse_check(text: &str) -> Result<CheckRequest, String> {
         Some((r, c)) => (r.trim(), parse_context(c.trim()).map_err(|e| e.to_string())?),
         None => (text.trim(), Map::new()),
     };
-    let (resource, rest) = rel_text.split_once('#').ok_or_else(|| format!("`{rel_text}` is not of the form `type:id#permission@subject`"))?;
-    let (permission, subject) = rest.split_once('@').ok_or_else(|| format!("`{rel_text}` is not of the form `type:id#permission@subject`"))?;
+    let (resource, rest) = rel_text
+        .split_once('#')
+        .ok_or_else(|| format!("`{rel_text}` is not of the form `type:id#permission@subject`"))?;
+    let (permission, subject) =
+        rest.split_once('@').ok_or_else(|| format!("`{rel_text}` is not of the form `type:id#permission@subject`"))?;
     let resource = ObjectRef::parse(resource, false).map_err(|e| e.to_string())?;
     let subject = SubjectRef::parse(subject).map_err(|e| e.to_string())?;
     if !crate::model::valid_relation_name(permission) {
@@ -119,14 +124,16 @@ pub fn load_text(text: &str, base: &Path, name: &str, conditions: &Conditions) -
         (Some(s), None) => (s.clone(), format!("{name} (schema)")),
         (None, Some(f)) => {
             let p = base.join(f);
-            let s = std::fs::read_to_string(&p).map_err(|e| vec![format!("cannot read schemaFile `{}`: {e}", p.display())])?;
+            let s = std::fs::read_to_string(&p)
+                .map_err(|e| vec![format!("cannot read schemaFile `{}`: {e}", p.display())])?;
             (s, p.display().to_string())
         }
         (Some(_), Some(_)) => return Err(vec!["give either `schema` or `schemaFile`, not both".into()]),
         (None, None) => return Err(vec!["the file has neither `schema` nor `schemaFile`".into()]),
     };
-    let schema = schema::compile_text(&schema_text, conditions)
-        .map_err(|diags| vec![schema::diagnostic::render_all(&diags, &schema_name, &schema_text).trim_end().to_string()])?;
+    let schema = schema::compile_text(&schema_text, conditions).map_err(|diags| {
+        vec![schema::diagnostic::render_all(&diags, &schema_name, &schema_text).trim_end().to_string()]
+    })?;
     let mut errors = Vec::new();
     let mut tuples = Tuples::new();
     let mut seen = BTreeSet::new();
@@ -198,11 +205,12 @@ pub fn run(file: &ValidationFile, conditions: &Conditions, now: Timestamp) -> Fi
         report.assertions += 1;
         match engine::check_fast(&file.schema, &index, &index, conditions, &a.request, env) {
             Ok(d) if a.kind.accepts(&d) => report.assertions_passed += 1,
-            Ok(d) => report.failures.push(Failure {
-                what: format!("{} `{}`", a.kind.name(), a.text),
-                detail: format!("got {d}"),
-            }),
-            Err(e) => report.failures.push(Failure { what: format!("{} `{}`", a.kind.name(), a.text), detail: format!("error: {e}") }),
+            Ok(d) => report
+                .failures
+                .push(Failure { what: format!("{} `{}`", a.kind.name(), a.text), detail: format!("got {d}") }),
+            Err(e) => report
+                .failures
+                .push(Failure { what: format!("{} `{}`", a.kind.name(), a.text), detail: format!("error: {e}") }),
         }
     }
     expected::check_all(file, conditions, env, &mut report);

@@ -17,7 +17,8 @@ fn check(file: &validation::ValidationFile, text: &str) -> Result<Decision, Eval
     engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, Env::new(Timestamp::now()))
 }
 
-const GROUPS: &str = "schema: |\n  definition user {}\n  definition group {\n    relation member: user | group#member\n  }\n";
+const GROUPS: &str =
+    "schema: |\n  definition user {}\n  definition group {\n    relation member: user | group#member\n  }\n";
 
 #[test]
 fn malformed_relationship_lines_are_named() {
@@ -61,7 +62,12 @@ const CAVEATED: &str = "schema: |\n  definition user {}\n  caveat c(n int, m map
 fn mistyped_context_is_an_error_naming_the_parameter() {
     let text = format!("{CAVEATED}relationships: |\n  doc:1#viewer@user:tom[c:{{\"n\":\"one\"}}]\n");
     let errors = load(&text).unwrap_err();
-    assert_eq!(errors, ["relationship line 1: `doc:1#viewer@user:tom[c:{\"n\":\"one\"}]`: context value for parameter `n` of caveat `c` is not a valid int: got `\"one\"`"]);
+    assert_eq!(
+        errors,
+        [
+            "relationship line 1: `doc:1#viewer@user:tom[c:{\"n\":\"one\"}]`: context value for parameter `n` of caveat `c` is not a valid int: got `\"one\"`"
+        ]
+    );
 
     let file = load(&format!("{CAVEATED}relationships: |\n  doc:1#viewer@user:tom[c]\n")).unwrap();
     let err = check(&file, r#"doc:1#view@user:tom with {"n": 1.5, "m": {}}"#).unwrap_err();
@@ -75,7 +81,9 @@ fn mistyped_context_is_an_error_naming_the_parameter() {
 
 #[test]
 fn conditions_that_loop_or_allocate_without_bound_are_stopped() {
-    let file = load(&format!("{CAVEATED}relationships: |\n  doc:1#viewer@user:tom[spin]\n  doc:2#viewer@user:tom[grow]\n")).unwrap();
+    let file =
+        load(&format!("{CAVEATED}relationships: |\n  doc:1#viewer@user:tom[spin]\n  doc:2#viewer@user:tom[grow]\n"))
+            .unwrap();
     let list: Vec<u32> = (0..3_000).collect();
     let err = check(&file, &format!("doc:1#view@user:tom with {{\"l\": {list:?}, \"m\": {list:?}}}")).unwrap_err();
     assert_eq!(err.to_string(), "caveat `spin` failed: exceeded the limit of 100000 operations");
@@ -121,7 +129,8 @@ fn work_limit_is_an_error() {
     let env = Env { now: Timestamp::now(), limits: Limits { max_work: 1000, ..Limits::default() } };
     let err = engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, env).unwrap_err();
     assert_eq!(err, EvalError::WorkLimit(1000));
-    let env = Env { now: Timestamp::now(), limits: Limits { deadline: std::time::Duration::ZERO, ..Limits::default() } };
+    let env =
+        Env { now: Timestamp::now(), limits: Limits { deadline: std::time::Duration::ZERO, ..Limits::default() } };
     let err = engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, env).unwrap_err();
     assert!(matches!(err, EvalError::Deadline(_)), "{err}");
 }
@@ -130,8 +139,14 @@ fn work_limit_is_an_error() {
 fn unknown_names_in_a_check_are_errors() {
     let file = load(GROUPS).unwrap();
     assert_eq!(check(&file, "doc:1#member@user:tom").unwrap_err().to_string(), "unknown object type `doc`");
-    assert_eq!(check(&file, "group:1#view@user:tom").unwrap_err().to_string(), "type `group` has no relation or permission `view`");
-    assert_eq!(check(&file, "group:1#member@group:2#owner").unwrap_err().to_string(), "type `group` has no relation or permission `owner`");
+    assert_eq!(
+        check(&file, "group:1#view@user:tom").unwrap_err().to_string(),
+        "type `group` has no relation or permission `view`"
+    );
+    assert_eq!(
+        check(&file, "group:1#member@group:2#owner").unwrap_err().to_string(),
+        "type `group` has no relation or permission `owner`"
+    );
 }
 
 #[test]

@@ -25,7 +25,15 @@ const PERMISSIONS: [&str; 2] = ["p1", "p2"];
 /// One allowed subject type of a relation.
 fn allowed() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
-        "user", "user:*", "user with cav", "user with expiration", "aa#r1", "bb#r1", "aa#p1", "bb#p2", "aa#r2",
+        "user",
+        "user:*",
+        "user with cav",
+        "user with expiration",
+        "aa#r1",
+        "bb#r1",
+        "aa#p1",
+        "bb#p2",
+        "aa#r2",
     ])
 }
 
@@ -41,7 +49,8 @@ fn leaf() -> impl Strategy<Value = String> {
 
 fn expr() -> impl Strategy<Value = String> {
     leaf().prop_recursive(3, 8, 2, |inner| {
-        (inner.clone(), prop::sample::select(vec!["+", "&", "-"]), inner).prop_map(|(a, op, b)| format!("({a} {op} {b})"))
+        (inner.clone(), prop::sample::select(vec!["+", "&", "-"]), inner)
+            .prop_map(|(a, op, b)| format!("({a} {op} {b})"))
     })
 }
 
@@ -107,7 +116,8 @@ fn build(schema: &pemba::schema::CompiledSchema, raw: &[RawRel]) -> Tuples {
 }
 
 fn subjects(tuples: &Tuples) -> Vec<SubjectRef> {
-    let mut out: Vec<SubjectRef> = (0..3).map(|i| SubjectRef::new(ObjectRef::new("user", format!("u{i}")), None)).collect();
+    let mut out: Vec<SubjectRef> =
+        (0..3).map(|i| SubjectRef::new(ObjectRef::new("user", format!("u{i}")), None)).collect();
     for t in TYPES {
         for i in 0..3 {
             for m in ["r1", "p1"] {
@@ -246,21 +256,45 @@ fn a_cursor_from_another_query_or_tenant_is_rejected() {
     .unwrap();
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
-    let reader = Reader { schema: &file.schema, conditions: &conditions, history: &history, key: &key, tenant: "acme", cache: None, index: None };
-    let mut req = LookupResourcesRequest { resource_type: "doc".into(), permission: "viewer".into(), subject: SubjectRef::parse("user:tom").unwrap(), context: Map::new(), limit: Some(1), cursor: None };
+    let reader = Reader {
+        schema: &file.schema,
+        conditions: &conditions,
+        history: &history,
+        key: &key,
+        tenant: "acme",
+        cache: None,
+        index: None,
+    };
+    let mut req = LookupResourcesRequest {
+        resource_type: "doc".into(),
+        permission: "viewer".into(),
+        subject: SubjectRef::parse("user:tom").unwrap(),
+        context: Map::new(),
+        limit: Some(1),
+        cursor: None,
+    };
     let first = lookup_resources(&reader, &req, Timestamp::now()).unwrap();
     assert_eq!(first.items.len(), 1);
     let cursor = first.cursor.unwrap();
     let mut other = req.clone();
     other.subject = SubjectRef::parse("user:jill").unwrap();
     other.cursor = Some(cursor.clone());
-    assert_eq!(lookup_resources(&reader, &other, Timestamp::now()).unwrap_err().to_string(), "cursor belongs to a different query");
+    assert_eq!(
+        lookup_resources(&reader, &other, Timestamp::now()).unwrap_err().to_string(),
+        "cursor belongs to a different query"
+    );
     let foreign = Reader { tenant: "globex", ..reader };
     req.cursor = Some(cursor.clone());
-    assert_eq!(lookup_resources(&foreign, &req, Timestamp::now()).unwrap_err().to_string(), "cursor belongs to a different tenant");
+    assert_eq!(
+        lookup_resources(&foreign, &req, Timestamp::now()).unwrap_err().to_string(),
+        "cursor belongs to a different tenant"
+    );
     req.cursor = Some(cursor.replace('a', "b"));
     assert!(lookup_resources(&reader, &req, Timestamp::now()).is_err());
     req.limit = Some(0);
     req.cursor = None;
-    assert_eq!(lookup_resources(&reader, &req, Timestamp::now()).unwrap_err().to_string(), "invalid page size: a page size must be at least 1");
+    assert_eq!(
+        lookup_resources(&reader, &req, Timestamp::now()).unwrap_err().to_string(),
+        "invalid page size: a page size must be at least 1"
+    );
 }

@@ -146,19 +146,42 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
     use pemba::engine::{CheckRequest, Env};
     let conditions = pemba::conditions::Conditions::new();
     let schema = pemba::schema::compile_text(DB_SCHEMA, &conditions).unwrap();
-    let subjects = (0..4).map(|i| format!("user:u{i}")).chain((0..4).map(|i| format!("group:g{i}#member"))).chain(["user:*".to_string()]);
+    let subjects = (0..4)
+        .map(|i| format!("user:u{i}"))
+        .chain((0..4).map(|i| format!("group:g{i}#member")))
+        .chain(["user:*".to_string()]);
     for s in subjects {
         let subject = SubjectRef::parse(&s).unwrap();
-        for (res, perm) in [("doc:d0", "view"), ("doc:d1", "view"), ("doc:d3", "viewer"), ("group:g0", "member"), ("group:g2", "member")] {
+        for (res, perm) in [
+            ("doc:d0", "view"),
+            ("doc:d1", "view"),
+            ("doc:d3", "viewer"),
+            ("group:g0", "member"),
+            ("group:g2", "member"),
+        ] {
             for ctx in [serde_json::Map::new(), serde_json::from_str(r#"{"x": 1}"#).unwrap()] {
-                let req = CheckRequest { resource: ObjectRef::parse(res, false).unwrap(), permission: perm.into(), subject: subject.clone(), context: ctx };
+                let req = CheckRequest {
+                    resource: ObjectRef::parse(res, false).unwrap(),
+                    permission: perm.into(),
+                    subject: subject.clone(),
+                    context: ctx,
+                };
                 let (got, _) = db.check("t", Consistency::FullyConsistent, &req).unwrap();
-                let want = pemba::engine::check(&schema, tuples, &conditions, &req, Env::new(pemba::model::Timestamp::now())).unwrap();
+                let want =
+                    pemba::engine::check(&schema, tuples, &conditions, &req, Env::new(pemba::model::Timestamp::now()))
+                        .unwrap();
                 prop_assert_eq!(got, want, "{}#{}@{}", res, perm, s);
             }
         }
         for (ty, perm) in [("doc", "view"), ("group", "member")] {
-            let req = LookupResourcesRequest { resource_type: ty.into(), permission: perm.into(), subject: subject.clone(), context: Default::default(), limit: None, cursor: None };
+            let req = LookupResourcesRequest {
+                resource_type: ty.into(),
+                permission: perm.into(),
+                subject: subject.clone(),
+                context: Default::default(),
+                limit: None,
+                cursor: None,
+            };
             let got = db.lookup_resources("t", Consistency::FullyConsistent, &req).unwrap().items;
             let want = db.lookup_resources_reference("t", Consistency::FullyConsistent, &req).unwrap().items;
             prop_assert_eq!(got, want, "LookupResources {}#{}@{}", ty, perm, s);
@@ -169,19 +192,39 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
     use pemba::engine::lookup::{LookupSubjectsRequest, Reader, lookup_subjects};
     let history = pemba::engine::History::new(tuples.clone());
     let key = pemba::engine::cursor::CursorKey::random();
-    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None, index: None };
-    for (res, perm) in [("doc:d0", "view"), ("doc:d1", "view"), ("doc:d2", "viewer"), ("group:g0", "member"), ("group:g3", "member")] {
+    let reader = Reader {
+        schema: &schema,
+        conditions: &conditions,
+        history: &history,
+        key: &key,
+        tenant: "t",
+        cache: None,
+        index: None,
+    };
+    for (res, perm) in
+        [("doc:d0", "view"), ("doc:d1", "view"), ("doc:d2", "viewer"), ("group:g0", "member"), ("group:g3", "member")]
+    {
         let resource = ObjectRef::parse(res, false).unwrap();
         for (ty, rel) in [("user", None), ("group", Some("member"))] {
             for ctx in [serde_json::Map::new(), serde_json::from_str(r#"{"x": 1}"#).unwrap()] {
-                let req = LookupSubjectsRequest { resource: resource.clone(), permission: perm.into(), subject_type: ty.into(), subject_relation: rel.map(str::to_string), context: ctx, limit: None, cursor: None };
+                let req = LookupSubjectsRequest {
+                    resource: resource.clone(),
+                    permission: perm.into(),
+                    subject_type: ty.into(),
+                    subject_relation: rel.map(str::to_string),
+                    context: ctx,
+                    limit: None,
+                    cursor: None,
+                };
                 let got = db.lookup_subjects("t", Consistency::FullyConsistent, &req).unwrap().items;
                 let want = lookup_subjects(&reader, &req, pemba::model::Timestamp::now()).unwrap().items;
                 prop_assert_eq!(got, want, "LookupSubjects {}#{}@{}", res, perm, ty);
             }
         }
         let (got, _) = db.expand("t", Consistency::FullyConsistent, &resource, perm).unwrap();
-        let want = pemba::engine::expand::expand(&schema, tuples, &resource, perm, Env::new(pemba::model::Timestamp::now())).unwrap();
+        let want =
+            pemba::engine::expand::expand(&schema, tuples, &resource, perm, Env::new(pemba::model::Timestamp::now()))
+                .unwrap();
         prop_assert_eq!(sorted_tree(got), sorted_tree(want), "Expand {}#{}", res, perm);
     }
     Ok(())
@@ -193,7 +236,10 @@ fn sorted_tree(t: pemba::engine::expand::ExpandTree) -> String {
     use pemba::engine::expand::ExpandTree;
     match t {
         ExpandTree::Leaf { object, relation, subjects } => {
-            let mut v: Vec<String> = subjects.iter().map(|s| format!("{}{}", s.subject, if s.caveated { "[caveated]" } else { "" })).collect();
+            let mut v: Vec<String> = subjects
+                .iter()
+                .map(|s| format!("{}{}", s.subject, if s.caveated { "[caveated]" } else { "" }))
+                .collect();
             v.sort();
             format!("leaf {object}#{relation} [{}]", v.join(", "))
         }
@@ -353,7 +399,8 @@ fn snapshots_share_parts_and_stay_independent() {
             assert_eq!(naming(ix), naming(t), "naming {o}");
         }
         // The closure follows its own snapshot's nesting.
-        let (a, b) = (ix.id(&ObjectRef::new("group", "g100")).unwrap(), ix.id(&ObjectRef::new("group", "g160")).unwrap());
+        let (a, b) =
+            (ix.id(&ObjectRef::new("group", "g100")).unwrap(), ix.id(&ObjectRef::new("group", "g160")).unwrap());
         let nested = t.edges(&ObjectRef::new("group", "g150"), "member").iter().any(|r| r.subject.object.id == "g151");
         assert_eq!(ix.closure("group", "member").unwrap().reaches(a, b), nested);
     }
@@ -375,7 +422,13 @@ fn tree_relationship() -> impl Strategy<Value = Relationship> {
             6 => format!("folder:f{a}#editor@group:g{b}#member"),
             7 => format!("folder:f{a}#editor@user:u{b}[expiration:2999-01-01T00:00:00Z]"),
             8 => format!("folder:f{a}#viewer@user:u{b}"),
-            9 => if b == 0 { format!("folder:f{a}#viewer@user:*") } else { format!("folder:f{a}#viewer@group:g{b}#member[cav]") },
+            9 => {
+                if b == 0 {
+                    format!("folder:f{a}#viewer@user:*")
+                } else {
+                    format!("folder:f{a}#viewer@group:g{b}#member[cav]")
+                }
+            }
             10 => format!("folder:f{a}#banned@user:u{b}"),
             14 => format!("folder:f{a}#blocked@user:u{b}"),
             11 => format!("group:g{a}#member@user:u{b}"),
@@ -443,14 +496,25 @@ proptest! {
 fn closures_past_their_budget_are_off_and_answers_stay_exact() {
     use pemba::engine::{CheckRequest, Env};
     let conditions = pemba::conditions::Conditions::new();
-    let schema = pemba::schema::compile_text("definition user {}\ndefinition group {\n  relation member: user | group#member\n}", &conditions).unwrap();
-    let mut rels: Vec<Relationship> = (0..3000).map(|i| Relationship::parse(&format!("group:g{}#member@group:g{}#member", i, i + 1)).unwrap()).collect();
+    let schema = pemba::schema::compile_text(
+        "definition user {}\ndefinition group {\n  relation member: user | group#member\n}",
+        &conditions,
+    )
+    .unwrap();
+    let mut rels: Vec<Relationship> = (0..3000)
+        .map(|i| Relationship::parse(&format!("group:g{}#member@group:g{}#member", i, i + 1)).unwrap())
+        .collect();
     rels.push(Relationship::parse("group:g3000#member@user:ann").unwrap());
     let g = IndexGraph::build(&rels);
     assert!(g.closure("group", "member").is_none());
     let tuples = Tuples::from_relationships(rels);
     for (group, user) in [("g0", "ann"), ("g2999", "ann"), ("g10", "bob")] {
-        let req = CheckRequest { resource: ObjectRef::new("group", group), permission: "member".into(), subject: SubjectRef::parse(&format!("user:{user}")).unwrap(), context: Default::default() };
+        let req = CheckRequest {
+            resource: ObjectRef::new("group", group),
+            permission: "member".into(),
+            subject: SubjectRef::parse(&format!("user:{user}")).unwrap(),
+            context: Default::default(),
+        };
         let env = Env::new(pemba::model::Timestamp::now());
         let want = pemba::engine::check(&schema, &tuples, &conditions, &req, env).unwrap();
         assert_eq!(pemba::engine::check_fast(&schema, &g, &g, &conditions, &req, env).unwrap(), want, "{group}@{user}");
@@ -470,11 +534,27 @@ fn a_plan_serves_only_its_own_schema() {
     let conditions = pemba::conditions::Conditions::new();
     let tree = "definition user {}\ndefinition folder {\n  relation parent: folder\n  relation viewer: user\n  relation banned: user\n  permission view = viewer + parent->view - banned\n}";
     let flat = "definition user {}\ndefinition folder {\n  relation parent: folder\n  relation viewer: user\n  relation banned: user\n  permission view = viewer - banned\n}";
-    let rels: Vec<Relationship> = ["folder:f1#parent@folder:f0", "folder:f2#parent@folder:f1", "folder:f0#viewer@user:ann", "folder:f9#banned@user:ann"].iter().map(|r| Relationship::parse(r).unwrap()).collect();
+    let rels: Vec<Relationship> = [
+        "folder:f1#parent@folder:f0",
+        "folder:f2#parent@folder:f1",
+        "folder:f0#viewer@user:ann",
+        "folder:f9#banned@user:ann",
+    ]
+    .iter()
+    .map(|r| Relationship::parse(r).unwrap())
+    .collect();
     let g = IndexGraph::build(&rels);
-    let req = CheckRequest { resource: ObjectRef::new("folder", "f2"), permission: "view".into(), subject: SubjectRef::parse("user:ann").unwrap(), context: Default::default() };
+    let req = CheckRequest {
+        resource: ObjectRef::new("folder", "f2"),
+        permission: "view".into(),
+        subject: SubjectRef::parse("user:ann").unwrap(),
+        context: Default::default(),
+    };
     let env = Env::new(pemba::model::Timestamp::now());
-    let (a, b) = (pemba::schema::compile_text(tree, &conditions).unwrap(), pemba::schema::compile_text(flat, &conditions).unwrap());
+    let (a, b) = (
+        pemba::schema::compile_text(tree, &conditions).unwrap(),
+        pemba::schema::compile_text(flat, &conditions).unwrap(),
+    );
     for (schema, want) in [(&a, Decision::Has), (&b, Decision::No), (&a, Decision::Has), (&b, Decision::No)] {
         assert_eq!(pemba::engine::check_fast(schema, &g, &g, &conditions, &req, env).unwrap(), want);
     }

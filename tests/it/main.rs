@@ -9,8 +9,8 @@ mod engine_props;
 mod index;
 mod oracle;
 mod schema_errors;
-mod store;
 mod schema_props;
+mod store;
 mod tidy;
 
 /// The folder of SpiceDB's validation files, if present. Under `CI` a missing folder fails the

@@ -26,10 +26,10 @@ fn member_edges(schema: &CompiledSchema) -> (Vec<Key>, Vec<(usize, usize)>) {
     for d in schema.definitions() {
         for r in d.relations.values() {
             for a in &r.allowed {
-                if let AllowedKind::Relation(sr) = &a.kind {
-                    if let (Some(x), Some(y)) = (idx(&d.name, &r.name), idx(&a.ty, sr)) {
-                        edges.push((x, y));
-                    }
+                if let AllowedKind::Relation(sr) = &a.kind
+                    && let (Some(x), Some(y)) = (idx(&d.name, &r.name), idx(&a.ty, sr))
+                {
+                    edges.push((x, y));
                 }
             }
         }
@@ -96,7 +96,11 @@ fn strata(schema: &CompiledSchema) -> Vec<Vec<Key>> {
                 continue;
             }
             let ready = comp.iter().all(|&i| {
-                (0..n).all(|j| !reach[i][j] || comp.contains(&j) || comps.iter().enumerate().any(|(cj, c)| done[cj] && c.contains(&j)))
+                (0..n).all(|j| {
+                    !reach[i][j]
+                        || comp.contains(&j)
+                        || comps.iter().enumerate().any(|(cj, c)| done[cj] && c.contains(&j))
+                })
             });
             if ready {
                 done[ci] = true;
@@ -120,7 +124,12 @@ impl<'a> Oracle<'a> {
     }
 
     /// Every node's value for one subject and context.
-    pub fn solve(&self, subject: &SubjectRef, ctx: &Map<String, Value>, extra: &[ObjectRef]) -> Result<BTreeMap<(ObjectRef, String), Tri>, String> {
+    pub fn solve(
+        &self,
+        subject: &SubjectRef,
+        ctx: &Map<String, Value>,
+        extra: &[ObjectRef],
+    ) -> Result<BTreeMap<(ObjectRef, String), Tri>, String> {
         let mut values: BTreeMap<(ObjectRef, String), Tri> = BTreeMap::new();
         let mut objects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for t in self.data.object_types() {
@@ -152,7 +161,13 @@ impl<'a> Oracle<'a> {
         Ok(values)
     }
 
-    pub fn check(&self, resource: &ObjectRef, perm: &str, subject: &SubjectRef, ctx: &Map<String, Value>) -> Result<Decision, String> {
+    pub fn check(
+        &self,
+        resource: &ObjectRef,
+        perm: &str,
+        subject: &SubjectRef,
+        ctx: &Map<String, Value>,
+    ) -> Result<Decision, String> {
         let values = self.solve(subject, ctx, std::slice::from_ref(resource))?;
         let v = get(&values, resource, perm, subject);
         Ok(Decision::from_tri(&v))
@@ -161,7 +176,11 @@ impl<'a> Oracle<'a> {
     fn caveat(&self, rel: &Relationship, ctx: &Map<String, Value>) -> Result<Tri, String> {
         let Some(c) = &rel.caveat else { return Ok(Tri::True) };
         let cav = self.schema.caveat(&c.name).ok_or("unknown caveat")?;
-        let env = CondEnv { now: self.now, resource: self.data.attributes(&rel.resource), subject: self.data.attributes(&rel.subject.object) };
+        let env = CondEnv {
+            now: self.now,
+            resource: self.data.attributes(&rel.resource),
+            subject: self.data.attributes(&rel.subject.object),
+        };
         match self.conditions.evaluate(&cav.condition, &c.context, ctx, env).map_err(|e| e.to_string())? {
             Outcome::True => Ok(Tri::True),
             Outcome::False => Ok(Tri::False),
@@ -173,7 +192,14 @@ impl<'a> Oracle<'a> {
         self.data.edges(o, rel).iter().filter(|r| r.expiration.is_none_or(|e| e > self.now)).collect()
     }
 
-    fn member(&self, o: &ObjectRef, m: &str, s: &SubjectRef, ctx: &Map<String, Value>, values: &BTreeMap<(ObjectRef, String), Tri>) -> Result<Tri, String> {
+    fn member(
+        &self,
+        o: &ObjectRef,
+        m: &str,
+        s: &SubjectRef,
+        ctx: &Map<String, Value>,
+        values: &BTreeMap<(ObjectRef, String), Tri>,
+    ) -> Result<Tri, String> {
         if s.relation.as_deref() == Some(m) && &s.object == o {
             return Ok(Tri::True);
         }
@@ -185,7 +211,12 @@ impl<'a> Oracle<'a> {
                 for rel in self.live(o, m) {
                     let reach = match &rel.subject.relation {
                         Some(r) => get(values, &rel.subject.object, r, s),
-                        None if s.relation.is_none() && (rel.subject.object == s.object || (rel.subject.is_wildcard() && rel.subject.object.ty == s.object.ty)) => Tri::True,
+                        None if s.relation.is_none()
+                            && (rel.subject.object == s.object
+                                || (rel.subject.is_wildcard() && rel.subject.object.ty == s.object.ty)) =>
+                        {
+                            Tri::True
+                        }
                         None => Tri::False,
                     };
                     acc = acc.or(reach.and(self.caveat(rel, ctx)?));
@@ -196,7 +227,14 @@ impl<'a> Oracle<'a> {
         }
     }
 
-    fn rewrite(&self, o: &ObjectRef, rw: &Rewrite, s: &SubjectRef, ctx: &Map<String, Value>, values: &BTreeMap<(ObjectRef, String), Tri>) -> Result<Tri, String> {
+    fn rewrite(
+        &self,
+        o: &ObjectRef,
+        rw: &Rewrite,
+        s: &SubjectRef,
+        ctx: &Map<String, Value>,
+        values: &BTreeMap<(ObjectRef, String), Tri>,
+    ) -> Result<Tri, String> {
         Ok(match rw {
             Rewrite::Nil => Tri::False,
             Rewrite::Computed(x) => get(values, o, x, s),

@@ -19,7 +19,10 @@ const CASES: &[(&str, &str)] = &[
     ("wildcard without star", "definition user {}\ndefinition doc {\n  relation r: user:\n}"),
     ("unknown arrow function", "definition doc {\n  relation p: doc\n  permission v = p.some(v)\n}"),
     ("chained arrows", "definition doc {\n  relation p: doc\n  permission v = p->p->v\n}"),
-    ("with and without expiration", "use expiration\ncaveat c(x int) { x == 1 }\ndefinition user {}\ndefinition doc {\n  relation r: user with c and wat\n}"),
+    (
+        "with and without expiration",
+        "use expiration\ncaveat c(x int) { x == 1 }\ndefinition user {}\ndefinition doc {\n  relation r: user with c and wat\n}",
+    ),
     ("unterminated block comment", "definition user {}\n/* never closed"),
     ("unclosed caveat body", "caveat c(x int) {\n  x == 1\n"),
     ("empty caveat body", "caveat c(x int) { }"),
@@ -28,19 +31,34 @@ const CASES: &[(&str, &str)] = &[
     ("list without element type", "caveat c(x list) { x.len() == 1 }"),
     ("simple type with parameter", "caveat c(x int<string>) { true }"),
     ("attribute with unknown type", "definition user {\n  attribute age: number\n}"),
-    ("recovers and reports several errors", "definition a {\n  relation: a\n  relation ok: a\n  permission = ok\n}\ndefinition b {\n  relation x y\n}"),
+    (
+        "recovers and reports several errors",
+        "definition a {\n  relation: a\n  relation ok: a\n  permission = ok\n}\ndefinition b {\n  relation x y\n}",
+    ),
     ("member keyword missing", "definition doc {\n  viewer: doc\n}"),
     // Names and types.
     ("duplicate definition", "definition user {}\ndefinition user {}"),
     ("duplicate relation", "definition user {}\ndefinition doc {\n  relation r: user\n  relation r: user\n}"),
-    ("permission named like relation", "definition user {}\ndefinition doc {\n  relation r: user\n  permission r = r\n}"),
+    (
+        "permission named like relation",
+        "definition user {}\ndefinition doc {\n  relation r: user\n  permission r = r\n}",
+    ),
     ("unknown subject type", "definition doc {\n  relation viewer: usr\n}"),
     ("unknown subject relation", "definition group {}\ndefinition doc {\n  relation viewer: group#member\n}"),
     ("unknown name in permission", "definition doc {\n  relation viewer: doc\n  permission view = viewer + editor\n}"),
     ("arrow left side unknown", "definition doc {\n  permission view = parent->view\n}"),
-    ("arrow left side is a permission", "definition doc {\n  relation r: doc\n  permission p = r\n  permission view = p->view\n}"),
-    ("arrow target missing on subject types", "definition user {}\ndefinition doc {\n  relation parent: user\n  permission view = parent->view\n}"),
-    ("arrow over wildcard", "definition user {\n  permission view = nil\n}\ndefinition doc {\n  relation parent: user:*\n  permission view = parent->view\n}"),
+    (
+        "arrow left side is a permission",
+        "definition doc {\n  relation r: doc\n  permission p = r\n  permission view = p->view\n}",
+    ),
+    (
+        "arrow target missing on subject types",
+        "definition user {}\ndefinition doc {\n  relation parent: user\n  permission view = parent->view\n}",
+    ),
+    (
+        "arrow over wildcard",
+        "definition user {\n  permission view = nil\n}\ndefinition doc {\n  relation parent: user:*\n  permission view = parent->view\n}",
+    ),
     ("unknown caveat", "definition user {}\ndefinition doc {\n  relation viewer: user with nosuch\n}"),
     ("expiration without use", "definition user {}\ndefinition doc {\n  relation viewer: user with expiration\n}"),
     ("unknown use feature", "use typechecking\ndefinition user {}"),
@@ -56,12 +74,24 @@ const CASES: &[(&str, &str)] = &[
     ("rhai unknown variable", "caveat c(x int) {\n  x == y\n}"),
     ("rhai statement not expression", "caveat c(x int) {\n  let y = 1; x == y\n}"),
     ("rhai eval disabled", "caveat c(x string) {\n  eval(x)\n}"),
-    ("rhai nesting too deep", "caveat c(x int) {\n  ((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))) == 1\n}"),
+    (
+        "rhai nesting too deep",
+        "caveat c(x int) {\n  ((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((x))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))) == 1\n}",
+    ),
     // Recursion.
-    ("recursion through exclusion", "definition user {}\ndefinition group {\n  relation member: user | group#allowed\n  relation banned: user\n  permission allowed = member - allowed\n}"),
-    ("indirect recursion through exclusion", "definition user {}\ndefinition folder {\n  relation parent: folder\n  relation viewer: user\n  permission view = viewer - parent->view\n}"),
+    (
+        "recursion through exclusion",
+        "definition user {}\ndefinition group {\n  relation member: user | group#allowed\n  relation banned: user\n  permission allowed = member - allowed\n}",
+    ),
+    (
+        "indirect recursion through exclusion",
+        "definition user {}\ndefinition folder {\n  relation parent: folder\n  relation viewer: user\n  permission view = viewer - parent->view\n}",
+    ),
     // Size limits.
-    ("expression nested too deeply", "definition doc {\n  relation r: doc\n  permission p = ((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((r))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))\n}"),
+    (
+        "expression nested too deeply",
+        "definition doc {\n  relation r: doc\n  permission p = ((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((r))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))\n}",
+    ),
 ];
 
 fn render(conditions: &Conditions, name: &str, source: &str) -> String {

@@ -34,15 +34,17 @@ enum Op {
 }
 
 fn relationship() -> impl Strategy<Value = Relationship> {
-    (0..3u8, prop::sample::select(vec!["viewer", "editor"]), 0..3u8, any::<bool>(), 0..3u8).prop_map(|(d, rel, u, caveat, exp)| {
-        let mut text = format!("doc:d{d}#{rel}@user:u{u}");
-        if caveat {
-            text.push_str("[cav:{\"x\":1}]");
-        }
-        // Expirations: none, long past (collected), far future.
-        text.push_str(["", "[expiration:2000-01-01T00:00:00Z]", "[expiration:2999-01-01T00:00:00Z]"][exp as usize]);
-        Relationship::parse(&text).unwrap()
-    })
+    (0..3u8, prop::sample::select(vec!["viewer", "editor"]), 0..3u8, any::<bool>(), 0..3u8).prop_map(
+        |(d, rel, u, caveat, exp)| {
+            let mut text = format!("doc:d{d}#{rel}@user:u{u}");
+            if caveat {
+                text.push_str("[cav:{\"x\":1}]");
+            }
+            // Expirations: none, long past (collected), far future.
+            text.push_str(["", "[expiration:2000-01-01T00:00:00Z]", "[expiration:2999-01-01T00:00:00Z]"][exp as usize]);
+            Relationship::parse(&text).unwrap()
+        },
+    )
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -78,7 +80,9 @@ fn reopen(dir: &std::path::Path) -> SledStore {
     for _ in 0..200 {
         match SledStore::open(dir) {
             Ok(s) => return s,
-            Err(StoreError::Io(e)) if e.contains("could not acquire lock") => std::thread::sleep(Duration::from_millis(10)),
+            Err(StoreError::Io(e)) if e.contains("could not acquire lock") => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Err(e) => panic!("{e}"),
         }
     }
@@ -191,7 +195,12 @@ const SCHEMA: &str = "definition user {\n  attribute age: int\n}\ncaveat adult(a
 fn check(db: &Database, tenant: &str, text: &str) -> Decision {
     let (res, perm_sub) = text.split_once('#').unwrap();
     let (perm, sub) = perm_sub.split_once('@').unwrap();
-    let req = CheckRequest { resource: ObjectRef::parse(res, false).unwrap(), permission: perm.into(), subject: SubjectRef::parse(sub).unwrap(), context: Map::new() };
+    let req = CheckRequest {
+        resource: ObjectRef::parse(res, false).unwrap(),
+        permission: perm.into(),
+        subject: SubjectRef::parse(sub).unwrap(),
+        context: Map::new(),
+    };
     db.check(tenant, Consistency::FullyConsistent, &req).unwrap().0
 }
 
@@ -215,14 +224,23 @@ fn database_writes_are_validated_and_read_back_at_revisions() {
     let err = db.write("acme", touch(&["doc:3#viewer@user:bob", "doc:3#owner@user:bob"])).unwrap_err();
     assert_eq!(err.to_string(), "mutation 1 (`doc:3#owner@user:bob`): type `doc` has no relation `owner`");
     assert_eq!(check(&db, "acme", "doc:3#view@user:bob"), Decision::No);
-    let err = db.write("acme", WriteRequest::new(vec![Mutation::SetAttributes(ObjectRef::new("user", "ann"), serde_json::json!({"age": "old"}).as_object().unwrap().clone())])).unwrap_err();
+    let err = db
+        .write(
+            "acme",
+            WriteRequest::new(vec![Mutation::SetAttributes(
+                ObjectRef::new("user", "ann"),
+                serde_json::json!({"age": "old"}).as_object().unwrap().clone(),
+            )]),
+        )
+        .unwrap_err();
     assert_eq!(err.to_string(), "mutation 0 (`user:ann`): attribute `age` is not a valid int: got `\"old\"`");
     let too_many: Vec<String> = (0..1001).map(|i| format!("doc:{i}#viewer@user:ann")).collect();
     let err = db.write("acme", touch(&too_many.iter().map(String::as_str).collect::<Vec<_>>())).unwrap_err();
     assert_eq!(err.to_string(), "the write has 1001 mutations; the limit is 1000");
 
     // Preconditions.
-    let filter = RelationshipFilter { resource_type: Some("doc".into()), resource_id: Some("9".into()), ..Default::default() };
+    let filter =
+        RelationshipFilter { resource_type: Some("doc".into()), resource_id: Some("9".into()), ..Default::default() };
     let mut req = touch(&["doc:9#viewer@user:cy"]);
     req.preconditions.push(Precondition::MustMatch(filter.clone()));
     assert!(matches!(db.write("acme", req).unwrap_err(), DbError::PreconditionFailed(_)));
@@ -232,15 +250,28 @@ fn database_writes_are_validated_and_read_back_at_revisions() {
 
     // A schema change that would orphan stored relationships is refused with what blocks it.
     let err = db.write_schema("acme", "definition user {}\ndefinition doc {\n  relation viewer: user\n}").unwrap_err();
-    assert_eq!(err.to_string(), "schema change refused: 1 stored item(s) would no longer fit, first: relationship `doc:2#parent@doc:1`: type `doc` has no relation `parent`");
+    assert_eq!(
+        err.to_string(),
+        "schema change refused: 1 stored item(s) would no longer fit, first: relationship `doc:2#parent@doc:1`: type `doc` has no relation `parent`"
+    );
 
     // Deletes, and reads at an exact older revision.
-    let r4 = db.write("acme", WriteRequest::new(vec![Mutation::Delete(Relationship::parse("doc:1#viewer@user:ann").unwrap())])).unwrap();
+    let r4 = db
+        .write("acme", WriteRequest::new(vec![Mutation::Delete(Relationship::parse("doc:1#viewer@user:ann").unwrap())]))
+        .unwrap();
     assert_eq!(check(&db, "acme", "doc:2#view@user:ann"), Decision::No);
-    let req = CheckRequest { resource: ObjectRef::new("doc", "2"), permission: "view".into(), subject: SubjectRef::parse("user:ann").unwrap(), context: Map::new() };
+    let req = CheckRequest {
+        resource: ObjectRef::new("doc", "2"),
+        permission: "view".into(),
+        subject: SubjectRef::parse("user:ann").unwrap(),
+        context: Map::new(),
+    };
     assert_eq!(db.check("acme", Consistency::AtExactSnapshot(r3), &req).unwrap(), (Decision::Has, r3));
     assert_eq!(db.check("acme", Consistency::AtExactSnapshot(r4), &req).unwrap(), (Decision::No, r4));
-    assert!(matches!(db.check("acme", Consistency::AtLeastAsFresh(r4 + 5), &req).unwrap_err(), DbError::FutureRevision { .. }));
+    assert!(matches!(
+        db.check("acme", Consistency::AtLeastAsFresh(r4 + 5), &req).unwrap_err(),
+        DbError::FutureRevision { .. }
+    ));
 
     // Reopen: the exact state at the last acknowledged revision.
     drop(db);
@@ -248,7 +279,8 @@ fn database_writes_are_validated_and_read_back_at_revisions() {
     assert_eq!(db.revision("acme").unwrap(), r4);
     assert_eq!(check(&db, "acme", "doc:9#view@user:cy"), Decision::Has);
     assert_eq!(check(&db, "acme", "doc:2#view@user:ann"), Decision::No);
-    let (rels, _) = db.read_relationships("acme", Consistency::FullyConsistent, &RelationshipFilter::default(), 100, None).unwrap();
+    let (rels, _) =
+        db.read_relationships("acme", Consistency::FullyConsistent, &RelationshipFilter::default(), 100, None).unwrap();
     assert_eq!(rels.iter().map(|r| r.to_string()).collect::<Vec<_>>(), ["doc:2#parent@doc:1", "doc:9#viewer@user:cy"]);
 
     // Export and import into a new tenant give the same answers.
@@ -272,17 +304,32 @@ fn tenants_share_nothing_observable() {
     db.write("acme", touch(&["doc:1#viewer@user:ann", "doc:2#viewer@user:ann", "doc:3#viewer@user:ann"])).unwrap();
     assert_eq!(check(&db, "acme", "doc:1#view@user:ann"), Decision::Has);
     assert_eq!(check(&db, "globex", "doc:1#view@user:ann"), Decision::No);
-    let (rels, _) = db.read_relationships("globex", Consistency::FullyConsistent, &RelationshipFilter::default(), 100, None).unwrap();
+    let (rels, _) = db
+        .read_relationships("globex", Consistency::FullyConsistent, &RelationshipFilter::default(), 100, None)
+        .unwrap();
     assert!(rels.is_empty());
-    let req = LookupResourcesRequest { resource_type: "doc".into(), permission: "view".into(), subject: SubjectRef::parse("user:ann").unwrap(), context: Map::new(), limit: Some(1), cursor: None };
+    let req = LookupResourcesRequest {
+        resource_type: "doc".into(),
+        permission: "view".into(),
+        subject: SubjectRef::parse("user:ann").unwrap(),
+        context: Map::new(),
+        limit: Some(1),
+        cursor: None,
+    };
     assert!(db.lookup_resources("globex", Consistency::FullyConsistent, &req).unwrap().items.is_empty());
     let page = db.lookup_resources("acme", Consistency::FullyConsistent, &req).unwrap();
     let stolen = LookupResourcesRequest { cursor: page.cursor.clone(), ..req.clone() };
-    assert_eq!(db.lookup_resources("globex", Consistency::FullyConsistent, &stolen).unwrap_err().to_string(), "cursor belongs to a different tenant");
+    assert_eq!(
+        db.lookup_resources("globex", Consistency::FullyConsistent, &stolen).unwrap_err().to_string(),
+        "cursor belongs to a different tenant"
+    );
     assert_eq!(db.changes_since("globex", 0).unwrap().len(), 1);
     db.drop_tenant("acme").unwrap();
     assert_eq!(db.tenants().unwrap(), ["globex"]);
-    assert_eq!(db.write("acme", touch(&["doc:1#viewer@user:ann"])).unwrap_err().to_string(), "tenant `acme` does not exist");
+    assert_eq!(
+        db.write("acme", touch(&["doc:1#viewer@user:ann"])).unwrap_err().to_string(),
+        "tenant `acme` does not exist"
+    );
 }
 
 #[test]
@@ -318,12 +365,18 @@ fn acknowledged_writes_survive_kill_9() {
             }
         }
         child.wait().unwrap();
-        assert!(seen > 0, "round {round}: the writer acknowledged nothing: {:?}", child.stderr.take().map(|e| std::io::read_to_string(e).unwrap()));
+        assert!(
+            seen > 0,
+            "round {round}: the writer acknowledged nothing: {:?}",
+            child.stderr.take().map(|e| std::io::read_to_string(e).unwrap())
+        );
 
         let db = Database::open(&dir).unwrap();
         let head = db.revision("t").unwrap();
         assert!(head >= acked, "round {round}: head {head} is behind acknowledged revision {acked}");
-        let (rels, _) = db.read_relationships("t", Consistency::FullyConsistent, &RelationshipFilter::default(), 10_000, None).unwrap();
+        let (rels, _) = db
+            .read_relationships("t", Consistency::FullyConsistent, &RelationshipFilter::default(), 10_000, None)
+            .unwrap();
         let mut per_batch = std::collections::BTreeMap::<u64, usize>::new();
         for r in &rels {
             let b: u64 = r.resource.id.trim_start_matches('b').split('_').next().unwrap().parse().unwrap();

@@ -46,9 +46,9 @@ fn foreign_crates_stay_in_their_home_module() {
             }
             for (n, line) in text.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or("");
-                let path_use = code.match_indices(&format!("{krate}::")).any(|(i, _)| {
-                    !code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
-                });
+                let path_use = code
+                    .match_indices(&format!("{krate}::"))
+                    .any(|(i, _)| !code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
                 if path_use || code.contains(&format!("use {krate};")) {
                     offences.push(format!("{rel}:{}: uses `{krate}` outside {homes:?}", n + 1));
                 }
