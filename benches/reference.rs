@@ -16,12 +16,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pemba::bench::workload::{self, DriveSize};
 use pemba::conditions::Conditions;
 use pemba::engine::cursor::CursorKey;
 use pemba::engine::lookup::{Reader, lookup_resources};
-use pemba::engine::{self, Env, History, Tuples};
+use pemba::engine::{self, Ctx, Env, History, Tuples};
 use pemba::model::Timestamp;
-use pemba::workload::{self, DriveSize};
 
 fn bench(c: &mut Criterion) {
     let conditions = Conditions::new();
@@ -33,37 +33,26 @@ fn bench(c: &mut Criterion) {
         tuples.insert(r.clone());
     }
     let env = Env::new(Timestamp::now());
+    let ctx = Ctx { schema: &schema, data: &tuples, conditions: &conditions, env };
     let mut group = c.benchmark_group("reference/check");
     for p in &drive.probes {
         let req = p.request();
-        group.bench_function(p.name, |b| {
-            b.iter(|| black_box(engine::check(&schema, &tuples, &conditions, &req, env).unwrap()))
-        });
+        group.bench_function(p.name, |b| b.iter(|| black_box(engine::check(&ctx, &req).unwrap())));
     }
     group.finish();
 
     let bulk = workload::bulk_requests(size);
-    c.bench_function("reference/check_bulk_100", |b| {
-        b.iter(|| black_box(engine::check_bulk(&schema, &tuples, &conditions, &bulk, env)))
-    });
+    c.bench_function("reference/check_bulk_100", |b| b.iter(|| black_box(engine::check_bulk(&ctx, &bulk))));
 
     let history = History::new(tuples);
     let key = CursorKey::random();
-    let reader = Reader {
-        schema: &schema,
-        conditions: &conditions,
-        history: &history,
-        key: &key,
-        tenant: "",
-        cache: None,
-        index: None,
-    };
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "" };
     let (_, staff) = &drive.lookup_users[0];
     let mut group = c.benchmark_group("reference/lookup_resources");
     group.sample_size(10);
     group.bench_function("lr_staff_all_pages", |b| {
         b.iter(|| {
-            black_box(pemba::benchmark::lookup_all_pages(staff, |req| lookup_resources(&reader, req, env.now)).unwrap())
+            black_box(pemba::bench::lookup_all_pages(staff, |req| lookup_resources(&reader, req, env.now)).unwrap())
         })
     });
     group.finish();

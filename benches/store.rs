@@ -15,9 +15,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pemba::bench::workload::{self, DriveSize};
 use pemba::db::{Database, WriteRequest};
 use pemba::store::Mutation;
-use pemba::workload::{self, DriveSize};
 
 fn bench(c: &mut Criterion) {
     let rels = workload::generate(DriveSize::small()).relationships;

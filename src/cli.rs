@@ -168,31 +168,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema { command: SchemaCommand::Check { files } } => schema_check(&files),
         Command::Schema { command: SchemaCommand::Fmt { check, write, files } } => schema_fmt(&files, check, write),
         Command::Bench { command: BenchCommand::Reference { size, iterations, json: _ } } => {
-            let drive = crate::workload::DriveSize::by_name(&size)
+            let drive = crate::bench::workload::DriveSize::by_name(&size)
                 .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
-            let figures = crate::benchmark::reference(&size, drive, iterations.max(1))?;
+            let figures = crate::bench::reference(&size, drive, iterations.max(1))?;
             out!("{}\n", serde_json::to_string_pretty(&figures)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { command: BenchCommand::Store { dir, size, iterations, json: _ } } => {
-            let drive = crate::workload::DriveSize::by_name(&size)
+            let drive = crate::bench::workload::DriveSize::by_name(&size)
                 .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
-            let figures = crate::benchmark::store(&dir, drive, iterations.max(1))?;
+            let figures = crate::bench::store(&dir, drive, iterations.max(1))?;
             out!("{}\n", serde_json::to_string_pretty(&figures)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { command: BenchCommand::Index { size, json: _ } } => {
-            let drive = crate::workload::DriveSize::by_name(&size)
+            let drive = crate::bench::workload::DriveSize::by_name(&size)
                 .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
-            out!("{}\n", serde_json::to_string_pretty(&crate::benchmark::index(&size, drive))?);
+            out!("{}\n", serde_json::to_string_pretty(&crate::bench::index(&size, drive))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { command: BenchCommand::Embedded { size, iterations, dir, json: _ } } => {
-            let drive = crate::workload::DriveSize::by_name(&size)
+            let drive = crate::bench::workload::DriveSize::by_name(&size)
                 .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
             out!(
                 "{}\n",
-                serde_json::to_string_pretty(&crate::benchmark::embedded(&size, drive, iterations.max(1), &dir)?)?
+                serde_json::to_string_pretty(&crate::bench::embedded(&size, drive, iterations.max(1), &dir)?)?
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -314,7 +314,7 @@ fn crash_writer(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
     loop {
         // One writer: the batch written now gets the next revision, and its ids name it.
-        let next = db.revision("t")? + 1;
+        let next = db.revision("t")?.next();
         let batch = (0..5)
             .map(|j| Relationship::parse(&format!("doc:b{next}_{j}#viewer@user:u{j}")).map(Mutation::Touch))
             .collect::<Result<Vec<_>, _>>()?;

@@ -92,9 +92,11 @@ pub struct Env<'a> {
     pub subject: &'a Map<String, Value>,
 }
 
-/// The hardened rhai engine. Build one and share it: it is `Send + Sync`.
+/// The hardened rhai engine. Build one and share it: it is `Send + Sync`, and a clone shares the
+/// same engine.
+#[derive(Clone)]
 pub struct Conditions {
-    engine: Engine,
+    engine: std::sync::Arc<Engine>,
 }
 
 impl std::fmt::Debug for Conditions {
@@ -205,7 +207,7 @@ impl Conditions {
         });
         register_types(&mut engine);
         register_strict_comparisons(&mut engine);
-        Conditions { engine }
+        Conditions { engine: std::sync::Arc::new(engine) }
     }
 
     /// Compiles a caveat body. Parameters must have distinct names; the body may use them and

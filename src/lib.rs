@@ -6,15 +6,15 @@
 
 #![forbid(unsafe_code)]
 
-pub mod benchmark;
+pub mod bench;
 pub mod cli;
 pub mod conditions;
 pub mod db;
 pub mod engine;
-pub mod graph;
 pub mod index;
 pub mod model;
+pub mod query;
+pub mod scc;
 pub mod schema;
 pub mod store;
 pub mod validation;
-pub mod workload;

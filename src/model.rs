@@ -292,6 +292,32 @@ impl fmt::Display for Relationship {
     }
 }
 
+/// A tenant's revision: every committed write advances it by one; 0 is a new tenant's (empty)
+/// state. A ZedToken encodes one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Revision(pub u64);
+
+impl Revision {
+    /// The revision a new tenant starts at.
+    pub const ZERO: Revision = Revision(0);
+
+    /// The revision after this one (saturating: 2^64 writes are not reachable).
+    pub fn next(self) -> Revision {
+        Revision(self.0.saturating_add(1))
+    }
+
+    /// The revision `n` before this one, or 0.
+    pub fn back(self, n: u64) -> Revision {
+        Revision(self.0.saturating_sub(n))
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// An instant, as nanoseconds since the Unix epoch (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i128);

@@ -18,13 +18,13 @@ use std::time::Instant;
 
 use serde_json::Map;
 
-use super::{CheckRequest, Decision, Env, EvalError, Relations, Tri};
-use crate::conditions::{self, Conditions, Outcome};
-use crate::graph;
-use crate::index::IndexGraph;
+use super::data::Membership;
+use super::{CheckRequest, Ctx, Decision, EvalError, Tri};
+use crate::conditions::{self, Outcome};
 use crate::model::{ObjectRef, Relationship, SubjectRef};
+use crate::scc;
 use crate::schema::ast::ArrowKind;
-use crate::schema::{AllowedKind, CompiledSchema, MemberKind, Rewrite};
+use crate::schema::{CompiledSchema, Member, Relation, Rewrite};
 
 /// An equation's right-hand side.
 #[derive(Debug, Clone)]
@@ -38,56 +38,49 @@ pub(crate) enum Term {
 
 /// The explored part of the graph for one subject, and its solution.
 pub(crate) struct Graph<'a> {
-    schema: &'a CompiledSchema,
-    data: &'a dyn Relations,
-    conditions: &'a Conditions,
+    ctx: Ctx<'a>,
+    /// Explore every node, even those the data could answer from a closure, so that every
+    /// node on a path has a value (explanations and the recursive expansion read them).
+    explain: bool,
     subject: &'a SubjectRef,
     context: &'a Map<String, serde_json::Value>,
-    env: Env,
     started: Instant,
     work: usize,
     ids: HashMap<(ObjectRef, String), usize>,
     pub(crate) nodes: Vec<(ObjectRef, String)>,
     equations: Vec<Term>,
     pub(crate) values: Vec<Tri>,
-    /// The index, when the caller keeps one: nested memberships it summarizes are answered from
-    /// its closures instead of being explored.
-    index: Option<&'a IndexGraph>,
 }
 
 impl<'a> Graph<'a> {
     pub(crate) fn new(
-        schema: &'a CompiledSchema,
-        data: &'a dyn Relations,
-        conditions: &'a Conditions,
+        ctx: Ctx<'a>,
         subject: &'a SubjectRef,
         context: &'a Map<String, serde_json::Value>,
-        env: Env,
+        explain: bool,
     ) -> Graph<'a> {
         Graph {
-            schema,
-            data,
-            conditions,
+            ctx,
+            explain,
             subject,
             context,
-            env,
             started: Instant::now(),
             work: 0,
             ids: HashMap::new(),
             nodes: Vec::new(),
             equations: Vec::new(),
             values: Vec::new(),
-            index: None,
         }
     }
 
     fn step(&mut self, n: usize) -> Result<(), EvalError> {
         self.work += n;
-        if self.work > self.env.limits.max_work {
-            return Err(EvalError::WorkLimit(self.env.limits.max_work));
+        let limits = self.ctx.env.limits;
+        if self.work > limits.max_work {
+            return Err(EvalError::WorkLimit(limits.max_work));
         }
-        if self.work % 1024 < n && self.started.elapsed() > self.env.limits.deadline {
-            return Err(EvalError::Deadline(self.env.limits.deadline));
+        if self.work % 1024 < n && self.started.elapsed() > limits.deadline {
+            return Err(EvalError::Deadline(limits.deadline));
         }
         Ok(())
     }
@@ -123,16 +116,17 @@ impl<'a> Graph<'a> {
         let Some(c) = &rel.caveat else { return Ok(Tri::True) };
         // A condition may take up to its own time limit: check the request's deadline before
         // each one, so many slow conditions cannot add up past it.
-        if self.started.elapsed() > self.env.limits.deadline {
-            return Err(EvalError::Deadline(self.env.limits.deadline));
+        let ctx = self.ctx;
+        if self.started.elapsed() > ctx.env.limits.deadline {
+            return Err(EvalError::Deadline(ctx.env.limits.deadline));
         }
-        let caveat = self.schema.caveat(&c.name).ok_or_else(|| EvalError::UnknownCaveat(c.name.clone()))?;
+        let caveat = ctx.schema.caveat(&c.name).ok_or_else(|| EvalError::UnknownCaveat(c.name.clone()))?;
         let env = conditions::Env {
-            now: self.env.now,
-            resource: self.data.attributes(&rel.resource),
-            subject: self.data.attributes(&rel.subject.object),
+            now: ctx.env.now,
+            resource: ctx.data.attributes(&rel.resource),
+            subject: ctx.data.attributes(&rel.subject.object),
         };
-        Ok(match self.conditions.evaluate(&caveat.condition, &c.context, self.context, env)? {
+        Ok(match ctx.conditions.evaluate(&caveat.condition, &c.context, self.context, env)? {
             Outcome::True => Tri::True,
             Outcome::False => Tri::False,
             Outcome::Missing(m) => Tri::unknown(m.into_iter().collect()),
@@ -142,22 +136,23 @@ impl<'a> Graph<'a> {
     /// Relationships `object#relation@…`, expired ones included (callers skip them with
     /// [`Graph::expired`]).
     fn all_edges(&self, object: &ObjectRef, relation: &str) -> std::borrow::Cow<'a, [Relationship]> {
-        self.data.edges(object, relation)
+        self.ctx.data.edges(object, relation)
     }
 
     fn expired(&self, r: &Relationship) -> bool {
-        r.expiration.is_some_and(|e| e <= self.env.now)
+        r.expiration.is_some_and(|e| e <= self.ctx.env.now)
     }
 
     fn equation(&mut self, object: &ObjectRef, member: &str, queue: &mut Vec<usize>) -> Result<Term, EvalError> {
         if self.subject.relation.as_deref() == Some(member) && &self.subject.object == object {
             return Ok(Term::Const(Tri::True));
         }
-        let Some(def) = self.schema.definition(&object.ty) else { return Ok(Term::Const(Tri::False)) };
-        match def.member_kind(member) {
+        let schema = self.ctx.schema;
+        let Some(def) = schema.definition(&object.ty) else { return Ok(Term::Const(Tri::False)) };
+        match schema.member_of(def, member) {
             None => Ok(Term::Const(Tri::False)),
-            Some(MemberKind::Relation) => {
-                if let Some(v) = self.closure_value(object, member)? {
+            Some(Member::Relation(relation)) => {
+                if let Some(v) = self.closure_value(object, relation)? {
                     return Ok(Term::Const(v));
                 }
                 let all = self.all_edges(object, member);
@@ -177,86 +172,37 @@ impl<'a> Graph<'a> {
                 }
                 Ok(Term::Or(terms))
             }
-            Some(MemberKind::Permission) => {
-                let rewrite = def.permissions.get(member).map(|p| p.rewrite.clone()).unwrap_or(Rewrite::Nil);
-                self.rewrite(object, &rewrite, queue)
-            }
+            Some(Member::Permission(p)) => self.rewrite(object, &p.rewrite, queue),
         }
     }
 
-    /// The value of `object#relation` from the index's closure, when the relation nests only in
-    /// itself (its allowed subject sets are all `type#relation`) and every nesting edge is
-    /// unconditional (else the index keeps no closure and this returns `None`). Then the node's
-    /// least fixpoint is: the subject is named, directly or by a wildcard, by a relationship of
-    /// the object or of an object nested below it. Conditional edges of those objects add their
-    /// caveats' values.
-    fn closure_value(&self, object: &ObjectRef, relation: &str) -> Result<Option<Tri>, EvalError> {
-        let Some(ix) = self.index else { return Ok(None) };
-        let Some(rel) = self.schema.definition(&object.ty).and_then(|d| d.relations.get(relation)) else {
-            return Ok(None);
-        };
-        let nests_only_in_itself = rel.allowed.iter().all(|a| match &a.kind {
-            AllowedKind::Relation(r) => a.ty == object.ty && r == relation,
-            _ => true,
-        });
-        if !nests_only_in_itself {
+    /// The value of `object#relation` when the relation nests only in itself (its allowed
+    /// subject sets are all `type#relation`) and the data answers the membership from a closure
+    /// (see [`super::Relations::nested_membership`]); `None` to explore instead. The node's least
+    /// fixpoint is then: the subject is named, directly or by a wildcard, by a relationship of
+    /// the object or of an object nested below it; conditional ones add their caveats' values.
+    fn closure_value(&self, object: &ObjectRef, relation: &Relation) -> Result<Option<Tri>, EvalError> {
+        if self.explain || !relation.nests_only_in_itself(&object.ty) {
             return Ok(None);
         }
-        let Some(gid) = ix.id(object) else {
-            // An object the index has never seen has no relationships.
-            return Ok(Some(Tri::False));
-        };
-        let Some(members) = ix.nested(&object.ty, relation, gid) else { return Ok(None) };
-        let s = self.subject;
-        if let Some(sr) = &s.relation {
-            // A subject set is reached when it is this object or one nested below it.
-            let hit =
-                s.object.ty == object.ty && sr == relation && ix.id(&s.object).is_some_and(|x| members.contains(&x));
-            return Ok(Some(if hit { Tri::True } else { Tri::False }));
-        }
-        if let Some(sid) = ix.id(&s.object).filter(|_| !s.is_wildcard())
-            && let Some(direct) = ix.reverse(&object.ty, relation, &s.object.ty, sid)
-            && members.iter().any(|g| direct.contains(*g))
-        {
-            return Ok(Some(Tri::True));
-        }
-        if let Some(w) = ix.wildcard(&object.ty, relation, &s.object.ty)
-            && members.iter().any(|g| w.contains(*g))
-        {
-            return Ok(Some(Tri::True));
-        }
-        let mut acc = Tri::False;
-        let sid = ix.id(&s.object);
-        let side = ix.kind(&object.ty, relation, &s.object.ty, None).map(|k| &k.side);
-        for e in side.into_iter().flat_map(|s| s.iter()) {
-            let names_subject =
-                e.subject == crate::index::graph::WILDCARD || (Some(e.subject) == sid && !s.is_wildcard());
-            if !names_subject || !members.contains(&e.resource) || e.expiration.is_some_and(|x| x <= self.env.now) {
-                continue;
+        let found = self.ctx.data.nested_membership(object, &relation.name, self.subject, self.ctx.env.now);
+        Ok(match found {
+            None => None,
+            Some(Membership::Yes) => Some(Tri::True),
+            Some(Membership::Conditional(rels)) => {
+                let mut acc = Tri::False;
+                for rel in &rels {
+                    acc = acc.or(self.caveat(rel)?);
+                }
+                Some(acc)
             }
-            let resource =
-                ObjectRef::new(object.ty.clone(), ix.name(&object.ty, e.resource).unwrap_or_default().to_string());
-            let subject_object = if e.subject == crate::index::graph::WILDCARD {
-                ObjectRef::new(s.object.ty.clone(), "*")
-            } else {
-                s.object.clone()
-            };
-            let rel = Relationship {
-                resource,
-                relation: relation.to_string(),
-                subject: SubjectRef::new(subject_object, None),
-                caveat: e.caveat.clone(),
-                expiration: e.expiration,
-            };
-            acc = acc.or(self.caveat(&rel)?);
-        }
-        Ok(Some(acc))
+        })
     }
 
     fn rewrite(&mut self, object: &ObjectRef, rw: &Rewrite, queue: &mut Vec<usize>) -> Result<Term, EvalError> {
         Ok(match rw {
             Rewrite::Nil => Term::Const(Tri::False),
-            Rewrite::Computed(m) => Term::Node(self.node(object, m, queue)),
+            Rewrite::Computed { name, .. } => Term::Node(self.node(object, name, queue)),
             Rewrite::Union(a, b) => Term::Or(vec![self.rewrite(object, a, queue)?, self.rewrite(object, b, queue)?]),
             Rewrite::Intersection(a, b) => {
                 Term::And(vec![self.rewrite(object, a, queue)?, self.rewrite(object, b, queue)?])
@@ -264,7 +210,7 @@ impl<'a> Graph<'a> {
             Rewrite::Exclusion(a, b) => {
                 Term::AndNot(Box::new(self.rewrite(object, a, queue)?), Box::new(self.rewrite(object, b, queue)?))
             }
-            Rewrite::Arrow { tupleset, computed, kind } => {
+            Rewrite::Arrow { tupleset, computed, kind, .. } => {
                 let all = self.all_edges(object, tupleset);
                 let edges: Vec<&Relationship> = all.iter().filter(|r| !self.expired(r)).collect();
                 self.step(edges.len())?;
@@ -274,7 +220,7 @@ impl<'a> Graph<'a> {
                     // A subject whose type lacks the computed member contributes nothing to
                     // `.any` and fails `.all`.
                     let has_member =
-                        self.schema.definition(&target.ty).is_some_and(|d| d.member_kind(computed).is_some());
+                        self.ctx.schema.definition(&target.ty).is_some_and(|d| d.member(computed).is_some());
                     let reach = if has_member && !target.is_wildcard() {
                         Term::Node(self.node(target, computed, queue))
                     } else {
@@ -352,7 +298,7 @@ impl<'a> Graph<'a> {
             }
         }
         self.step(edges.len())?;
-        let components = graph::strongly_connected_components(n, &edges);
+        let components = scc::strongly_connected_components(n, &edges);
         let mut component_of = vec![usize::MAX; n];
         let mut queued = vec![false; n];
         for (ci, comp) in components.iter().enumerate() {
@@ -406,8 +352,9 @@ fn with_caveat(reach: Term, caveat: Tri) -> Term {
     }
 }
 
-/// Checks that the request names things the schema knows.
-pub(crate) fn validate_request(
+/// Checks that a request names things the schema knows: the resource type and its member, the
+/// subject type and, for a subject set, its member.
+pub fn validate_request(
     schema: &CompiledSchema,
     resource: &ObjectRef,
     permission: &str,
@@ -429,35 +376,37 @@ pub(crate) fn validate_request(
 
 /// Explores and solves the graph of `resource#permission` for one subject; the root's value is
 /// the Check answer, and every explored node's value is available for explanations.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn solve<'a>(
-    schema: &'a CompiledSchema,
-    data: &'a dyn Relations,
-    conditions: &'a Conditions,
+    ctx: Ctx<'a>,
     resource: &ObjectRef,
     permission: &str,
     subject: &'a SubjectRef,
     context: &'a Map<String, serde_json::Value>,
-    env: Env,
 ) -> Result<(Graph<'a>, Tri), EvalError> {
-    solve_indexed(schema, data, None, conditions, resource, permission, subject, context, env)
+    solve_with(ctx, resource, permission, subject, context, false)
 }
 
-/// [`solve`], answering nested memberships from the index's closures where it keeps them.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn solve_indexed<'a>(
-    schema: &'a CompiledSchema,
-    data: &'a dyn Relations,
-    index: Option<&'a IndexGraph>,
-    conditions: &'a Conditions,
+/// [`solve`] exploring every node it reaches, closures or not: the graph then explains the
+/// answer (every node on a path to the subject has its value).
+pub(crate) fn explain<'a>(
+    ctx: Ctx<'a>,
     resource: &ObjectRef,
     permission: &str,
     subject: &'a SubjectRef,
     context: &'a Map<String, serde_json::Value>,
-    env: Env,
 ) -> Result<(Graph<'a>, Tri), EvalError> {
-    let mut g = Graph::new(schema, data, conditions, subject, context, env);
-    g.index = index;
+    solve_with(ctx, resource, permission, subject, context, true)
+}
+
+fn solve_with<'a>(
+    ctx: Ctx<'a>,
+    resource: &ObjectRef,
+    permission: &str,
+    subject: &'a SubjectRef,
+    context: &'a Map<String, serde_json::Value>,
+    explain: bool,
+) -> Result<(Graph<'a>, Tri), EvalError> {
+    let mut g = Graph::new(ctx, subject, context, explain);
     let mut queue = Vec::new();
     let root = g.node(resource, permission, &mut queue);
     g.explore(queue)?;
@@ -467,118 +416,13 @@ pub(crate) fn solve_indexed<'a>(
 }
 
 /// Decides one Check with the reference evaluator.
-pub fn check(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    conditions: &Conditions,
-    req: &CheckRequest,
-    env: Env,
-) -> Result<Decision, EvalError> {
-    validate_request(schema, &req.resource, &req.permission, &req.subject)?;
-    let (_, value) = solve(schema, data, conditions, &req.resource, &req.permission, &req.subject, &req.context, env)?;
-    Ok(Decision::from_tri(&value))
-}
-
-/// Decides one Check with the index's closures standing in for nested memberships. Equal to
-/// [`check`] by construction (tested against it on random data).
-pub fn check_indexed(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    index: &IndexGraph,
-    conditions: &Conditions,
-    req: &CheckRequest,
-    env: Env,
-) -> Result<Decision, EvalError> {
-    validate_request(schema, &req.resource, &req.permission, &req.subject)?;
-    let (_, value) = solve_indexed(
-        schema,
-        data,
-        Some(index),
-        conditions,
-        &req.resource,
-        &req.permission,
-        &req.subject,
-        &req.context,
-        env,
-    )?;
+pub fn check(ctx: &Ctx<'_>, req: &CheckRequest) -> Result<Decision, EvalError> {
+    validate_request(ctx.schema, &req.resource, &req.permission, &req.subject)?;
+    let (_, value) = solve(*ctx, &req.resource, &req.permission, &req.subject, &req.context)?;
     Ok(Decision::from_tri(&value))
 }
 
 /// Decides many Checks at one `now`; each item gets its own answer or error.
-pub fn check_bulk(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    conditions: &Conditions,
-    reqs: &[CheckRequest],
-    env: Env,
-) -> Vec<Result<Decision, EvalError>> {
-    reqs.iter().map(|r| check(schema, data, conditions, r, env)).collect()
-}
-
-/// Decides one Check on the fast path (`index::eval`: interned ids, memoized depth-first walk),
-/// handing it to the reference evaluator (with the index's closures) when the walk meets a cycle
-/// in the data or its frame budget. Equal to [`check`] (tested against it on random data).
-pub fn check_fast(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    index: &IndexGraph,
-    conditions: &Conditions,
-    req: &CheckRequest,
-    env: Env,
-) -> Result<Decision, EvalError> {
-    validate_request(schema, &req.resource, &req.permission, &req.subject)?;
-    let mut point = crate::index::eval::Point::new(schema, index, data, conditions, &req.subject, &req.context, env);
-    match point.check(&req.resource, &req.permission)? {
-        Some(v) => Ok(Decision::from_tri(&v)),
-        None => check_indexed(schema, data, index, conditions, req, env),
-    }
-}
-
-/// Decides many Checks at one `now` on the fast path. One evaluator serves the whole batch:
-/// consecutive items with the same subject and context share its memoized values, and every
-/// item shares what it resolved about the schema and the index.
-pub fn check_bulk_fast<'a>(
-    schema: &'a CompiledSchema,
-    data: &'a dyn Relations,
-    index: &'a IndexGraph,
-    conditions: &'a Conditions,
-    reqs: &'a [CheckRequest],
-    env: Env,
-) -> Vec<Result<Decision, EvalError>> {
-    let mut out = Vec::with_capacity(reqs.len());
-    // Every item's ids first, in one pass: the lookups are independent, so the processor
-    // overlaps their memory reads instead of waiting for each inside an evaluation.
-    let ids: Vec<(Option<u32>, Option<u32>)> =
-        reqs.iter().map(|r| (index.id(&r.resource), crate::index::eval::subject_id(index, &r.subject))).collect();
-    let mut point: Option<crate::index::eval::Point<'a>> = None;
-    for (req, (rid, sid)) in reqs.iter().zip(ids) {
-        if let Err(e) = validate_request(schema, &req.resource, &req.permission, &req.subject) {
-            out.push(Err(e));
-            continue;
-        }
-        let p = match &mut point {
-            Some(p) => {
-                if !p.serves(&req.subject, &req.context) {
-                    p.retarget_to(&req.subject, sid, &req.context);
-                }
-                p
-            }
-            None => point.insert(crate::index::eval::Point::new(
-                schema,
-                index,
-                data,
-                conditions,
-                &req.subject,
-                &req.context,
-                env,
-            )),
-        };
-        let answer = match p.check_id(&req.resource, rid, &req.permission) {
-            Ok(Some(v)) => Ok(Decision::from_tri(&v)),
-            Err(e) => Err(e),
-            Ok(None) => check_indexed(schema, data, index, conditions, req, env),
-        };
-        out.push(answer);
-    }
-    out
+pub fn check_bulk(ctx: &Ctx<'_>, reqs: &[CheckRequest]) -> Vec<Result<Decision, EvalError>> {
+    reqs.iter().map(|r| check(ctx, r)).collect()
 }

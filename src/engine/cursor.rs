@@ -6,7 +6,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::model::Timestamp;
+use crate::model::{Revision, Timestamp};
 
 /// Longest cursor text accepted, in bytes.
 pub const MAX_CURSOR_LEN: usize = 8 * 1024;
@@ -14,7 +14,7 @@ const VERSION: &str = "c1";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
-    pub revision: u64,
+    pub revision: Revision,
     pub now: Timestamp,
     pub tenant: String,
     /// Digest of the query the cursor continues.
@@ -85,6 +85,16 @@ impl CursorKey {
 
     /// Opens a cursor, checking its tag, that it continues `query`, and that it belongs to `tenant`.
     pub fn open(&self, text: &str, query: [u8; 16], tenant: &str) -> Result<Cursor, CursorError> {
+        let c = self.open_any(text, tenant)?;
+        if c.query != query {
+            return Err(CursorError::WrongQuery);
+        }
+        Ok(c)
+    }
+
+    /// Opens a cursor of any query, checking its tag and that it belongs to `tenant` (to learn
+    /// the revision and `now` it pins before the query is known in full).
+    pub fn open_any(&self, text: &str, tenant: &str) -> Result<Cursor, CursorError> {
         if text.len() > MAX_CURSOR_LEN {
             return Err(CursorError::Malformed);
         }
@@ -102,9 +112,6 @@ impl CursorKey {
         let c = decode(&payload).ok_or(CursorError::Malformed)?;
         if c.tenant != tenant {
             return Err(CursorError::WrongTenant);
-        }
-        if c.query != query {
-            return Err(CursorError::WrongQuery);
         }
         Ok(c)
     }
@@ -127,7 +134,7 @@ pub fn query_digest(parts: &[&str]) -> [u8; 16] {
 
 fn encode(c: &Cursor) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + c.after.len() + c.tenant.len());
-    out.extend_from_slice(&c.revision.to_be_bytes());
+    out.extend_from_slice(&c.revision.0.to_be_bytes());
     out.extend_from_slice(&c.now.0.to_be_bytes());
     out.extend_from_slice(&c.query);
     for s in [&c.tenant, &c.after] {
@@ -138,7 +145,7 @@ fn encode(c: &Cursor) -> Vec<u8> {
 }
 
 fn decode(b: &[u8]) -> Option<Cursor> {
-    let revision = u64::from_be_bytes(b.get(0..8)?.try_into().ok()?);
+    let revision = Revision(u64::from_be_bytes(b.get(0..8)?.try_into().ok()?));
     let now = Timestamp(i128::from_be_bytes(b.get(8..24)?.try_into().ok()?));
     let query: [u8; 16] = b.get(24..40)?.try_into().ok()?;
     let mut rest = b.get(40..)?;
@@ -176,7 +183,8 @@ mod tests {
     fn cursors_round_trip_and_reject_tampering() {
         let key = CursorKey::random();
         let q = query_digest(&["lr", "doc", "view"]);
-        let c = Cursor { revision: 7, now: Timestamp(42), tenant: "t".into(), query: q, after: "doc-9".into() };
+        let c =
+            Cursor { revision: Revision(7), now: Timestamp(42), tenant: "t".into(), query: q, after: "doc-9".into() };
         let text = key.seal(&c);
         assert_eq!(key.open(&text, q, "t"), Ok(c));
         assert_eq!(key.open(&text, query_digest(&["other"]), "t"), Err(CursorError::WrongQuery));

@@ -5,10 +5,11 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::model::{ObjectRef, Relationship};
+use crate::model::{ObjectRef, Relationship, Revision, SubjectRef, Timestamp};
 
 #[derive(Debug, Clone, Default)]
 pub struct Tuples {
@@ -37,6 +38,34 @@ pub trait Relations: Send + Sync {
     /// Ids of the objects of a type that appear in the data (a superset is allowed: an id
     /// no relationship names answers like the type's wildcard).
     fn object_ids(&self, ty: &str) -> Vec<String>;
+
+    /// Whether `subject` holds `relation` on `object` through the relation's self-nesting
+    /// edges (`group:a#member@group:b#member`), answered from a Leopard closure when the data
+    /// keeps one for the relation (every nesting edge unconditional). The evaluator asks only
+    /// for relations whose allowed subject sets are all the relation itself on the object's
+    /// type. `None` (the default): the evaluator explores the edges instead.
+    fn nested_membership(
+        &self,
+        _object: &ObjectRef,
+        _relation: &str,
+        _subject: &SubjectRef,
+        _now: Timestamp,
+    ) -> Option<Membership> {
+        None
+    }
+}
+
+/// How a self-nesting relation holds for a subject, from a closure
+/// ([`Relations::nested_membership`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Membership {
+    /// A live, unconditional relationship of the object or of an object nested below it names
+    /// the subject (or its type's wildcard); or the subject is a subject set of the relation on
+    /// the object or on an object nested below it.
+    Yes,
+    /// Otherwise: the live conditional relationships there that name the subject or its type's
+    /// wildcard (their caveats decide; none: the relation does not hold).
+    Conditional(Vec<Relationship>),
 }
 
 impl Relations for Tuples {
@@ -210,31 +239,31 @@ fn group_sorted<K: PartialEq, V>(pairs: impl IntoIterator<Item = (K, V)>) -> imp
 /// write copies the head: this is the model the versioned store is tested against, not a store.
 #[derive(Debug, Clone)]
 pub struct History {
-    revisions: Vec<(u64, std::sync::Arc<Tuples>)>,
+    revisions: Vec<(Revision, Arc<Tuples>)>,
 }
 
 impl History {
     /// Starts at revision 1 with `initial`.
     pub fn new(initial: Tuples) -> History {
-        History { revisions: vec![(1, std::sync::Arc::new(initial))] }
+        History { revisions: vec![(Revision(1), Arc::new(initial))] }
     }
 
-    pub fn head(&self) -> (u64, std::sync::Arc<Tuples>) {
-        self.revisions.last().map(|(r, t)| (*r, t.clone())).unwrap_or((0, std::sync::Arc::new(Tuples::new())))
+    pub fn head(&self) -> (Revision, Arc<Tuples>) {
+        self.revisions.last().map(|(r, t)| (*r, t.clone())).unwrap_or((Revision::ZERO, Arc::new(Tuples::new())))
     }
 
     /// The relationships as of `revision`, if it exists.
-    pub fn at(&self, revision: u64) -> Option<std::sync::Arc<Tuples>> {
+    pub fn at(&self, revision: Revision) -> Option<Arc<Tuples>> {
         self.revisions.iter().find(|(r, _)| *r == revision).map(|(_, t)| t.clone())
     }
 
     /// Applies a change to a copy of the head and makes it the next revision.
-    pub fn write(&mut self, change: impl FnOnce(&mut Tuples)) -> u64 {
+    pub fn write(&mut self, change: impl FnOnce(&mut Tuples)) -> Revision {
         let (rev, head) = self.head();
         let mut next = (*head).clone();
         change(&mut next);
-        self.revisions.push((rev + 1, std::sync::Arc::new(next)));
-        rev + 1
+        self.revisions.push((rev.next(), Arc::new(next)));
+        rev.next()
     }
 }
 

@@ -12,11 +12,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde_json::Map;
 
 use super::check::{self, validate_request};
-use super::{Env, EvalError, Relations, Tri};
-use crate::conditions::Conditions;
+use super::{Ctx, EvalError, Tri};
 use crate::model::{ObjectRef, Relationship, SubjectRef};
 use crate::schema::ast::ArrowKind;
-use crate::schema::{CompiledSchema, MemberKind, Rewrite};
+use crate::schema::{Member, Rewrite};
 
 /// One node of an expansion tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,10 +57,10 @@ pub const MAX_EXPAND_NODES: usize = 10_000;
 /// of each rewrite, count one level each); deeper trees are an error, not a stack overflow.
 pub const MAX_EXPAND_DEPTH: usize = 256;
 
-/// The relationships `object#relation@…` that have not expired at `env.now`.
-fn live(data: &dyn Relations, env: Env, object: &ObjectRef, relation: &str) -> Vec<Relationship> {
-    let now = env.now;
-    let all = data.edges(object, relation);
+/// The relationships `object#relation@…` that have not expired at the request's `now`.
+fn live(ctx: &Ctx<'_>, object: &ObjectRef, relation: &str) -> Vec<Relationship> {
+    let now = ctx.env.now;
+    let all = ctx.data.edges(object, relation);
     match all {
         std::borrow::Cow::Owned(mut v) => {
             v.retain(|r| r.expiration.is_none_or(|e| e > now));
@@ -74,118 +73,96 @@ fn live(data: &dyn Relations, env: Env, object: &ObjectRef, relation: &str) -> V
 /// Expands `object#member` one level: permissions are expanded through their rewrite on this
 /// object (arrows into one child per walked subject), relations become leaves of their direct
 /// subjects. Subject sets are not followed.
-pub fn expand(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    object: &ObjectRef,
-    member: &str,
-    env: Env,
-) -> Result<ExpandTree, EvalError> {
-    let def = schema.definition(&object.ty).ok_or_else(|| EvalError::UnknownType(object.ty.clone()))?;
+pub fn expand(ctx: &Ctx<'_>, object: &ObjectRef, member: &str) -> Result<ExpandTree, EvalError> {
+    let def = ctx.schema.definition(&object.ty).ok_or_else(|| EvalError::UnknownType(object.ty.clone()))?;
     if def.member_kind(member).is_none() {
         return Err(EvalError::UnknownMember { ty: object.ty.clone(), name: member.to_string() });
     }
-    let mut budget = MAX_EXPAND_NODES;
-    let mut on_path = Vec::new();
-    expand_member(schema, data, object, member, env, &mut budget, &mut on_path)
+    Expander { ctx: *ctx, budget: MAX_EXPAND_NODES, on_path: Vec::new() }.member(object, member)
 }
 
-fn expand_member(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    object: &ObjectRef,
-    member: &str,
-    env: Env,
-    budget: &mut usize,
-    on_path: &mut Vec<(ObjectRef, String)>,
-) -> Result<ExpandTree, EvalError> {
-    *budget = budget.checked_sub(1).ok_or(EvalError::WorkLimit(MAX_EXPAND_NODES))?;
-    if on_path.len() >= MAX_EXPAND_DEPTH {
-        return Err(EvalError::DepthLimit(MAX_EXPAND_DEPTH));
-    }
-    let key = (object.clone(), member.to_string());
-    let kind = schema.definition(&object.ty).and_then(|d| d.member_kind(member));
-    let leaf = |subjects| ExpandTree::Leaf { object: object.clone(), relation: member.to_string(), subjects };
-    // A permission that reaches itself again on this path (through arrows over cyclic data, or
-    // through permissions that name each other) is shown as a leaf naming it, which is what it
-    // contributes: nothing new.
-    if kind != Some(MemberKind::Permission) || on_path.contains(&key) {
-        let subjects = match kind {
-            Some(MemberKind::Relation) => live(data, env, object, member)
-                .into_iter()
-                .map(|r| ExpandSubject { subject: r.subject.clone(), caveated: r.caveat.is_some() })
-                .collect(),
-            Some(MemberKind::Permission) => {
-                vec![ExpandSubject {
-                    subject: SubjectRef::new(object.clone(), Some(member.to_string())),
-                    caveated: false,
-                }]
+/// One expansion: its node budget and the `object#member` path from the root (operator levels
+/// push a marker, so they count toward the depth limit too).
+struct Expander<'a> {
+    ctx: Ctx<'a>,
+    budget: usize,
+    on_path: Vec<(ObjectRef, String)>,
+}
+
+impl Expander<'_> {
+    fn member(&mut self, object: &ObjectRef, member: &str) -> Result<ExpandTree, EvalError> {
+        self.budget = self.budget.checked_sub(1).ok_or(EvalError::WorkLimit(MAX_EXPAND_NODES))?;
+        if self.on_path.len() >= MAX_EXPAND_DEPTH {
+            return Err(EvalError::DepthLimit(MAX_EXPAND_DEPTH));
+        }
+        let schema = self.ctx.schema;
+        let key = (object.clone(), member.to_string());
+        let found = schema.definition(&object.ty).and_then(|d| schema.member_of(d, member));
+        let leaf = |subjects| ExpandTree::Leaf { object: object.clone(), relation: member.to_string(), subjects };
+        // A permission that reaches itself again on this path (through arrows over cyclic data,
+        // or through permissions that name each other) is shown as a leaf naming it, which is
+        // what it contributes: nothing new.
+        let permission = match found {
+            Some(Member::Permission(p)) if !self.on_path.contains(&key) => p,
+            Some(Member::Relation(_)) => {
+                let subjects = live(&self.ctx, object, member)
+                    .into_iter()
+                    .map(|r| ExpandSubject { subject: r.subject.clone(), caveated: r.caveat.is_some() })
+                    .collect();
+                return Ok(leaf(subjects));
             }
-            None => Vec::new(),
+            Some(Member::Permission(_)) => {
+                let me = SubjectRef::new(object.clone(), Some(member.to_string()));
+                return Ok(leaf(vec![ExpandSubject { subject: me, caveated: false }]));
+            }
+            None => return Ok(leaf(Vec::new())),
         };
-        return Ok(leaf(subjects));
+        self.on_path.push(key);
+        let tree = self.rewrite(object, member, &permission.rewrite);
+        self.on_path.pop();
+        tree
     }
-    let Some(rewrite) =
-        schema.definition(&object.ty).and_then(|d| d.permissions.get(member)).map(|p| p.rewrite.clone())
-    else {
-        return Ok(leaf(Vec::new()));
-    };
-    on_path.push(key);
-    let tree = expand_rewrite(schema, data, object, member, &rewrite, env, budget, on_path);
-    on_path.pop();
-    tree
-}
 
-#[allow(clippy::too_many_arguments)]
-fn expand_rewrite(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    object: &ObjectRef,
-    member: &str,
-    rw: &Rewrite,
-    env: Env,
-    budget: &mut usize,
-    on_path: &mut Vec<(ObjectRef, String)>,
-) -> Result<ExpandTree, EvalError> {
-    let node = |children| (object.clone(), member.to_string(), children);
-    if on_path.len() >= MAX_EXPAND_DEPTH {
-        return Err(EvalError::DepthLimit(MAX_EXPAND_DEPTH));
-    }
-    Ok(match rw {
-        Rewrite::Nil => ExpandTree::Leaf { object: object.clone(), relation: member.to_string(), subjects: Vec::new() },
-        Rewrite::Computed(m) => expand_member(schema, data, object, m, env, budget, on_path)?,
-        Rewrite::Arrow { tupleset, computed, kind } => {
-            let mut children = Vec::new();
-            for rel in live(data, env, object, tupleset) {
-                let target = &rel.subject.object;
-                if schema.definition(&target.ty).is_some_and(|d| d.member_kind(computed).is_some()) {
-                    children.push(expand_member(schema, data, target, computed, env, budget, on_path)?);
+    fn rewrite(&mut self, object: &ObjectRef, member: &str, rw: &Rewrite) -> Result<ExpandTree, EvalError> {
+        let node = |children| (object.clone(), member.to_string(), children);
+        if self.on_path.len() >= MAX_EXPAND_DEPTH {
+            return Err(EvalError::DepthLimit(MAX_EXPAND_DEPTH));
+        }
+        Ok(match rw {
+            Rewrite::Nil => {
+                ExpandTree::Leaf { object: object.clone(), relation: member.to_string(), subjects: Vec::new() }
+            }
+            Rewrite::Computed { name, .. } => self.member(object, name)?,
+            Rewrite::Arrow { tupleset, computed, kind, .. } => {
+                let mut children = Vec::new();
+                for rel in live(&self.ctx, object, tupleset) {
+                    let target = &rel.subject.object;
+                    if self.ctx.schema.definition(&target.ty).is_some_and(|d| d.member(computed).is_some()) {
+                        children.push(self.member(target, computed)?);
+                    }
+                }
+                let (object, relation, children) = node(children);
+                match kind {
+                    ArrowKind::All => ExpandTree::Intersection { object, relation, children },
+                    _ => ExpandTree::Union { object, relation, children },
                 }
             }
-            let (object, relation, children) = node(children);
-            match kind {
-                ArrowKind::All => ExpandTree::Intersection { object, relation, children },
-                _ => ExpandTree::Union { object, relation, children },
+            Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
+                // A marker that can never equal a real member (names cannot be empty).
+                self.on_path.push((object.clone(), String::new()));
+                let children =
+                    [a, b].into_iter().map(|x| self.rewrite(object, member, x)).collect::<Result<Vec<_>, _>>();
+                self.on_path.pop();
+                let children = children?;
+                let (object, relation, children) = node(children);
+                match rw {
+                    Rewrite::Union(..) => ExpandTree::Union { object, relation, children },
+                    Rewrite::Intersection(..) => ExpandTree::Intersection { object, relation, children },
+                    _ => ExpandTree::Exclusion { object, relation, children },
+                }
             }
-        }
-        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
-            // Operator levels count toward the depth limit too: push a marker that can never
-            // equal a real member (names cannot be empty).
-            on_path.push((object.clone(), String::new()));
-            let children = [a, b]
-                .into_iter()
-                .map(|x| expand_rewrite(schema, data, object, member, x, env, budget, on_path))
-                .collect::<Result<Vec<_>, _>>();
-            on_path.pop();
-            let children = children?;
-            let (object, relation, children) = node(children);
-            match rw {
-                Rewrite::Union(..) => ExpandTree::Union { object, relation, children },
-                Rewrite::Intersection(..) => ExpandTree::Intersection { object, relation, children },
-                _ => ExpandTree::Exclusion { object, relation, children },
-            }
-        }
-    })
+        })
+    }
 }
 
 /// A subject found by the recursive expansion, decided by Check.
@@ -229,31 +206,24 @@ impl FoundSubject {
 
 /// Follows `object#member` down through every subject set and arrow and returns every subject
 /// found there that Check confirms (true or conditional), in order.
-pub fn found_subjects(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    conditions: &Conditions,
-    object: &ObjectRef,
-    member: &str,
-    env: Env,
-) -> Result<Vec<FoundSubject>, EvalError> {
-    let def = schema.definition(&object.ty).ok_or_else(|| EvalError::UnknownType(object.ty.clone()))?;
+pub fn found_subjects(ctx: &Ctx<'_>, object: &ObjectRef, member: &str) -> Result<Vec<FoundSubject>, EvalError> {
+    let def = ctx.schema.definition(&object.ty).ok_or_else(|| EvalError::UnknownType(object.ty.clone()))?;
     if def.member_kind(member).is_none() {
         return Err(EvalError::UnknownMember { ty: object.ty.clone(), name: member.to_string() });
     }
-    let candidates = reachable_subjects(schema, data, object, member, env)?.found;
+    let candidates = reachable_subjects(ctx, object, member)?.found;
     let context = Map::new();
     let mut out = Vec::new();
     for (subject, paths) in candidates {
-        validate_request(schema, object, member, &subject)?;
-        let (graph, value) = check::solve(schema, data, conditions, object, member, &subject, &context, env)?;
+        validate_request(ctx.schema, object, member, &subject)?;
+        let (graph, value) = check::explain(*ctx, object, member, &subject, &context)?;
         if value.is_false() {
             continue;
         }
         let paths: BTreeSet<(ObjectRef, String)> =
             paths.into_iter().filter(|(o, r)| graph.value_of(o, r).is_some_and(|v| !v.is_false())).collect();
         let excluded = if subject.is_wildcard() {
-            wildcard_exclusions(schema, data, conditions, object, member, &subject, &value, &context, env)?
+            wildcard_exclusions(ctx, object, member, &subject, &value, &context)?
         } else {
             Vec::new()
         };
@@ -263,23 +233,19 @@ pub fn found_subjects(
 }
 
 /// Subjects of `subject.object.ty` in the data that a wildcard result does not cover.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn wildcard_exclusions(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    conditions: &Conditions,
+    ctx: &Ctx<'_>,
     object: &ObjectRef,
     member: &str,
     wildcard: &SubjectRef,
     wildcard_value: &Tri,
     context: &Map<String, serde_json::Value>,
-    env: Env,
 ) -> Result<Vec<(SubjectRef, bool)>, EvalError> {
     let mut excluded = Vec::new();
     let ty = wildcard.object.ty.clone();
-    for id in data.object_ids(&ty) {
+    for id in ctx.data.object_ids(&ty) {
         let s = SubjectRef::new(ObjectRef::new(ty.clone(), id), None);
-        let (_, v) = check::solve(schema, data, conditions, object, member, &s, context, env)?;
+        let (_, v) = check::solve(*ctx, object, member, &s, context)?;
         match (&v, wildcard_value) {
             (Tri::False, _) => excluded.push((s, false)),
             (Tri::Unknown(_), Tri::True) => excluded.push((s, true)),
@@ -292,13 +258,8 @@ pub(crate) fn wildcard_exclusions(
 /// Every subject named by a live relationship anywhere below `object#member` (both sides of an
 /// exclusion: excluding an exclusion makes its subjects members again), with the relation nodes
 /// that name it directly.
-pub(crate) fn reachable_subjects(
-    schema: &CompiledSchema,
-    data: &dyn Relations,
-    object: &ObjectRef,
-    member: &str,
-    env: Env,
-) -> Result<Reachable, EvalError> {
+pub(crate) fn reachable_subjects(ctx: &Ctx<'_>, object: &ObjectRef, member: &str) -> Result<Reachable, EvalError> {
+    let schema = ctx.schema;
     let mut found: BTreeMap<SubjectRef, BTreeSet<(ObjectRef, String)>> = BTreeMap::new();
     let mut visited: HashSet<(ObjectRef, String)> = HashSet::new();
     let mut stack = vec![(object.clone(), member.to_string())];
@@ -306,41 +267,35 @@ pub(crate) fn reachable_subjects(
         if !visited.insert((obj.clone(), m.clone())) {
             continue;
         }
-        if visited.len() > env.limits.max_work {
-            return Err(EvalError::WorkLimit(env.limits.max_work));
+        if visited.len() > ctx.env.limits.max_work {
+            return Err(EvalError::WorkLimit(ctx.env.limits.max_work));
         }
         let Some(def) = schema.definition(&obj.ty) else { continue };
-        match def.member_kind(&m) {
+        match schema.member_of(def, &m) {
             None => {}
-            Some(MemberKind::Relation) => {
-                for rel in live(data, env, &obj, &m) {
+            Some(Member::Relation(_)) => {
+                for rel in live(ctx, &obj, &m) {
                     found.entry(rel.subject.clone()).or_default().insert((obj.clone(), m.clone()));
                     if let Some(r) = &rel.subject.relation {
                         stack.push((rel.subject.object.clone(), r.clone()));
                     }
                 }
             }
-            Some(MemberKind::Permission) => {
-                let Some(p) = def.permissions.get(&m) else { continue };
-                let mut rewrites = vec![&p.rewrite];
-                while let Some(rw) = rewrites.pop() {
+            Some(Member::Permission(p)) => {
+                for rw in p.rewrite.nodes() {
                     match rw {
-                        Rewrite::Nil => {}
-                        Rewrite::Computed(x) => stack.push((obj.clone(), x.clone())),
+                        Rewrite::Computed { name, .. } => stack.push((obj.clone(), name.clone())),
                         Rewrite::Arrow { tupleset, computed, .. } => {
-                            for rel in live(data, env, &obj, tupleset) {
+                            for rel in live(ctx, &obj, tupleset) {
                                 let t = &rel.subject.object;
                                 if !t.is_wildcard()
-                                    && schema.definition(&t.ty).is_some_and(|d| d.member_kind(computed).is_some())
+                                    && schema.definition(&t.ty).is_some_and(|d| d.member(computed).is_some())
                                 {
                                     stack.push((t.clone(), computed.clone()));
                                 }
                             }
                         }
-                        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
-                            rewrites.push(a);
-                            rewrites.push(b);
-                        }
+                        Rewrite::Nil | Rewrite::Union(..) | Rewrite::Intersection(..) | Rewrite::Exclusion(..) => {}
                     }
                 }
             }

@@ -2,8 +2,13 @@
 //! each decided by Check, in id order, paged by a limit and a signed cursor. A cursor pins the
 //! revision and `now` of the first page, so resuming reads the same snapshot whatever was
 //! written in between, and returns exactly the rest.
+//!
+//! The pieces both evaluators share live here too (the request and page types, the query
+//! digests, the candidate list, deciding candidates in order and sealing the next cursor): the
+//! fast path (`query`) finds its candidates by set algebra and decides them on the index, but
+//! pages exactly as this does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -12,11 +17,9 @@ use super::check::{self, validate_request};
 use super::cursor::{Cursor, CursorError, CursorKey, query_digest};
 use super::data::History;
 use super::expand::{reachable_subjects, wildcard_exclusions};
-use super::{Decision, Env, EvalError, Relations, Tri};
+use super::{Ctx, Decision, Env, EvalError, Relations, Tri};
 use crate::conditions::Conditions;
-use crate::index::IndexGraph;
-use crate::index::eval::{self, Point};
-use crate::model::{ObjectRef, SubjectRef, Timestamp};
+use crate::model::{ObjectRef, Revision, SubjectRef, Timestamp};
 use crate::schema::{CompiledSchema, Rewrite};
 
 /// Largest page a lookup may ask for.
@@ -25,17 +28,17 @@ pub const MAX_PAGE_SIZE: usize = 10_000;
 /// Where a lookup finds the data at a revision: the head for a first page, the cursor's revision
 /// for the next ones.
 pub trait Snapshots {
-    fn head(&self) -> (u64, Arc<dyn Relations>);
-    fn at(&self, revision: u64) -> Result<Arc<dyn Relations>, EvalError>;
+    fn head(&self) -> (Revision, Arc<dyn Relations>);
+    fn at(&self, revision: Revision) -> Result<Arc<dyn Relations>, EvalError>;
 }
 
 impl Snapshots for History {
-    fn head(&self) -> (u64, Arc<dyn Relations>) {
+    fn head(&self) -> (Revision, Arc<dyn Relations>) {
         let (rev, data) = History::head(self);
         (rev, data)
     }
 
-    fn at(&self, revision: u64) -> Result<Arc<dyn Relations>, EvalError> {
+    fn at(&self, revision: Revision) -> Result<Arc<dyn Relations>, EvalError> {
         match History::at(self, revision) {
             Some(data) => Ok(data),
             None => Err(EvalError::RevisionGone(revision)),
@@ -43,21 +46,21 @@ impl Snapshots for History {
     }
 }
 
-/// One revision only (a lookup whose cursor names another gets `RevisionGone`): how tests and
-/// validation files serve the index as the data.
-pub struct OneRevision(pub u64, pub Arc<dyn Relations>);
+/// One revision only (a lookup whose cursor names another gets `RevisionGone`).
+pub struct OneRevision(pub Revision, pub Arc<dyn Relations>);
 
 impl Snapshots for OneRevision {
-    fn head(&self) -> (u64, Arc<dyn Relations>) {
+    fn head(&self) -> (Revision, Arc<dyn Relations>) {
         (self.0, self.1.clone())
     }
 
-    fn at(&self, revision: u64) -> Result<Arc<dyn Relations>, EvalError> {
+    fn at(&self, revision: Revision) -> Result<Arc<dyn Relations>, EvalError> {
         if revision == self.0 { Ok(self.1.clone()) } else { Err(EvalError::RevisionGone(revision)) }
     }
 }
 
-/// What a lookup reads: the schema, the revisions of the data, the cursor key and the tenant.
+/// What a reference lookup reads: the schema, the revisions of the data, the cursor key and the
+/// tenant.
 #[derive(Clone, Copy)]
 pub struct Reader<'a> {
     pub schema: &'a CompiledSchema,
@@ -65,10 +68,6 @@ pub struct Reader<'a> {
     pub history: &'a dyn Snapshots,
     pub key: &'a CursorKey,
     pub tenant: &'a str,
-    /// Where LookupResources keeps result sets between pages; `None` decides per page.
-    pub cache: Option<&'a ResultCache>,
-    /// The index and the revision it holds: lookups at that revision use the fast evaluator.
-    pub index: Option<(u64, &'a IndexGraph)>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,30 +114,11 @@ pub struct Page<T> {
     /// Present when more results follow; pass it back to get them.
     pub cursor: Option<String>,
     /// The revision every page of this lookup reads.
-    pub revision: u64,
+    pub revision: Revision,
 }
 
-/// Resolves the snapshot a lookup reads: the cursor's, or the head with a fresh `now`.
-fn snapshot(
-    reader: &Reader<'_>,
-    cursor: Option<&str>,
-    query: [u8; 16],
-    now: Timestamp,
-) -> Result<(u64, Timestamp, String, Arc<dyn Relations>), EvalError> {
-    match cursor {
-        None => {
-            let (rev, data) = reader.history.head();
-            Ok((rev, now, String::new(), data))
-        }
-        Some(text) => {
-            let c = reader.key.open(text, query, reader.tenant)?;
-            let data = reader.history.at(c.revision)?;
-            Ok((c.revision, c.now, c.after, data))
-        }
-    }
-}
-
-fn check_limit(limit: Option<usize>) -> Result<(), EvalError> {
+/// The page size check both evaluators make.
+pub fn check_limit(limit: Option<usize>) -> Result<(), EvalError> {
     match limit {
         Some(0) => Err(EvalError::InvalidLimit("a page size must be at least 1".into())),
         Some(n) if n > MAX_PAGE_SIZE => {
@@ -152,82 +132,138 @@ fn context_key(ctx: &Map<String, Value>) -> String {
     Value::Object(ctx.clone()).to_string()
 }
 
+/// The digest a LookupResources cursor carries: the schema and every request field that shapes
+/// the answer.
+pub fn resources_query(schema: &CompiledSchema, req: &LookupResourcesRequest) -> [u8; 16] {
+    query_digest(&[
+        "lookup_resources",
+        &schema.fingerprint().to_string(),
+        &req.resource_type,
+        &req.permission,
+        &req.subject.to_string(),
+        &context_key(&req.context),
+    ])
+}
+
+/// The digest a LookupSubjects cursor carries.
+pub fn subjects_query(schema: &CompiledSchema, req: &LookupSubjectsRequest) -> [u8; 16] {
+    query_digest(&[
+        "lookup_subjects",
+        &schema.fingerprint().to_string(),
+        &req.resource.to_string(),
+        &req.permission,
+        &req.subject_type,
+        req.subject_relation.as_deref().unwrap_or("..."),
+        &context_key(&req.context),
+    ])
+}
+
+/// Checks a LookupResources request against the schema.
+pub fn validate_resources(schema: &CompiledSchema, req: &LookupResourcesRequest) -> Result<(), EvalError> {
+    check_limit(req.limit)?;
+    let probe = ObjectRef::new(req.resource_type.clone(), "probe");
+    validate_request(schema, &probe, &req.permission, &req.subject)
+}
+
+/// Checks a LookupSubjects request against the schema.
+pub fn validate_subjects(schema: &CompiledSchema, req: &LookupSubjectsRequest) -> Result<(), EvalError> {
+    check_limit(req.limit)?;
+    let probe = SubjectRef::new(ObjectRef::new(req.subject_type.clone(), "probe"), req.subject_relation.clone());
+    validate_request(schema, &req.resource, &req.permission, &probe)
+}
+
+/// Where a lookup's page stands: the revision and `now` every page reads, the cursor's query
+/// digest, the tenant and key that seal the next cursor, and the last id already returned.
+pub struct Paging<'a> {
+    pub key: &'a CursorKey,
+    pub tenant: &'a str,
+    pub query: [u8; 16],
+    pub revision: Revision,
+    pub now: Timestamp,
+    /// Empty on the first page.
+    pub after: String,
+}
+
+impl Paging<'_> {
+    /// The page of `items` (one more than `limit` were asked for when a limit is set: their
+    /// presence means more follow, so the next cursor is sealed after the last one kept).
+    pub fn finish<T>(self, mut items: Vec<T>, limit: Option<usize>, id: impl Fn(&T) -> String) -> Page<T> {
+        let cursor = match limit {
+            Some(l) if items.len() > l => {
+                items.truncate(l);
+                items.last().map(|last| {
+                    self.key.seal(&Cursor {
+                        revision: self.revision,
+                        now: self.now,
+                        tenant: self.tenant.to_string(),
+                        query: self.query,
+                        after: id(last),
+                    })
+                })
+            }
+            _ => None,
+        };
+        Page { items, cursor, revision: self.revision }
+    }
+}
+
+/// How many results a page wants: one more than its limit (to learn whether more follow).
+pub fn wanted(limit: Option<usize>) -> usize {
+    limit.map_or(usize::MAX, |l| l.saturating_add(1))
+}
+
+/// Resolves the snapshot a reference lookup reads: the cursor's, or the head with a fresh `now`.
+fn snapshot<'r>(
+    reader: &Reader<'r>,
+    cursor: Option<&str>,
+    query: [u8; 16],
+    now: Timestamp,
+) -> Result<(Paging<'r>, Arc<dyn Relations>), EvalError> {
+    let (revision, now, after, data) = match cursor {
+        None => {
+            let (rev, data) = reader.history.head();
+            (rev, now, String::new(), data)
+        }
+        Some(text) => {
+            let c = reader.key.open(text, query, reader.tenant)?;
+            let data = reader.history.at(c.revision)?;
+            (c.revision, c.now, c.after, data)
+        }
+    };
+    Ok((Paging { key: reader.key, tenant: reader.tenant, query, revision, now, after }, data))
+}
+
 /// Every resource of a type on which the subject has the permission (or conditionally has it).
 pub fn lookup_resources(
     reader: &Reader<'_>,
     req: &LookupResourcesRequest,
     now: Timestamp,
 ) -> Result<Page<ResourceResult>, EvalError> {
-    check_limit(req.limit)?;
-    let probe = ObjectRef::new(req.resource_type.clone(), "probe");
-    validate_request(reader.schema, &probe, &req.permission, &req.subject)?;
-    let query = query_digest(&[
-        "lookup_resources",
-        &reader.schema.fingerprint().to_string(),
-        &req.resource_type,
-        &req.permission,
-        &req.subject.to_string(),
-        &context_key(&req.context),
-    ]);
-    let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
-    let env = Env::new(now);
-    let index = reader.index.filter(|(r, _)| *r == revision).map(|(_, ix)| ix);
-    // Every page of one lookup reads one computed candidate set: the first page computes it
-    // (and caches it when the reader has a cache); later pages, which carry the same revision and
-    // `now`, reuse it. Each page decides candidates only as far as it needs, so every page stays
-    // within one evaluation's deadline however large the whole answer is. With the index, the
-    // set comes from set algebra and most candidates are already decided.
-    // Whether the index computes the set is part of the key: a reference lookup never reuses
-    // candidates the fast path decided.
-    let key = (reader.tenant.to_string(), query, revision, now, index.is_some());
-    let candidates = match reader.cache.and_then(|c| c.get(&key)) {
-        Some(c) => c,
-        None => {
-            let fast = match index {
-                Some(ix) => {
-                    eval::resource_sets(reader.schema, ix, &req.resource_type, &req.permission, &req.subject, env)?
-                }
-                None => None,
-            };
-            let c = match fast {
-                Some(c) => c,
-                None => {
-                    let ids =
-                        reverse_reachable(reader.schema, &*data, &req.subject, &req.resource_type, &req.permission);
-                    eval::Candidates::from_sorted(ids.iter().map(|id| (id.as_str(), false)))
-                }
-            };
-            let c = Arc::new(c);
-            if let Some(cache) = reader.cache {
-                cache.put(key, c.clone());
-            }
-            c
-        }
-    };
-    let want = req.limit.map_or(usize::MAX, |l| l + 1);
-    let start = candidates.first_after(&after);
-    let items = decide_resources(reader, req, &*data, index, env, &candidates, start, want)?;
-    Ok(finish(reader, items, req.limit, revision, now, query, |r| r.id.clone()))
+    validate_resources(reader.schema, req)?;
+    let query = resources_query(reader.schema, req);
+    let (paging, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
+    let ctx = Ctx { schema: reader.schema, data: &*data, conditions: reader.conditions, env: Env::new(paging.now) };
+    let ids = reverse_reachable(reader.schema, &*data, &req.subject, &req.resource_type, &req.permission);
+    let candidates = Candidates::from_sorted(ids.iter().map(|id| (id.as_str(), false)));
+    let start = candidates.first_after(&paging.after);
+    let items = decide_resources(&candidates, start, wanted(req.limit), ctx.env, |id| {
+        let resource = ObjectRef::new(req.resource_type.clone(), id);
+        Ok(check::solve(ctx, &resource, &req.permission, &req.subject, &req.context)?.1)
+    })?;
+    Ok(paging.finish(items, req.limit, |r| r.id.clone()))
 }
 
-/// Decides candidates from position `start` in order until `want` results are found: those the
-/// index already decided at once, the others by a point Check (fast when the index holds this
-/// revision).
-#[allow(clippy::too_many_arguments)]
-fn decide_resources(
-    reader: &Reader<'_>,
-    req: &LookupResourcesRequest,
-    data: &dyn Relations,
-    index: Option<&IndexGraph>,
-    env: Env,
-    candidates: &eval::Candidates,
+/// Decides candidates from position `start` in order until `want` results are found: those
+/// already known to hold at once, the others by `decide`. The whole page shares one deadline.
+pub fn decide_resources(
+    candidates: &Candidates,
     start: usize,
     want: usize,
+    env: Env,
+    mut decide: impl FnMut(&str) -> Result<Tri, EvalError>,
 ) -> Result<Vec<ResourceResult>, EvalError> {
     let started = std::time::Instant::now();
     let mut items = Vec::with_capacity(want.min(candidates.len().saturating_sub(start)));
-    let mut point =
-        index.map(|ix| Point::new(reader.schema, ix, data, reader.conditions, &req.subject, &req.context, env));
     for (id, surely) in (start..candidates.len()).map_while(|i| candidates.get(i)) {
         if surely {
             items.push(ResourceResult { id: id.to_string(), decision: Decision::Has });
@@ -235,27 +271,7 @@ fn decide_resources(
             if started.elapsed() > env.limits.deadline {
                 return Err(EvalError::Deadline(env.limits.deadline));
             }
-            let resource = ObjectRef::new(req.resource_type.clone(), id);
-            let fast = match point.as_mut() {
-                Some(p) => p.check(&resource, &req.permission)?,
-                None => None,
-            };
-            let v = match fast {
-                Some(v) => v,
-                None => {
-                    check::solve(
-                        reader.schema,
-                        data,
-                        reader.conditions,
-                        &resource,
-                        &req.permission,
-                        &req.subject,
-                        &req.context,
-                        env,
-                    )?
-                    .1
-                }
-            };
+            let v = decide(id)?;
             if v.is_false() {
                 continue;
             }
@@ -268,31 +284,52 @@ fn decide_resources(
     Ok(items)
 }
 
-/// Candidate sets of recent lookups, so that later pages reuse what the first page computed.
-/// Keyed by tenant, query digest, revision, `now` (what a cursor pins) and whether the index
-/// computed the set, holding at most [`ResultCache::ENTRIES`] sets.
+/// One lookup's candidates: object ids sorted, each with `true` when the object surely holds
+/// the permission (`false`: a Check decides). The ids live in one buffer, so a set of 100k
+/// candidates is two allocations, not 100k.
 #[derive(Debug, Default)]
-pub struct ResultCache {
-    entries: std::sync::Mutex<std::collections::VecDeque<(CacheKey, Arc<eval::Candidates>)>>,
+pub struct Candidates {
+    text: String,
+    /// (start in `text`, length, surely).
+    spans: Vec<(u32, u32, bool)>,
 }
 
-type CacheKey = (String, [u8; 16], u64, Timestamp, bool);
-
-impl ResultCache {
-    pub const ENTRIES: usize = 16;
-
-    fn get(&self, key: &CacheKey) -> Option<Arc<eval::Candidates>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+impl Candidates {
+    /// From ids already in increasing order.
+    pub fn from_sorted<'s>(ids: impl IntoIterator<Item = (&'s str, bool)>) -> Candidates {
+        let mut c = Candidates::default();
+        for (id, sure) in ids {
+            c.spans.push((c.text.len() as u32, id.len() as u32, sure));
+            c.text.push_str(id);
+        }
+        c
     }
 
-    fn put(&self, key: CacheKey, value: Arc<eval::Candidates>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|(k, _)| k != &key);
-        entries.push_back((key, value));
-        while entries.len() > Self::ENTRIES {
-            entries.pop_front();
-        }
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The `i`th id and whether it surely holds.
+    pub fn get(&self, i: usize) -> Option<(&str, bool)> {
+        let &(start, len, sure) = self.spans.get(i)?;
+        let id = self.text.get(start as usize..(start + len) as usize)?;
+        Some((id, sure))
+    }
+
+    /// The position of the first id after `after`.
+    pub fn first_after(&self, after: &str) -> usize {
+        self.spans.partition_point(|&(start, len, _)| {
+            self.text.get(start as usize..(start + len) as usize).is_some_and(|id| id <= after)
+        })
+    }
+
+    /// Heap bytes held (for cache bounds).
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.spans.capacity() * std::mem::size_of::<(u32, u32, bool)>()
     }
 }
 
@@ -301,14 +338,13 @@ impl ResultCache {
 /// permissions that use a member, and arrows. Only these can answer anything but "no": every
 /// derivation of a yes ends at a relationship naming the subject (or at the subject set itself).
 /// Caveats, expiration and exclusions are ignored here (a superset is safe; Check decides).
-pub(crate) fn reverse_reachable(
+pub fn reverse_reachable(
     schema: &CompiledSchema,
     data: &dyn Relations,
     subject: &SubjectRef,
     resource_type: &str,
     permission: &str,
 ) -> BTreeSet<String> {
-    use std::collections::HashSet;
     let mut seen: HashSet<(ObjectRef, String)> = HashSet::new();
     let mut stack: Vec<(ObjectRef, String)> = Vec::new();
     match &subject.relation {
@@ -345,37 +381,31 @@ pub(crate) fn reverse_reachable(
                 stack.push((res.clone(), rel.clone()));
             }
         }
-        for def in schema.definitions() {
-            for p in def.permissions.values() {
-                let mut rewrites = vec![&p.rewrite];
-                while let Some(rw) = rewrites.pop() {
-                    match rw {
-                        Rewrite::Nil => {}
-                        // A permission of the same object that uses `m`.
-                        Rewrite::Computed(x) => {
-                            if def.name == o.ty && x == &m {
-                                stack.push((o.clone(), p.name.clone()));
-                            }
+        for p in schema.permissions() {
+            let Some(def) = schema.definition_by_id(p.definition) else { continue };
+            for rw in p.rewrite.nodes() {
+                match rw {
+                    // A permission of the same object that uses `m`.
+                    Rewrite::Computed { name, .. } => {
+                        if def.name == o.ty && name == &m {
+                            stack.push((o.clone(), p.name.clone()));
                         }
-                        Rewrite::Arrow { tupleset, computed, .. } => {
-                            // `tupleset` itself is a member of the same object…
-                            if def.name == o.ty && tupleset == &m {
-                                stack.push((o.clone(), p.name.clone()));
-                            }
-                            // …and `computed` on `o` reaches every object whose `tupleset` names `o`.
-                            if computed == &m {
-                                for (res, rel) in &named {
-                                    if res.ty == def.name && rel == tupleset {
-                                        stack.push((res.clone(), p.name.clone()));
-                                    }
+                    }
+                    Rewrite::Arrow { tupleset, computed, .. } => {
+                        // `tupleset` itself is a member of the same object…
+                        if def.name == o.ty && tupleset == &m {
+                            stack.push((o.clone(), p.name.clone()));
+                        }
+                        // …and `computed` on `o` reaches every object whose `tupleset` names `o`.
+                        if computed == &m {
+                            for (res, rel) in &named {
+                                if res.ty == def.name && rel == tupleset {
+                                    stack.push((res.clone(), p.name.clone()));
                                 }
                             }
                         }
-                        Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) => {
-                            rewrites.push(a);
-                            rewrites.push(b);
-                        }
                     }
+                    Rewrite::Nil | Rewrite::Union(..) | Rewrite::Intersection(..) | Rewrite::Exclusion(..) => {}
                 }
             }
         }
@@ -390,27 +420,6 @@ fn naming(data: &dyn Relations, object: &ObjectRef) -> Vec<(ObjectRef, String)> 
     out
 }
 
-fn finish<T>(
-    reader: &Reader<'_>,
-    mut items: Vec<T>,
-    limit: Option<usize>,
-    revision: u64,
-    now: Timestamp,
-    query: [u8; 16],
-    id: impl Fn(&T) -> String,
-) -> Page<T> {
-    let cursor = match limit {
-        Some(l) if items.len() > l => {
-            items.truncate(l);
-            items.last().map(|last| {
-                reader.key.seal(&Cursor { revision, now, tenant: reader.tenant.to_string(), query, after: id(last) })
-            })
-        }
-        _ => None,
-    };
-    Page { items, cursor, revision }
-}
-
 /// Every subject of a type (or subject set of a type and relation) that has the permission on
 /// the resource, with a wildcard result listing the subjects it excludes.
 pub fn lookup_subjects(
@@ -418,21 +427,25 @@ pub fn lookup_subjects(
     req: &LookupSubjectsRequest,
     now: Timestamp,
 ) -> Result<Page<SubjectResult>, EvalError> {
-    check_limit(req.limit)?;
-    let probe = SubjectRef::new(ObjectRef::new(req.subject_type.clone(), "probe"), req.subject_relation.clone());
-    validate_request(reader.schema, &req.resource, &req.permission, &probe)?;
-    let query = query_digest(&[
-        "lookup_subjects",
-        &reader.schema.fingerprint().to_string(),
-        &req.resource.to_string(),
-        &req.permission,
-        &req.subject_type,
-        req.subject_relation.as_deref().unwrap_or("..."),
-        &context_key(&req.context),
-    ]);
-    let (revision, now, after, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
-    let env = Env::new(now);
-    let reachable = reachable_subjects(reader.schema, &*data, &req.resource, &req.permission, env)?;
+    validate_subjects(reader.schema, req)?;
+    let query = subjects_query(reader.schema, req);
+    let (paging, data) = snapshot(reader, req.cursor.as_deref(), query, now)?;
+    let ctx = Ctx { schema: reader.schema, data: &*data, conditions: reader.conditions, env: Env::new(paging.now) };
+    let candidates = subject_candidates(&ctx, req, &paging.after)?;
+    let items = decide_subjects(&ctx, req, &candidates, wanted(req.limit), |subject| {
+        Ok(check::solve(ctx, &req.resource, &req.permission, subject, &req.context)?.1)
+    })?;
+    Ok(paging.finish(items, req.limit, |r| r.subject.object.id.clone()))
+}
+
+/// LookupSubjects' candidates after `after`, in id order: the subjects of the requested shape
+/// found below the resource, and (for subject sets) the nodes of that shape evaluation visits.
+pub fn subject_candidates(
+    ctx: &Ctx<'_>,
+    req: &LookupSubjectsRequest,
+    after: &str,
+) -> Result<Vec<SubjectRef>, EvalError> {
+    let reachable = reachable_subjects(ctx, &req.resource, &req.permission)?;
     let mut candidates: BTreeSet<SubjectRef> = reachable
         .found
         .into_keys()
@@ -449,77 +462,36 @@ pub fn lookup_subjects(
                 .map(|(o, m)| SubjectRef::new(o.clone(), Some(m.clone()))),
         );
     }
-    let want = req.limit.map_or(usize::MAX, |l| l + 1);
+    Ok(candidates.into_iter().filter(|s| s.object.id.as_str() > after).collect())
+}
+
+/// Decides LookupSubjects' candidates in order by `decide` until `want` results are found; a
+/// wildcard result lists the subjects it excludes (decided by the reference evaluator).
+pub fn decide_subjects<'c>(
+    ctx: &Ctx<'_>,
+    req: &LookupSubjectsRequest,
+    candidates: &'c [SubjectRef],
+    want: usize,
+    mut decide: impl FnMut(&'c SubjectRef) -> Result<Tri, EvalError>,
+) -> Result<Vec<SubjectResult>, EvalError> {
     let started = std::time::Instant::now();
     let mut items = Vec::new();
-    let candidates: Vec<SubjectRef> =
-        candidates.into_iter().filter(|s| s.object.id.as_str() > after.as_str()).collect();
-    // Each candidate is decided by a point Check: on the fast path when the index holds this
-    // revision (one evaluator, retargeted per subject), else by the reference.
-    let index = reader.index.filter(|(r, _)| *r == revision).map(|(_, ix)| ix);
-    let mut point: Option<Point<'_>> = None;
-    for subject in &candidates {
-        if started.elapsed() > env.limits.deadline {
-            return Err(EvalError::Deadline(env.limits.deadline));
+    for subject in candidates {
+        if started.elapsed() > ctx.env.limits.deadline {
+            return Err(EvalError::Deadline(ctx.env.limits.deadline));
         }
-        let fast = match index {
-            Some(ix) => {
-                let p = match &mut point {
-                    Some(p) => {
-                        p.retarget(subject, &req.context);
-                        p
-                    }
-                    None => point.insert(Point::new(
-                        reader.schema,
-                        ix,
-                        &*data,
-                        reader.conditions,
-                        subject,
-                        &req.context,
-                        env,
-                    )),
-                };
-                p.check(&req.resource, &req.permission)?
-            }
-            None => None,
-        };
-        let v = match fast {
-            Some(v) => v,
-            None => {
-                check::solve(
-                    reader.schema,
-                    &*data,
-                    reader.conditions,
-                    &req.resource,
-                    &req.permission,
-                    subject,
-                    &req.context,
-                    env,
-                )?
-                .1
-            }
-        };
+        let v = decide(subject)?;
         if v.is_false() {
             continue;
         }
         let excluded = if subject.is_wildcard() {
-            wildcard_exclusions(
-                reader.schema,
-                &*data,
-                reader.conditions,
-                &req.resource,
-                &req.permission,
-                subject,
-                &v,
-                &req.context,
-                env,
-            )?
-            .into_iter()
-            .map(|(s, conditional)| {
-                let d = if conditional { conditional_decision(reader, &*data, req, &s, env) } else { Decision::No };
-                (s, d)
-            })
-            .collect()
+            wildcard_exclusions(ctx, &req.resource, &req.permission, subject, &v, &req.context)?
+                .into_iter()
+                .map(|(s, conditional)| {
+                    let d = if conditional { conditional_decision(ctx, req, &s) } else { Decision::No };
+                    (s, d)
+                })
+                .collect()
         } else {
             Vec::new()
         };
@@ -528,18 +500,12 @@ pub fn lookup_subjects(
             break;
         }
     }
-    Ok(finish(reader, items, req.limit, revision, now, query, |r| r.subject.object.id.clone()))
+    Ok(items)
 }
 
 /// The conditional answer for one excluded subject (which names its missing context).
-fn conditional_decision(
-    reader: &Reader<'_>,
-    data: &dyn Relations,
-    req: &LookupSubjectsRequest,
-    s: &SubjectRef,
-    env: Env,
-) -> Decision {
-    match check::solve(reader.schema, data, reader.conditions, &req.resource, &req.permission, s, &req.context, env) {
+fn conditional_decision(ctx: &Ctx<'_>, req: &LookupSubjectsRequest, s: &SubjectRef) -> Decision {
+    match check::solve(*ctx, &req.resource, &req.permission, s, &req.context) {
         Ok((_, Tri::Unknown(m))) => Decision::Conditional((*m).into_iter().collect()),
         _ => Decision::Conditional(Vec::new()),
     }

@@ -15,12 +15,13 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-pub use check::{check, check_bulk, check_bulk_fast, check_fast, check_indexed};
-pub use data::{History, Relations, Tuples};
+pub use check::{check, check_bulk, validate_request};
+pub use data::{History, Membership, Relations, Tuples};
 pub use tri::Tri;
 
-use crate::conditions::ConditionError;
-use crate::model::{ObjectRef, SubjectRef, Timestamp};
+use crate::conditions::{ConditionError, Conditions};
+use crate::model::{ObjectRef, Revision, SubjectRef, Timestamp};
+use crate::schema::CompiledSchema;
 
 /// The answer to "may this subject do this on this resource?".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,17 @@ impl Env {
     }
 }
 
+/// What one evaluation by the reference evaluator reads: the schema, the data at one revision,
+/// the conditions engine and the request's environment. Copied into every function that
+/// evaluates, instead of four parameters each.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub schema: &'a CompiledSchema,
+    pub data: &'a dyn Relations,
+    pub conditions: &'a Conditions,
+    pub env: Env,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EvalError {
     #[error("unknown object type `{0}`")]
@@ -106,7 +118,11 @@ pub enum EvalError {
     #[error("invalid page size: {0}")]
     InvalidLimit(String),
     #[error("revision {0} is no longer available")]
-    RevisionGone(u64),
+    RevisionGone(Revision),
+    #[error(
+        "the cursor continues a lookup at revision {cursor} (and its instant), not this snapshot's revision {snapshot}: pass it to the database, which opens the snapshot it names"
+    )]
+    CursorSnapshot { cursor: Revision, snapshot: Revision },
     #[error("expansion exceeded its depth limit of {0}")]
     DepthLimit(usize),
     #[error("evaluation exceeded its deadline of {0:?}")]

@@ -7,508 +7,25 @@
 //! relationship set and kept current change by change.
 //!
 //! Lookups are by `&str` through nested maps (resource type, then relation), so reading the
-//! index never allocates.
+//! index never allocates. The parts live beside this file: `interner.rs` (ids), `edges.rs` (one
+//! edge kind), `relation.rs` (one relation's kinds and closures), `relations.rs` (the index as
+//! the reference evaluator's data).
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::closure::Closure;
+use super::edges::{EdgeKind, SideEdge};
 use super::hash::FastMap;
 use super::idset::IdSet;
-use super::shared::{CHUNK, ChunkVec, ShardMap};
-use crate::engine::Relations;
+use super::interner::Interner;
+use super::relation::RelationIndex;
 use crate::model::{CaveatRef, ObjectRef, Relationship, SubjectRef, Timestamp};
 
-/// Dense ids of one object type. Names are stored once, back to back in one buffer in id
-/// order (so walking ids in order reads memory in order), and found by a keyed hash of
-/// the name (std's randomized SipHash, so ids chosen by clients cannot be crafted to collide);
-/// the rare names whose hash another name already holds go to a small overflow map.
-#[derive(Debug, Clone, Default)]
-pub struct Interner {
-    /// Names by id, [`CHUNK`] names a segment (segments are shared between snapshots).
-    segments: Vec<Arc<Segment>>,
-    len: usize,
-    /// 32 bits of the name's hash → id. With a keyed hash, colliding names are rare (a few per
-    /// million names) and cannot be chosen by clients; they go to `overflow`.
-    by_hash: ShardMap<u32>,
-    overflow: Arc<HashMap<String, u32>>,
-    state: std::hash::RandomState,
-}
-
-/// The names of [`CHUNK`] consecutive ids, back to back.
-#[derive(Debug, Clone, Default)]
-struct Segment {
-    text: String,
-    /// End of each name in `text`.
-    ends: Vec<u32>,
-}
-
-impl Interner {
-    fn hash(&self, name: &str) -> u32 {
-        std::hash::BuildHasher::hash_one(&self.state, name) as u32
-    }
-
-    pub fn get(&self, name: &str) -> Option<u32> {
-        if let Some(&id) = self.by_hash.get(self.hash(name))
-            && self.name(id) == Some(name)
-        {
-            return Some(id);
-        }
-        self.overflow.get(name).copied()
-    }
-
-    /// The id of `name`, allocated on first sight. Ids are never reused (a removed object keeps
-    /// its id, so sets built earlier stay meaningful).
-    pub fn intern(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.get(name) {
-            return id;
-        }
-        let id = self.len as u32;
-        if self.segments.last().is_none_or(|seg| seg.ends.len() >= CHUNK) {
-            self.segments.push(Arc::new(Segment::default()));
-        }
-        if let Some(seg) = self.segments.last_mut() {
-            let seg = Arc::make_mut(seg);
-            seg.text.push_str(name);
-            seg.ends.push(seg.text.len() as u32);
-        }
-        self.len += 1;
-        let h = self.hash(name);
-        if self.by_hash.contains_key(h) {
-            Arc::make_mut(&mut self.overflow).insert(name.to_string(), id);
-        } else {
-            self.by_hash.insert(h, id);
-        }
-        id
-    }
-
-    pub fn name(&self, id: u32) -> Option<&str> {
-        let seg = self.segments.get(id as usize / CHUNK)?;
-        let i = id as usize % CHUNK;
-        let end = *seg.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { *seg.ends.get(i - 1)? as usize };
-        seg.text.get(start..end)
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.segments.capacity() * 8
-            + self.segments.iter().map(|s| 16 + 48 + s.text.capacity() + s.ends.capacity() * 4).sum::<usize>()
-            + self.by_hash.table_bytes(std::mem::size_of::<(u32, u32)>())
-            + self.overflow.keys().map(|k| k.capacity() + 24 + 4 + 8).sum::<usize>()
-    }
-}
-
-/// Sets by dense id: a map while few ids have a set, a vector indexed by id once most do (16
-/// bytes a slot, no hashing). A sparse edge kind (`banned`, say) over 240k documents would
-/// otherwise pay 16 bytes for every document.
-#[derive(Debug, Clone)]
-pub enum DenseSets {
-    /// The map and the largest id it has held.
-    Sparse(ShardMap<IdSet>, u32),
-    Dense(ChunkVec<IdSet>),
-}
-
-impl Default for DenseSets {
-    fn default() -> Self {
-        DenseSets::Sparse(ShardMap::default(), 0)
-    }
-}
-
-/// Bytes of one entry of a sparse map (key, set, control byte, and the table's slack).
-const SPARSE_ENTRY: usize = 28;
-
-impl DenseSets {
-    pub fn get(&self, id: u32) -> Option<&IdSet> {
-        match self {
-            DenseSets::Sparse(m, _) => m.get(id),
-            DenseSets::Dense(v) => v.get(id as usize),
-        }
-        .filter(|s| !s.is_empty())
-    }
-
-    fn get_mut(&mut self, id: u32) -> Option<&mut IdSet> {
-        match self {
-            DenseSets::Sparse(m, _) => m.get_mut(id),
-            DenseSets::Dense(v) => v.get_mut(id as usize),
-        }
-    }
-
-    /// Removes `id`'s set if it became empty (sparse form only; dense slots stay).
-    fn tidy(&mut self, id: u32) {
-        if let DenseSets::Sparse(m, _) = self
-            && m.get(id).is_some_and(IdSet::is_empty)
-        {
-            m.remove(id);
-        }
-    }
-
-    fn slot(&mut self, id: u32) -> &mut IdSet {
-        if let DenseSets::Sparse(m, largest) = self {
-            *largest = (*largest).max(id);
-            let max = *largest as usize;
-            // Switch to the vector once it costs less than the map would.
-            if (max + 1) * std::mem::size_of::<IdSet>() < (m.len() + 1) * SPARSE_ENTRY {
-                let mut entries = m.take_all();
-                entries.sort_unstable_by_key(|(k, _)| *k);
-                let mut v: ChunkVec<IdSet> = ChunkVec::default();
-                for (k, set) in entries {
-                    v.grow_to(k as usize, IdSet::default);
-                    v.push(set);
-                }
-                v.grow_to(max + 1, IdSet::default);
-                *self = DenseSets::Dense(v);
-            }
-        }
-        match self {
-            DenseSets::Sparse(m, _) => m.entry_or_default(id),
-            DenseSets::Dense(v) => v.slot(id as usize, IdSet::default),
-        }
-    }
-
-    /// (id, set) for every non-empty set (in id order for the vector, any order for the map).
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (u32, &IdSet)> + '_> {
-        match self {
-            DenseSets::Sparse(m, _) => Box::new(m.iter().filter(|(_, s)| !s.is_empty())),
-            DenseSets::Dense(v) => {
-                Box::new(v.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s)))
-            }
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            DenseSets::Sparse(m, _) => {
-                m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>()
-            }
-            DenseSets::Dense(v) => v.slot_bytes() + v.iter().map(IdSet::heap_bytes).sum::<usize>(),
-        }
-    }
-}
-
-/// One kind of unconditional edge, both directions.
-#[derive(Debug, Clone, Default)]
-pub struct Edges {
-    pub forward: DenseSets,
-    pub reverse: DenseSets,
-    /// (resource, subject) pairs held.
-    pub len: usize,
-}
-
-impl Edges {
-    fn insert(&mut self, res: u32, subj: u32) -> u64 {
-        // Only a set that changes is touched (and so copied, when a snapshot shares it).
-        if self.forward.get(res).is_some_and(|s| s.contains(subj)) {
-            return 0;
-        }
-        let a = self.forward.slot(res).insert(subj);
-        let b = self.reverse.slot(subj).insert(res);
-        self.len += usize::from(a);
-        u64::from(a) + u64::from(b)
-    }
-
-    fn remove(&mut self, res: u32, subj: u32) -> u64 {
-        if !self.forward.get(res).is_some_and(|s| s.contains(subj)) {
-            return 0;
-        }
-        let a = self.forward.get_mut(res).is_some_and(|s| s.remove(subj));
-        let b = self.reverse.get_mut(subj).is_some_and(|s| s.remove(res));
-        self.len -= usize::from(a);
-        self.forward.tidy(res);
-        self.reverse.tidy(subj);
-        u64::from(a) + u64::from(b)
-    }
-
-    /// Every (resource, subject) pair.
-    pub fn pairs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.forward.iter().flat_map(|(r, s)| s.iter().map(move |x| (r, x)))
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.forward.heap_bytes() + self.reverse.heap_bytes()
-    }
-}
-
-/// An edge whose answer depends on a caveat or an expiration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SideEdge {
-    pub resource: u32,
-    /// The subject's id, or [`WILDCARD`].
-    pub subject: u32,
-    pub caveat: Option<CaveatRef>,
-    pub expiration: Option<Timestamp>,
-}
-
-/// Conditional and expiring edges of one kind, by resource and by subject.
-#[derive(Debug, Clone, Default)]
-pub struct SideEdges {
-    by_resource: ShardMap<Vec<SideEdge>>,
-    /// Subject id (or [`WILDCARD`]) → resources with a side edge naming it.
-    by_subject: ShardMap<IdSet>,
-    len: usize,
-}
-
-impl SideEdges {
-    /// The side edges of one resource.
-    pub fn of_resource(&self, resource: u32) -> &[SideEdge] {
-        self.by_resource.get(resource).map_or(&[], Vec::as_slice)
-    }
-
-    /// Resources with a side edge naming `subject` (or [`WILDCARD`]).
-    pub fn naming(&self, subject: u32) -> Option<&IdSet> {
-        self.by_subject.get(subject)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &SideEdge> {
-        self.by_resource.values().flatten()
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn insert(&mut self, e: SideEdge) {
-        self.by_subject.entry_or_default(e.subject).insert(e.resource);
-        self.by_resource.entry_or_default(e.resource).push(e);
-        self.len += 1;
-    }
-
-    fn remove(&mut self, resource: u32, subject: u32) -> bool {
-        if !self.of_resource(resource).iter().any(|e| e.subject == subject) {
-            return false;
-        }
-        let Some(list) = self.by_resource.get_mut(resource) else { return false };
-        let before = list.len();
-        list.retain(|e| e.subject != subject);
-        let removed = before - list.len();
-        if list.is_empty() {
-            self.by_resource.remove(resource);
-        }
-        self.len -= removed;
-        if let Some(s) = self.by_subject.get_mut(subject) {
-            s.remove(resource);
-            if s.is_empty() {
-                self.by_subject.remove(subject);
-            }
-        }
-        true
-    }
-
-    fn heap_bytes(&self) -> usize {
-        let edges: usize = self
-            .by_resource
-            .values()
-            .map(|v| {
-                v.capacity() * std::mem::size_of::<SideEdge>()
-                    + v.iter()
-                        .map(|e| {
-                            e.caveat.as_ref().map_or(0, |c| {
-                                c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2
-                            })
-                        })
-                        .sum::<usize>()
-            })
-            .sum();
-        edges
-            + self.by_resource.table_bytes(std::mem::size_of::<(u32, Vec<SideEdge>)>())
-            + self.by_subject.table_bytes(std::mem::size_of::<(u32, IdSet)>())
-            + self.by_subject.values().map(IdSet::heap_bytes).sum::<usize>()
-    }
-}
-
-/// The edges of one (resource type, relation) to one subject type and subject relation.
-#[derive(Debug, Clone)]
-pub struct EdgeKind {
-    pub subject_type: String,
-    /// `None` for terminal subjects (and wildcards).
-    pub subject_relation: Option<String>,
-    /// Unconditional edges.
-    pub edges: Edges,
-    /// Resources with an unconditional wildcard edge (terminal kinds only).
-    pub wildcards: Arc<IdSet>,
-    /// Conditional and expiring edges, wildcards included.
-    pub side: SideEdges,
-}
-
-impl EdgeKind {
-    fn heap_bytes(&self) -> usize {
-        self.subject_type.capacity()
-            + self.subject_relation.as_ref().map_or(0, String::capacity)
-            + self.edges.heap_bytes()
-            + self.wildcards.heap_bytes()
-            + self.side.heap_bytes()
-    }
-}
-
-/// Everything the index holds about one (resource type, relation).
-#[derive(Debug, Clone, Default)]
-pub struct RelationIndex {
-    pub kinds: Vec<EdgeKind>,
-    /// The closure of self-nesting edges (`group:a#member@group:b#member`).
-    nesting: KeptClosure,
-    /// The closure of edges to objects of the same type without a subject relation
-    /// (`folder:a#parent@folder:b`): for each object, every object reached by following them
-    /// (a folder's ancestors). Arrows over such a relation (`parent->view`) are summarized with
-    /// it.
-    tree: KeptClosure,
-}
-
-/// A Leopard closure kept for one kind of edge between objects of one type, while it is valid
-/// (every such edge unconditional) and within its size budget.
-#[derive(Debug, Clone, Default)]
-struct KeptClosure {
-    /// `None` until the first edge, while a conditional edge exists, or once over budget.
-    closure: Option<Closure>,
-    /// Conditional edges of the kind: while any exists the closure is off.
-    conditional: usize,
-    /// The closure outgrew [`closure_budget`] and is off until the index is rebuilt.
-    too_big: bool,
-}
-
-/// The most (ancestor, descendant) pairs a closure may hold for `edges` edges: long chains
-/// and dense graphs make closures quadratic; past this the relation is evaluated without one.
-fn closure_budget(edges: usize) -> usize {
-    edges.saturating_mul(64).saturating_add(1 << 20)
-}
-
-impl KeptClosure {
-    fn enabled(&self) -> bool {
-        self.conditional == 0 && !self.too_big
-    }
-
-    fn get(&self) -> Option<&Closure> {
-        self.closure.as_ref().filter(|_| self.enabled())
-    }
-
-    /// A conditional edge of the kind arrived: the closure is off while it exists.
-    fn add_conditional(&mut self) {
-        self.conditional += 1;
-        self.closure = None;
-    }
-
-    /// A conditional edge left; with the last one gone the closure is rebuilt from `edges`.
-    fn remove_conditional(&mut self, edges: &Edges) -> u64 {
-        self.conditional = self.conditional.saturating_sub(1);
-        if !self.enabled() {
-            return 0;
-        }
-        let mut updates = 0;
-        for (p, ch) in edges.pairs() {
-            updates += self.add(p, ch, edges.len);
-        }
-        updates
-    }
-
-    fn add(&mut self, parent: u32, child: u32, edges: usize) -> u64 {
-        if !self.enabled() {
-            return 0;
-        }
-        let c = self.closure.get_or_insert_with(Closure::new);
-        if c.pairs().saturating_add(c.pairs_added_at_most(parent, child)) > closure_budget(edges) {
-            self.too_big = true;
-            self.closure = None;
-            return 0;
-        }
-        c.add_edge(parent, child)
-    }
-
-    fn remove(&mut self, parent: u32, child: u32) -> u64 {
-        match self.closure.as_mut() {
-            Some(c) if self.conditional == 0 && !self.too_big => c.remove_edge(parent, child),
-            _ => 0,
-        }
-    }
-}
-
-impl RelationIndex {
-    fn kind_mut(&mut self, subject_type: &str, subject_relation: Option<&str>) -> &mut EdgeKind {
-        let pos = self
-            .kinds
-            .iter()
-            .position(|k| k.subject_type == subject_type && k.subject_relation.as_deref() == subject_relation);
-        let pos = match pos {
-            Some(p) => p,
-            None => {
-                self.kinds.push(EdgeKind {
-                    subject_type: subject_type.to_string(),
-                    subject_relation: subject_relation.map(str::to_string),
-                    edges: Edges::default(),
-                    wildcards: Arc::default(),
-                    side: SideEdges::default(),
-                });
-                self.kinds.len() - 1
-            }
-        };
-        // INVARIANT: `pos` indexes an existing kind (found, or just pushed).
-        #[expect(clippy::indexing_slicing, reason = "pos was found in or pushed onto the vector")]
-        &mut self.kinds[pos]
-    }
-
-    pub fn kind(&self, subject_type: &str, subject_relation: Option<&str>) -> Option<&EdgeKind> {
-        self.kinds.iter().find(|k| k.subject_type == subject_type && k.subject_relation.as_deref() == subject_relation)
-    }
-
-    /// Whether the closure of self-nesting edges is valid (every such edge is unconditional,
-    /// and it is within its budget).
-    pub fn closure_enabled(&self) -> bool {
-        self.nesting.enabled()
-    }
-
-    /// The closure of self-nesting edges, when it is valid and some such edge exists.
-    pub fn closure(&self) -> Option<&Closure> {
-        self.nesting.get()
-    }
-
-    /// Whether `inner` is `outer` or nested below it; `None` while the closure is off.
-    pub fn reaches(&self, outer: u32, inner: u32) -> Option<bool> {
-        if !self.closure_enabled() {
-            return None;
-        }
-        Some(outer == inner || self.nesting.get().is_some_and(|c| c.reaches(outer, inner)))
-    }
-
-    /// The closure of edges to objects of the same type (see [`RelationIndex`]'s `tree`), when
-    /// it is valid; `None` also before the first such edge.
-    pub fn tree(&self) -> Option<&Closure> {
-        self.tree.get()
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.kinds.capacity() * std::mem::size_of::<EdgeKind>()
-            + self.kinds.iter().map(EdgeKind::heap_bytes).sum::<usize>()
-    }
-}
-
-/// The evaluator's plan for one snapshot: built on first use, empty in a copy.
-#[derive(Default)]
-pub(crate) struct PlanCell(pub(crate) std::sync::OnceLock<Arc<super::eval::Plan>>);
-
-impl Clone for PlanCell {
-    fn clone(&self) -> Self {
-        PlanCell::default()
-    }
-}
-
-impl std::fmt::Debug for PlanCell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() { "PlanCell(built)" } else { "PlanCell(empty)" })
-    }
-}
-
+/// The whole index of one tenant at one revision. Cloning it is cheap (its tables and chunks are
+/// shared until changed): a write builds the next snapshot from a clone.
 #[derive(Debug, Clone, Default)]
 pub struct IndexGraph {
     pub types: FastMap<String, Interner>,
@@ -516,9 +33,6 @@ pub struct IndexGraph {
     relations: FastMap<String, FastMap<String, u32>>,
     /// Each relation's edges (shared between snapshots until changed).
     slots: Vec<Arc<RelationIndex>>,
-    /// What the fast evaluator resolved about one schema against this snapshot (see
-    /// [`super::eval::Plan`]); emptied by every change to the relations, and not copied.
-    pub(crate) plan: PlanCell,
     /// Set updates made by changes so far (edges, wildcards, closures).
     pub updates: u64,
     /// The stored attributes of objects (caveats read them), in tables by a hash of the object
@@ -595,17 +109,10 @@ impl IndexGraph {
     }
 
     /// The index of one (resource type, relation) to change, if it exists (copied first if a
-    /// snapshot shares it). The evaluator's plan is dropped first: what it resolved (closures
-    /// on or off, which leaves have edges, which summary lies within which) may no longer hold.
+    /// snapshot shares it).
     fn existing_relation_mut(&mut self, ty: &str, relation: &str) -> Option<&mut RelationIndex> {
-        self.plan = PlanCell::default();
         let slot = *self.relations.get(ty)?.get(relation)?;
         self.slots.get_mut(slot as usize).map(Arc::make_mut)
-    }
-
-    /// Drops the evaluator's plan (the schema changed).
-    pub fn forget_plan(&mut self) {
-        self.plan = PlanCell::default();
     }
 
     /// The slot of one (resource type, relation), if it has ever had an edge: a number that
@@ -614,13 +121,18 @@ impl IndexGraph {
         self.relations.get(ty)?.get(relation).copied()
     }
 
+    /// How many slots there are (every slot below this names a relation).
+    pub fn slot_count(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
     /// The relation index in a slot.
     pub fn slot(&self, slot: u32) -> Option<&RelationIndex> {
         self.slots.get(slot as usize).map(|r| &**r)
     }
 
     /// Every relation index with its resource type and relation name.
-    fn named_relations(&self) -> impl Iterator<Item = (&str, &str, &RelationIndex)> {
+    pub(super) fn named_relations(&self) -> impl Iterator<Item = (&str, &str, &RelationIndex)> {
         self.relations.iter().flat_map(move |(ty, m)| {
             m.iter().filter_map(move |(rel, slot)| Some((ty.as_str(), rel.as_str(), self.slot(*slot)?)))
         })
@@ -770,7 +282,7 @@ impl IndexGraph {
         }
     }
 
-    fn attributes_of(&self, object: &ObjectRef) -> Option<&Map<String, Value>> {
+    pub(super) fn attributes_of(&self, object: &ObjectRef) -> Option<&Map<String, Value>> {
         self.attributes.get(Self::attribute_table(object))?.get(object)
     }
 
@@ -944,87 +456,12 @@ impl IndexGraph {
     }
 }
 
-impl Relations for IndexGraph {
-    fn edges(&self, resource: &ObjectRef, relation: &str) -> Cow<'_, [Relationship]> {
-        Cow::Owned(self.relationships_of(resource, relation))
-    }
-
-    fn each_naming(&self, object: &ObjectRef, f: &mut dyn FnMut(&ObjectRef, &str)) {
-        let subject = if object.is_wildcard() { Some(WILDCARD) } else { self.id(object) };
-        let Some(subject) = subject else { return };
-        for (ty, rel, ri) in self.named_relations() {
-            {
-                let mut resources: Vec<u32> = Vec::new();
-                for k in ri.kinds.iter().filter(|k| k.subject_type == object.ty) {
-                    if subject == WILDCARD {
-                        if k.subject_relation.is_none() {
-                            resources.extend(k.wildcards.iter());
-                        }
-                    } else if let Some(set) = k.edges.reverse.get(subject) {
-                        resources.extend(set.iter());
-                    }
-                    if let Some(set) = k.side.naming(subject) {
-                        resources.extend(set.iter());
-                    }
-                }
-                resources.sort_unstable();
-                resources.dedup();
-                for res in resources {
-                    if let Some(name) = self.name(ty, res) {
-                        f(&ObjectRef::new(ty, name), rel);
-                    }
-                }
-            }
-        }
-    }
-
-    fn attributes(&self, object: &ObjectRef) -> &Map<String, Value> {
-        self.attributes_of(object).unwrap_or(&crate::engine::data::EMPTY_MAP)
-    }
-
-    fn object_ids(&self, ty: &str) -> Vec<String> {
-        let mut ids: Vec<String> = match self.types.get(ty) {
-            Some(i) => (0..i.len() as u32).filter_map(|id| i.name(id)).map(str::to_string).collect(),
-            None => Vec::new(),
-        };
-        ids.extend(self.all_attributes().filter(|(o, _)| o.ty == ty).map(|(o, _)| o.id.clone()));
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rel(s: &str) -> Relationship {
         Relationship::parse(s).unwrap()
-    }
-
-    #[test]
-    fn interner_ids_are_dense_and_names_round_trip() {
-        let mut i = Interner::default();
-        let names: Vec<String> =
-            (0..5000).map(|n| format!("doc-{n}")).chain(["".to_string(), "ü∂".to_string()]).collect();
-        for (n, name) in names.iter().enumerate() {
-            assert_eq!(i.intern(name), n as u32);
-        }
-        for (n, name) in names.iter().enumerate() {
-            assert_eq!(i.intern(name), n as u32);
-            assert_eq!(i.get(name), Some(n as u32));
-            assert_eq!(i.name(n as u32), Some(name.as_str()));
-        }
-        assert_eq!(i.get("doc-5000"), None);
-        assert_eq!(i.name(names.len() as u32), None);
-        assert_eq!(i.len(), names.len());
-        // Names whose hash is taken go to the overflow map and are still found.
-        let h = i.hash("doc-1");
-        i.by_hash.insert(i.hash("late"), 1);
-        assert_eq!(i.intern("late"), names.len() as u32);
-        assert_eq!(i.get("late"), Some(names.len() as u32));
-        assert_eq!(i.get("doc-1"), Some(1));
-        assert!(i.by_hash.contains_key(h));
     }
 
     #[test]

@@ -5,14 +5,14 @@
 //! that each name it mentions resolves, that arrows walk relations, and that no recursion passes
 //! through the right-hand side of an exclusion.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::ast::*;
 use super::diagnostic::{Diagnostic, Span};
 use crate::conditions::{BUILTIN_VARIABLES, CompiledCondition, ConditionError, Conditions};
-use crate::graph;
 use crate::model::{ParamType, Relationship, valid_relation_name, valid_type_name};
+use crate::scc;
 
 /// Features a schema may turn on with `use`.
 pub const KNOWN_FEATURES: [&str; 1] = ["expiration"];
@@ -25,18 +25,115 @@ pub struct CompiledSchema {
 
 #[derive(Debug)]
 struct Inner {
-    definitions: BTreeMap<String, Definition>,
-    caveats: BTreeMap<String, Caveat>,
+    /// In name order; a [`DefinitionId`] is a position here.
+    definitions: Vec<Definition>,
+    by_name: BTreeMap<String, DefinitionId>,
+    /// Every relation of every definition, definitions in name order, then relations in name
+    /// order; a [`RelationId`] is a position here.
+    relations: Vec<Relation>,
+    /// The same for permissions.
+    permissions: Vec<Permission>,
+    /// In name order; a [`CaveatId`] is a position here.
+    caveats: Vec<Caveat>,
+    caveat_names: BTreeMap<String, CaveatId>,
+    /// How many arrows the permissions hold (each has an [`ArrowId`] below this).
+    arrows: u32,
     features: BTreeSet<String>,
     ast: SchemaAst,
     fingerprint: u64,
 }
 
+macro_rules! dense_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(u32);
+
+        impl $name {
+            /// The position this id names, for tables indexed by it.
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
+}
+
+dense_id!(
+    /// A definition of one compiled schema: small, dense (`0..definitions`), meaningless in
+    /// another schema.
+    DefinitionId
+);
+dense_id!(
+    /// A relation of one compiled schema, dense over all definitions' relations.
+    RelationId
+);
+dense_id!(
+    /// A permission of one compiled schema, dense over all definitions' permissions.
+    PermissionId
+);
+dense_id!(
+    /// A caveat of one compiled schema.
+    CaveatId
+);
+dense_id!(
+    /// One arrow (`a->b`, `a.any(b)`, `a.all(b)`) in the permissions of one compiled schema.
+    ArrowId
+);
+
+/// A relation or a permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberId {
+    Relation(RelationId),
+    Permission(PermissionId),
+}
+
+impl MemberId {
+    /// One dense number over relations and permissions: relations first, then permissions
+    /// (`relations` is the schema's relation count).
+    pub fn dense(self, relations: usize) -> usize {
+        match self {
+            MemberId::Relation(r) => r.index(),
+            MemberId::Permission(p) => relations + p.index(),
+        }
+    }
+}
+
+/// A relation or a permission, resolved.
+#[derive(Debug, Clone, Copy)]
+pub enum Member<'a> {
+    Relation(&'a Relation),
+    Permission(&'a Permission),
+}
+
+impl<'a> Member<'a> {
+    pub fn id(self) -> MemberId {
+        match self {
+            Member::Relation(r) => MemberId::Relation(r.id),
+            Member::Permission(p) => MemberId::Permission(p.id),
+        }
+    }
+
+    pub fn name(self) -> &'a str {
+        match self {
+            Member::Relation(r) => &r.name,
+            Member::Permission(p) => &p.name,
+        }
+    }
+
+    pub fn kind(self) -> MemberKind {
+        match self {
+            Member::Relation(_) => MemberKind::Relation,
+            Member::Permission(_) => MemberKind::Permission,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Definition {
+    pub id: DefinitionId,
     pub name: String,
-    pub relations: BTreeMap<String, Relation>,
-    pub permissions: BTreeMap<String, Permission>,
+    relations: BTreeMap<String, RelationId>,
+    permissions: BTreeMap<String, PermissionId>,
     pub attributes: BTreeMap<String, ParamType>,
 }
 
@@ -49,27 +146,43 @@ pub enum MemberKind {
 
 impl Definition {
     pub fn member_kind(&self, name: &str) -> Option<MemberKind> {
-        if self.relations.contains_key(name) {
-            Some(MemberKind::Relation)
-        } else if self.permissions.contains_key(name) {
-            Some(MemberKind::Permission)
-        } else {
-            None
+        self.member(name).map(|m| match m {
+            MemberId::Relation(_) => MemberKind::Relation,
+            MemberId::Permission(_) => MemberKind::Permission,
+        })
+    }
+
+    /// The relation or permission `name`.
+    pub fn member(&self, name: &str) -> Option<MemberId> {
+        match self.relations.get(name) {
+            Some(r) => Some(MemberId::Relation(*r)),
+            None => self.permissions.get(name).map(|p| MemberId::Permission(*p)),
         }
     }
 
-    /// Whether the relation or permission `name` is part of a recursive cycle.
-    pub fn is_recursive(&self, name: &str) -> bool {
-        self.relations
-            .get(name)
-            .map(|r| r.recursive)
-            .or_else(|| self.permissions.get(name).map(|p| p.recursive))
-            .unwrap_or(false)
+    pub fn relation_id(&self, name: &str) -> Option<RelationId> {
+        self.relations.get(name).copied()
+    }
+
+    pub fn permission_id(&self, name: &str) -> Option<PermissionId> {
+        self.permissions.get(name).copied()
+    }
+
+    pub fn has_relation(&self, name: &str) -> bool {
+        self.relations.contains_key(name)
+    }
+
+    /// Relation names, then permission names, each in name order.
+    pub fn member_names(&self) -> impl Iterator<Item = &String> {
+        self.relations.keys().chain(self.permissions.keys())
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Relation {
+    pub id: RelationId,
+    /// The definition the relation belongs to.
+    pub definition: DefinitionId,
     pub name: String,
     pub allowed: Vec<AllowedType>,
     pub recursive: bool,
@@ -81,6 +194,16 @@ impl Relation {
         self.allowed
             .iter()
             .any(|a| a.ty == ty && &a.kind == kind && a.caveat.as_deref() == caveat && a.expiration == expiration)
+    }
+
+    /// Whether every subject set the relation allows is the relation itself on its own type
+    /// (`group#member` in `group`'s `member`): then its recursion stays inside it, and a
+    /// Leopard closure of its self-nesting edges answers it.
+    pub fn nests_only_in_itself(&self, own_type: &str) -> bool {
+        self.allowed.iter().all(|a| match &a.kind {
+            AllowedKind::Relation(r) => a.ty == own_type && r == &self.name,
+            _ => true,
+        })
     }
 }
 
@@ -118,6 +241,9 @@ impl std::fmt::Display for AllowedType {
 
 #[derive(Debug, Clone)]
 pub struct Permission {
+    pub id: PermissionId,
+    /// The definition the permission belongs to.
+    pub definition: DefinitionId,
     pub name: String,
     pub rewrite: Rewrite,
     pub recursive: bool,
@@ -128,10 +254,16 @@ pub struct Permission {
 pub enum Rewrite {
     Nil,
     /// A relation or permission on the same object.
-    Computed(String),
-    /// `tupleset->computed` walking the subjects of the relation `tupleset`.
+    Computed {
+        name: String,
+        member: MemberId,
+    },
+    /// `tupleset->computed` walking the subjects of the relation `tupleset` (of the same
+    /// definition); `computed` is looked up on each subject's type.
     Arrow {
+        id: ArrowId,
         tupleset: String,
+        tupleset_id: RelationId,
         computed: String,
         kind: ArrowKind,
     },
@@ -140,34 +272,121 @@ pub enum Rewrite {
     Exclusion(Box<Rewrite>, Box<Rewrite>),
 }
 
+impl Rewrite {
+    /// Every node of the tree, this one first, each before its operands (left before right).
+    /// Iterative: a deep expression costs heap, not native stack.
+    pub fn nodes(&self) -> impl Iterator<Item = &Rewrite> {
+        let mut stack = vec![self];
+        std::iter::from_fn(move || {
+            let node = stack.pop()?;
+            if let Rewrite::Union(a, b) | Rewrite::Intersection(a, b) | Rewrite::Exclusion(a, b) = node {
+                stack.push(b);
+                stack.push(a);
+            }
+            Some(node)
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Caveat {
+    pub id: CaveatId,
     pub name: String,
     pub params: Vec<(String, ParamType)>,
     pub condition: CompiledCondition,
 }
 
 impl CompiledSchema {
-    /// Whether both are the same compiled schema (one compilation, shared), so that addresses
-    /// of their definitions, relations and permissions are the same.
+    /// Whether both are the same compiled schema (one compilation, shared), so that their ids
+    /// name the same items.
     pub fn same(&self, other: &CompiledSchema) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     pub fn definition(&self, name: &str) -> Option<&Definition> {
-        self.inner.definitions.get(name)
+        self.inner.by_name.get(name).and_then(|id| self.inner.definitions.get(id.index()))
+    }
+
+    pub fn definition_by_id(&self, id: DefinitionId) -> Option<&Definition> {
+        self.inner.definitions.get(id.index())
     }
 
     pub fn definitions(&self) -> impl Iterator<Item = &Definition> {
-        self.inner.definitions.values()
+        self.inner.definitions.iter()
+    }
+
+    pub fn relation(&self, id: RelationId) -> Option<&Relation> {
+        self.inner.relations.get(id.index())
+    }
+
+    pub fn permission(&self, id: PermissionId) -> Option<&Permission> {
+        self.inner.permissions.get(id.index())
+    }
+
+    pub fn member(&self, id: MemberId) -> Option<Member<'_>> {
+        match id {
+            MemberId::Relation(r) => self.relation(r).map(Member::Relation),
+            MemberId::Permission(p) => self.permission(p).map(Member::Permission),
+        }
+    }
+
+    /// `def`'s relation or permission `name`.
+    pub fn member_of(&self, def: &Definition, name: &str) -> Option<Member<'_>> {
+        self.member(def.member(name)?)
+    }
+
+    /// `def`'s relation `name`.
+    pub fn relation_of(&self, def: &Definition, name: &str) -> Option<&Relation> {
+        self.relation(def.relation_id(name)?)
+    }
+
+    /// `def`'s permission `name`.
+    pub fn permission_of(&self, def: &Definition, name: &str) -> Option<&Permission> {
+        self.permission(def.permission_id(name)?)
+    }
+
+    /// `def`'s relations in name order.
+    pub fn relations_of<'s>(&'s self, def: &'s Definition) -> impl Iterator<Item = &'s Relation> {
+        def.relations.values().filter_map(|id| self.relation(*id))
+    }
+
+    /// `def`'s permissions in name order.
+    pub fn permissions_of<'s>(&'s self, def: &'s Definition) -> impl Iterator<Item = &'s Permission> {
+        def.permissions.values().filter_map(|id| self.permission(*id))
+    }
+
+    /// Every permission of every definition.
+    pub fn permissions(&self) -> impl Iterator<Item = &Permission> {
+        self.inner.permissions.iter()
+    }
+
+    /// Every relation of every definition.
+    pub fn relations(&self) -> impl Iterator<Item = &Relation> {
+        self.inner.relations.iter()
+    }
+
+    pub fn relation_count(&self) -> usize {
+        self.inner.relations.len()
+    }
+
+    pub fn permission_count(&self) -> usize {
+        self.inner.permissions.len()
+    }
+
+    pub fn arrow_count(&self) -> usize {
+        self.inner.arrows as usize
     }
 
     pub fn caveat(&self, name: &str) -> Option<&Caveat> {
-        self.inner.caveats.get(name)
+        self.inner.caveat_names.get(name).and_then(|id| self.inner.caveats.get(id.index()))
+    }
+
+    pub fn caveat_by_id(&self, id: CaveatId) -> Option<&Caveat> {
+        self.inner.caveats.get(id.index())
     }
 
     pub fn caveats(&self) -> impl Iterator<Item = &Caveat> {
-        self.inner.caveats.values()
+        self.inner.caveats.iter()
     }
 
     pub fn uses(&self, feature: &str) -> bool {
@@ -180,14 +399,13 @@ impl CompiledSchema {
     pub fn check_relationship(&self, rel: &Relationship) -> Result<(), SchemaViolation> {
         let def =
             self.definition(&rel.resource.ty).ok_or_else(|| SchemaViolation::UnknownType(rel.resource.ty.clone()))?;
-        let relation = match def.member_kind(&rel.relation) {
-            Some(MemberKind::Relation) => def.relations.get(&rel.relation),
-            Some(MemberKind::Permission) => {
+        let relation = match self.member_of(def, &rel.relation) {
+            Some(Member::Relation(r)) => r,
+            Some(Member::Permission(_)) => {
                 return Err(SchemaViolation::WriteToPermission { ty: def.name.clone(), name: rel.relation.clone() });
             }
-            None => None,
-        }
-        .ok_or_else(|| SchemaViolation::UnknownRelation { ty: def.name.clone(), name: rel.relation.clone() })?;
+            None => return Err(SchemaViolation::UnknownRelation { ty: def.name.clone(), name: rel.relation.clone() }),
+        };
         let subject_def = self
             .definition(&rel.subject.object.ty)
             .ok_or_else(|| SchemaViolation::UnknownType(rel.subject.object.ty.clone()))?;
@@ -321,17 +539,27 @@ impl Compiler {
             }
         }
 
-        let mut caveats = BTreeMap::new();
+        let mut caveats = Vec::new();
+        let mut caveat_names = BTreeMap::new();
         for cv in cav_asts.values() {
-            if let Some(c) = self.caveat(cv, conditions) {
-                caveats.insert(c.name.clone(), c);
+            let id = CaveatId(caveats.len() as u32);
+            if let Some(c) = self.caveat(id, cv, conditions) {
+                caveat_names.insert(c.name.clone(), id);
+                caveats.push(c);
             }
         }
 
-        // First pass: names and kinds of every member, so references can be resolved in any order.
-        let mut members: HashMap<&str, HashMap<&str, MemberKind>> = HashMap::new();
+        // First pass: every member gets its id, so references resolve in any order. Duplicate
+        // names were reported above; the first one declared is kept.
+        let mut definitions = Vec::new();
+        let mut by_name = BTreeMap::new();
+        let mut relation_asts: Vec<(&DefinitionAst, &RelationAst)> = Vec::new();
+        let mut permission_asts: Vec<(&DefinitionAst, &PermissionAst)> = Vec::new();
         for d in def_asts.values() {
-            let mut seen: HashMap<&str, MemberKind> = HashMap::new();
+            let id = DefinitionId(definitions.len() as u32);
+            let mut rels: BTreeMap<&str, &RelationAst> = BTreeMap::new();
+            let mut perms: BTreeMap<&str, &PermissionAst> = BTreeMap::new();
+            let mut attributes = BTreeMap::new();
             let mut all_names: BTreeSet<&str> = BTreeSet::new();
             for m in &d.members {
                 let n = m.name();
@@ -349,66 +577,64 @@ impl Compiler {
                     continue;
                 }
                 match m {
-                    Member::Relation(_) => {
-                        seen.insert(&n.text, MemberKind::Relation);
+                    super::ast::Member::Relation(r) => {
+                        rels.insert(&n.text, r);
                     }
-                    Member::Permission(_) => {
-                        seen.insert(&n.text, MemberKind::Permission);
+                    super::ast::Member::Permission(p) => {
+                        perms.insert(&n.text, p);
                     }
-                    Member::Attribute(_) => {}
+                    super::ast::Member::Attribute(a) => {
+                        attributes.insert(a.name.text.clone(), a.ty.ty.clone());
+                    }
                 }
             }
-            members.insert(&d.name.text, seen);
+            let mut relations = BTreeMap::new();
+            for (name, r) in rels {
+                relations.insert(name.to_string(), RelationId(relation_asts.len() as u32));
+                relation_asts.push((d, r));
+            }
+            let mut permissions = BTreeMap::new();
+            for (name, p) in perms {
+                permissions.insert(name.to_string(), PermissionId(permission_asts.len() as u32));
+                permission_asts.push((d, p));
+            }
+            by_name.insert(d.name.text.clone(), id);
+            definitions.push(Definition { id, name: d.name.text.clone(), relations, permissions, attributes });
         }
 
-        let mut definitions = BTreeMap::new();
-        for d in def_asts.values() {
-            let mut def = Definition {
-                name: d.name.text.clone(),
-                relations: BTreeMap::new(),
-                permissions: BTreeMap::new(),
-                attributes: BTreeMap::new(),
-            };
-            for m in &d.members {
-                match m {
-                    Member::Relation(r) => {
-                        let allowed = self.relation(d, r, &members, &caveats, &features);
-                        def.relations.entry(r.name.text.clone()).or_insert(Relation {
-                            name: r.name.text.clone(),
-                            allowed,
-                            recursive: false,
-                        });
-                    }
-                    Member::Attribute(a) => {
-                        def.attributes.entry(a.name.text.clone()).or_insert(a.ty.ty.clone());
-                    }
-                    Member::Permission(_) => {}
-                }
-            }
-            definitions.insert(def.name.clone(), def);
+        let mut relations = Vec::with_capacity(relation_asts.len());
+        for (i, (d, r)) in relation_asts.iter().enumerate() {
+            let allowed = self.relation(d, r, &definitions, &by_name, &caveat_names, &features);
+            let definition = by_name.get(&d.name.text).copied().unwrap_or(DefinitionId(0));
+            relations.push(Relation {
+                id: RelationId(i as u32),
+                definition,
+                name: r.name.text.clone(),
+                allowed,
+                recursive: false,
+            });
         }
         // Permissions need every definition's relations (arrows look at subject types).
-        let mut rewrites: Vec<(String, String, Rewrite, &Expr)> = Vec::new();
-        for d in def_asts.values() {
-            for m in &d.members {
-                if let Member::Permission(p) = m
-                    && let Some(rw) = self.rewrite(d, &p.expr, &definitions, &members)
-                {
-                    rewrites.push((d.name.text.clone(), p.name.text.clone(), rw, &p.expr));
-                }
-            }
-        }
-        for (def, name, rewrite, _) in &rewrites {
-            if let Some(d) = definitions.get_mut(def) {
-                d.permissions.entry(name.clone()).or_insert(Permission {
-                    name: name.clone(),
-                    rewrite: rewrite.clone(),
-                    recursive: false,
-                });
-            }
+        let names = Names { definitions: &definitions, by_name: &by_name, relations: &relations };
+        let mut arrows = 0u32;
+        let mut permissions = Vec::with_capacity(permission_asts.len());
+        let mut exprs = Vec::with_capacity(permission_asts.len());
+        for (i, (d, p)) in permission_asts.iter().enumerate() {
+            let def = by_name.get(&d.name.text).and_then(|id| definitions.get(id.index()));
+            // INVARIANT: a permission's id is its position, so one whose expression fails to
+            // compile still takes its place (the diagnostics make the compilation fail).
+            let rewrite = def.and_then(|def| self.rewrite(def, &p.expr, &names, &mut arrows)).unwrap_or(Rewrite::Nil);
+            permissions.push(Permission {
+                id: PermissionId(i as u32),
+                definition: def.map_or(DefinitionId(0), |d| d.id),
+                name: p.name.text.clone(),
+                rewrite,
+                recursive: false,
+            });
+            exprs.push(&p.expr);
         }
         if self.diags.is_empty() {
-            self.recursion(&mut definitions, &rewrites);
+            self.recursion(&definitions, &mut relations, &mut permissions, &exprs);
         }
         // The canonical text identifies the schema whatever its layout or comments' places.
         let fingerprint = {
@@ -417,10 +643,23 @@ impl Compiler {
             super::format::format(ast).hash(&mut h);
             h.finish()
         };
-        CompiledSchema { inner: Arc::new(Inner { definitions, caveats, features, ast: ast.clone(), fingerprint }) }
+        CompiledSchema {
+            inner: Arc::new(Inner {
+                definitions,
+                by_name,
+                relations,
+                permissions,
+                caveats,
+                caveat_names,
+                arrows,
+                features,
+                ast: ast.clone(),
+                fingerprint,
+            }),
+        }
     }
 
-    fn caveat(&mut self, cv: &CaveatAst, conditions: &Conditions) -> Option<Caveat> {
+    fn caveat(&mut self, id: CaveatId, cv: &CaveatAst, conditions: &Conditions) -> Option<Caveat> {
         let mut params = Vec::new();
         let mut ok = true;
         for (n, t) in &cv.params {
@@ -441,7 +680,7 @@ impl Compiler {
             return None;
         }
         match conditions.compile(&cv.name.text, &params, &cv.body) {
-            Ok(condition) => Some(Caveat { name: cv.name.text.clone(), params, condition }),
+            Ok(condition) => Some(Caveat { id, name: cv.name.text.clone(), params, condition }),
             Err(ConditionError::Compile { message, line, column }) => {
                 let offset = body_offset(&cv.body, line, column);
                 let at = cv.body_span.start + offset;
@@ -459,13 +698,14 @@ impl Compiler {
         &mut self,
         d: &DefinitionAst,
         r: &RelationAst,
-        members: &HashMap<&str, HashMap<&str, MemberKind>>,
-        caveats: &BTreeMap<String, Caveat>,
+        definitions: &[Definition],
+        by_name: &BTreeMap<String, DefinitionId>,
+        caveats: &BTreeMap<String, CaveatId>,
         features: &BTreeSet<String>,
     ) -> Vec<AllowedType> {
         let mut allowed: Vec<AllowedType> = Vec::new();
         for t in &r.types {
-            let Some(target) = members.get(t.ty.text.as_str()) else {
+            let Some(target) = by_name.get(t.ty.text.as_str()).and_then(|id| definitions.get(id.index())) else {
                 self.err(
                     format!("relation `{}` on `{}` allows unknown type `{}`", r.name.text, d.name.text, t.ty.text),
                     t.ty.span,
@@ -476,7 +716,7 @@ impl Compiler {
                 AllowedKindAst::Direct => AllowedKind::Direct,
                 AllowedKindAst::Wildcard => AllowedKind::Wildcard,
                 AllowedKindAst::Relation(rel) => {
-                    if !target.contains_key(rel.text.as_str()) {
+                    if target.member(&rel.text).is_none() {
                         self.err(
                             format!(
                                 "relation `{}` on `{}` allows `{}#{}`, but `{}` has no relation or permission `{}`",
@@ -514,39 +754,29 @@ impl Compiler {
         allowed
     }
 
-    fn rewrite(
-        &mut self,
-        d: &DefinitionAst,
-        e: &Expr,
-        definitions: &BTreeMap<String, Definition>,
-        members: &HashMap<&str, HashMap<&str, MemberKind>>,
-    ) -> Option<Rewrite> {
-        let own = members.get(d.name.text.as_str())?;
+    fn rewrite(&mut self, def: &Definition, e: &Expr, names: &Names<'_>, arrows: &mut u32) -> Option<Rewrite> {
         Some(match &e.kind {
             ExprKind::Nil => Rewrite::Nil,
             ExprKind::Ref(n) => {
-                if !own.contains_key(n.text.as_str()) {
-                    self.err(
-                        format!("definition `{}` has no relation or permission `{}`", d.name.text, n.text),
-                        n.span,
-                    );
+                let Some(member) = def.member(&n.text) else {
+                    self.err(format!("definition `{}` has no relation or permission `{}`", def.name, n.text), n.span);
                     return None;
-                }
-                Rewrite::Computed(n.text.clone())
+                };
+                Rewrite::Computed { name: n.text.clone(), member }
             }
             ExprKind::Arrow { left, right, kind } => {
-                match own.get(left.text.as_str()) {
+                let tupleset_id = match def.member(&left.text) {
                     None => {
                         self.err(
                             format!(
                                 "definition `{}` has no relation `{}` for the left side of an arrow",
-                                d.name.text, left.text
+                                def.name, left.text
                             ),
                             left.span,
                         );
                         return None;
                     }
-                    Some(MemberKind::Permission) => {
+                    Some(MemberId::Permission(_)) => {
                         self.err(
                             format!(
                                 "the left side of an arrow must be a relation, and `{}` is a permission",
@@ -556,9 +786,9 @@ impl Compiler {
                         );
                         return None;
                     }
-                    Some(MemberKind::Relation) => {}
-                }
-                let rel = definitions.get(&d.name.text).and_then(|def| def.relations.get(&left.text))?;
+                    Some(MemberId::Relation(r)) => r,
+                };
+                let rel = names.relations.get(tupleset_id.index())?;
                 if let Some(w) = rel.allowed.iter().find(|a| a.kind == AllowedKind::Wildcard) {
                     self.err(
                         format!(
@@ -572,7 +802,7 @@ impl Compiler {
                 let reachable = rel
                     .allowed
                     .iter()
-                    .any(|a| members.get(a.ty.as_str()).is_some_and(|m| m.contains_key(right.text.as_str())));
+                    .any(|a| names.definition(&a.ty).is_some_and(|t| t.member(&right.text).is_some()));
                 if !reachable && !rel.allowed.is_empty() {
                     let types: Vec<&str> = rel.allowed.iter().map(|a| a.ty.as_str()).collect();
                     self.err(
@@ -586,11 +816,19 @@ impl Compiler {
                     );
                     return None;
                 }
-                Rewrite::Arrow { tupleset: left.text.clone(), computed: right.text.clone(), kind: *kind }
+                let id = ArrowId(*arrows);
+                *arrows += 1;
+                Rewrite::Arrow {
+                    id,
+                    tupleset: left.text.clone(),
+                    tupleset_id,
+                    computed: right.text.clone(),
+                    kind: *kind,
+                }
             }
             ExprKind::Binary { op, lhs, rhs } => {
-                let l = self.rewrite(d, lhs, definitions, members);
-                let r = self.rewrite(d, rhs, definitions, members);
+                let l = self.rewrite(def, lhs, names, arrows);
+                let r = self.rewrite(def, rhs, names, arrows);
                 let (l, r) = (Box::new(l?), Box::new(r?));
                 match op {
                     BinOp::Union => Rewrite::Union(l, r),
@@ -602,59 +840,55 @@ impl Compiler {
     }
 
     /// Marks recursive relations and permissions (strongly connected components of the
-    /// dependency graph of `(type, member)` pairs) and rejects recursion through the right-hand
-    /// side of an exclusion.
+    /// dependency graph of members, numbered by [`MemberId::dense`]) and rejects recursion
+    /// through the right-hand side of an exclusion. `exprs` are the permissions' expressions,
+    /// for the spans to blame.
     fn recursion(
         &mut self,
-        definitions: &mut BTreeMap<String, Definition>,
-        rewrites: &[(String, String, Rewrite, &Expr)],
+        definitions: &[Definition],
+        relations: &mut [Relation],
+        permissions: &mut [Permission],
+        exprs: &[&Expr],
     ) {
-        let mut ids: HashMap<(String, String), usize> = HashMap::new();
-        let mut names: Vec<(String, String)> = Vec::new();
-        for d in definitions.values() {
-            for m in d.relations.keys().chain(d.permissions.keys()) {
-                ids.insert((d.name.clone(), m.clone()), names.len());
-                names.push((d.name.clone(), m.clone()));
-            }
-        }
-        let id = |t: &str, m: &str| ids.get(&(t.to_string(), m.to_string())).copied();
+        let n_rel = relations.len();
+        let n = n_rel + permissions.len();
+        let by_name = |ty: &str| definitions.iter().find(|d| d.name == ty);
+        let dense = |ty: &str, m: &str| by_name(ty).and_then(|d| d.member(m)).map(|id| id.dense(n_rel));
+        let label = |x: usize| -> (String, String) {
+            let (def, name) = match relations.get(x) {
+                Some(r) => (r.definition, r.name.clone()),
+                None => match permissions.get(x - n_rel) {
+                    Some(p) => (p.definition, p.name.clone()),
+                    None => return (String::new(), String::new()),
+                },
+            };
+            (definitions.get(def.index()).map(|d| d.name.clone()).unwrap_or_default(), name)
+        };
         // Edges: (from, to, through the right side of an exclusion, span to blame).
         let mut edges: Vec<(usize, usize, bool, Span)> = Vec::new();
-        for d in definitions.values() {
-            for r in d.relations.values() {
-                let Some(from) = id(&d.name, &r.name) else { continue };
-                for a in &r.allowed {
-                    if let AllowedKind::Relation(sr) = &a.kind
-                        && let Some(to) = id(&a.ty, sr)
-                    {
-                        edges.push((from, to, false, Span::default()));
-                    }
+        for r in relations.iter() {
+            let from = MemberId::Relation(r.id).dense(n_rel);
+            for a in &r.allowed {
+                if let AllowedKind::Relation(sr) = &a.kind
+                    && let Some(to) = dense(&a.ty, sr)
+                {
+                    edges.push((from, to, false, Span::default()));
                 }
             }
         }
-        for (def, perm, rw, expr) in rewrites {
-            let Some(from) = id(def, perm) else { continue };
-            let mut stack: Vec<(&Rewrite, Option<&Expr>, bool)> = vec![(rw, Some(*expr), false)];
+        for (p, expr) in permissions.iter().zip(exprs) {
+            let from = MemberId::Permission(p.id).dense(n_rel);
+            // The rewrite and its expression side by side, to blame the span of each reference.
+            let mut stack: Vec<(&Rewrite, Option<&Expr>, bool)> = vec![(&p.rewrite, Some(*expr), false)];
             while let Some((node, ast, negated)) = stack.pop() {
                 let span = ast.map_or(Span::default(), |e| e.span);
                 match node {
                     Rewrite::Nil => {}
-                    Rewrite::Computed(m) => {
-                        if let Some(to) = id(def, m) {
-                            edges.push((from, to, negated, span));
-                        }
-                    }
-                    Rewrite::Arrow { tupleset, computed, .. } => {
-                        if let Some(to) = id(def, tupleset) {
-                            edges.push((from, to, negated, span));
-                        }
-                        let subject_types = definitions
-                            .get(def)
-                            .and_then(|d| d.relations.get(tupleset))
-                            .map(|r| r.allowed.clone())
-                            .unwrap_or_default();
-                        for a in subject_types {
-                            if let Some(to) = id(&a.ty, computed) {
+                    Rewrite::Computed { member, .. } => edges.push((from, member.dense(n_rel), negated, span)),
+                    Rewrite::Arrow { tupleset_id, computed, .. } => {
+                        edges.push((from, tupleset_id.index(), negated, span));
+                        for a in relations.get(tupleset_id.index()).map_or(&[][..], |r| r.allowed.as_slice()) {
+                            if let Some(to) = dense(&a.ty, computed) {
                                 edges.push((from, to, negated, span));
                             }
                         }
@@ -672,16 +906,16 @@ impl Compiler {
             }
         }
         let plain: Vec<(usize, usize)> = edges.iter().map(|(a, b, _, _)| (*a, *b)).collect();
-        let components = graph::strongly_connected_components(names.len(), &plain);
-        let mut component_of = vec![0usize; names.len()];
-        let mut recursive = vec![false; names.len()];
+        let components = scc::strongly_connected_components(n, &plain);
+        let mut component_of = vec![0usize; n];
+        let mut recursive = vec![false; n];
         for (ci, comp) in components.iter().enumerate() {
-            for &n in comp {
-                if let Some(slot) = component_of.get_mut(n) {
+            for &x in comp {
+                if let Some(slot) = component_of.get_mut(x) {
                     *slot = ci;
                 }
                 if comp.len() > 1
-                    && let Some(slot) = recursive.get_mut(n)
+                    && let Some(slot) = recursive.get_mut(x)
                 {
                     *slot = true;
                 }
@@ -699,30 +933,41 @@ impl Compiler {
             if *negated
                 && component_of.get(*a) == component_of.get(*b)
                 && recursive.get(*a) == Some(&true)
-                && let (Some((t, p)), Some((t2, m))) = (names.get(*a), names.get(*b))
                 && reported.insert((*a, *b))
             {
+                let ((t, p), (t2, m)) = (label(*a), label(*b));
                 let through = if a == b {
                     "excludes itself".to_string()
                 } else {
                     format!("excludes `{t2}#{m}`, which depends on `{t}#{p}`")
                 };
                 self.err(
-                            format!("permission `{p}` on `{t}` {through}: recursion through the right-hand side of `-` has no well-defined answer"),
-                            *span,
-                        );
+                    format!(
+                        "permission `{p}` on `{t}` {through}: recursion through the right-hand side of `-` has no well-defined answer"
+                    ),
+                    *span,
+                );
             }
         }
-        for (n, (t, m)) in names.iter().enumerate() {
-            let rec = recursive.get(n).copied().unwrap_or(false);
-            if let Some(d) = definitions.get_mut(t) {
-                if let Some(r) = d.relations.get_mut(m) {
-                    r.recursive = rec;
-                } else if let Some(p) = d.permissions.get_mut(m) {
-                    p.recursive = rec;
-                }
-            }
+        for r in relations.iter_mut() {
+            r.recursive = recursive.get(MemberId::Relation(r.id).dense(n_rel)).copied().unwrap_or(false);
         }
+        for p in permissions.iter_mut() {
+            p.recursive = recursive.get(MemberId::Permission(p.id).dense(n_rel)).copied().unwrap_or(false);
+        }
+    }
+}
+
+/// What a permission's expression may name, while compiling.
+struct Names<'a> {
+    definitions: &'a [Definition],
+    by_name: &'a BTreeMap<String, DefinitionId>,
+    relations: &'a [Relation],
+}
+
+impl Names<'_> {
+    fn definition(&self, name: &str) -> Option<&Definition> {
+        self.by_name.get(name).and_then(|id| self.definitions.get(id.index()))
     }
 }
 

@@ -12,7 +12,8 @@ pub mod lexer;
 pub mod parser;
 
 pub use compiler::{
-    AllowedKind, AllowedType, CompiledSchema, Definition, MemberKind, Permission, Relation, Rewrite, SchemaViolation,
+    AllowedKind, AllowedType, ArrowId, CaveatId, CompiledSchema, Definition, DefinitionId, Member, MemberId,
+    MemberKind, Permission, PermissionId, Relation, RelationId, Rewrite, SchemaViolation,
 };
 pub use diagnostic::{Diagnostic, Span};
 

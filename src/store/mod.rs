@@ -1,10 +1,12 @@
 //! The versioned store: tenants, each with relationships, object attributes, schema versions and
 //! a changelog, all versioned by revision (MVCC). Behind the [`Datastore`] trait with two
 //! implementations: [`SledStore`] (durable, embedded) and [`MemoryStore`] (a plain in-memory
-//! model the sled store is tested against).
+//! model the sled store is tested against). The trait is what a network database (PostgreSQL)
+//! could implement as well: synchronous calls, typed changes, bounded reads, and error kinds
+//! that say whether to retry.
 //!
 //! Architecture invariant: the store knows nothing about schemas or evaluation; callers validate
-//! writes before handing them over. Only `sled_store.rs` knows sled.
+//! writes before handing them over. Only `sled_store/` knows sled.
 
 pub mod memory;
 pub mod sled_store;
@@ -16,6 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 
+pub use crate::model::Revision;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
@@ -34,18 +37,57 @@ pub enum StoreError {
     InvalidTenantName(String),
     #[error("relationship `{0}` already exists")]
     AlreadyExists(String),
-    #[error(
-        "revision {revision} is older than the retention window ({window:?}); the oldest readable revision is {oldest}"
-    )]
-    OutsideWindow { revision: u64, oldest: u64, window: std::time::Duration },
+    #[error("revision {revision} is older than the oldest readable revision {oldest}")]
+    OutsideWindow { revision: Revision, oldest: Revision },
     #[error("revision {revision} is in the future; the head is {head}")]
-    FutureRevision { revision: u64, head: u64 },
+    FutureRevision { revision: Revision, head: Revision },
     #[error("unknown on-disk format version {found}; this build reads version {FORMAT_VERSION}")]
     UnknownFormat { found: String },
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
-    #[error("storage I/O error: {0}")]
-    Io(String),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the store could not confirm that the write is durable: {0}")]
+    OutcomeUnknown(String),
+    #[error("a concurrent write conflicted: {0}")]
+    Conflict(String),
+}
+
+/// What a caller may do about a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The request names something that does not exist.
+    NotFound,
+    /// The request would create something that exists.
+    AlreadyExists,
+    /// The request is malformed or out of range; retrying it unchanged fails again.
+    Invalid,
+    /// The store cannot serve now; the same request may succeed later.
+    Retryable,
+    /// The write may or may not have been committed: read before retrying.
+    OutcomeUnknown,
+    /// The stored data is damaged or from another version: an operator must act.
+    DataLoss,
+}
+
+impl StoreError {
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::NoSuchTenant(_) => StoreErrorKind::NotFound,
+            StoreError::TenantExists(_) | StoreError::AlreadyExists(_) => StoreErrorKind::AlreadyExists,
+            StoreError::InvalidTenantName(_) | StoreError::OutsideWindow { .. } | StoreError::FutureRevision { .. } => {
+                StoreErrorKind::Invalid
+            }
+            StoreError::Unavailable(_) | StoreError::Conflict(_) => StoreErrorKind::Retryable,
+            StoreError::OutcomeUnknown(_) => StoreErrorKind::OutcomeUnknown,
+            StoreError::UnknownFormat { .. } | StoreError::Corrupt(_) => StoreErrorKind::DataLoss,
+        }
+    }
+
+    /// Whether the same request may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == StoreErrorKind::Retryable
+    }
 }
 
 /// Selects relationships; every field left `None` matches anything.
@@ -72,6 +114,23 @@ impl RelationshipFilter {
     }
 }
 
+impl std::fmt::Display for RelationshipFilter {
+    /// The fields the filter fixes, as `name=value` pairs (`subject_relation=` empty for
+    /// terminal subjects), or `any relationship`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fields = [
+            ("resource_type", self.resource_type.as_deref()),
+            ("resource_id", self.resource_id.as_deref()),
+            ("relation", self.relation.as_deref()),
+            ("subject_type", self.subject_type.as_deref()),
+            ("subject_id", self.subject_id.as_deref()),
+            ("subject_relation", self.subject_relation.as_ref().map(|r| r.as_deref().unwrap_or(""))),
+        ];
+        let set: Vec<String> = fields.iter().filter_map(|(k, v)| v.map(|v| format!("{k}={v}"))).collect();
+        if set.is_empty() { f.write_str("any relationship") } else { f.write_str(&set.join(", ")) }
+    }
+}
+
 /// One change in a write batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
@@ -92,80 +151,93 @@ pub enum Mutation {
 
 /// What a committed batch changed, resolved to single rows (the changelog's entries, and what
 /// an in-memory copy applies to stay equal to the store).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Upsert(StoredRelationship),
-    Delete(StoredRelationship),
-    SetAttributes { object: String, attributes: Map<String, Value> },
-    DeleteAttributes { object: String },
+    /// A relationship written (created, or replacing the row with its resource, relation and
+    /// subject).
+    Upsert(Relationship),
+    /// A relationship removed (as it was stored).
+    Delete(Relationship),
+    SetAttributes {
+        object: ObjectRef,
+        attributes: Map<String, Value>,
+    },
+    DeleteAttributes {
+        object: ObjectRef,
+    },
     Schema(String),
 }
 
-/// A relationship in a form serde can store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredRelationship(pub String);
-
-impl StoredRelationship {
-    pub fn from_relationship(r: &Relationship) -> StoredRelationship {
-        StoredRelationship(r.to_string())
-    }
-
-    pub fn to_relationship(&self) -> Result<Relationship, StoreError> {
-        Relationship::parse(&self.0).map_err(|e| StoreError::Corrupt(format!("relationship `{}`: {e}", self.0)))
-    }
+/// One committed batch: its revision and what it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    pub revision: Revision,
+    pub changes: Vec<Change>,
 }
 
 /// Everything a tenant holds at one revision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TenantSnapshot {
-    pub revision: u64,
+    pub revision: Revision,
     pub schema: Option<String>,
     pub relationships: Vec<Relationship>,
     pub attributes: BTreeMap<ObjectRef, Map<String, Value>>,
 }
 
 /// The storage contract. Implementations are atomic per batch and, where durable, acknowledge a
-/// batch only once it is on disk.
+/// batch only once it is on disk. Every read names the revision it reads, and a read at a
+/// revision sees exactly the batches up to it.
 pub trait Datastore: Send + Sync {
+    /// A database-wide setting (the cursor signing key, say), if set.
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets a database-wide setting, durably.
+    fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn create_tenant(&self, name: &str) -> Result<(), StoreError>;
     fn drop_tenant(&self, name: &str) -> Result<(), StoreError>;
     fn tenants(&self) -> Result<Vec<String>, StoreError>;
     /// The newest committed revision (0 for a new tenant).
-    fn head(&self, tenant: &str) -> Result<u64, StoreError>;
-    /// Applies a batch atomically as the next revision; returns it and the resolved changes.
-    fn write(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<(u64, Vec<Change>), StoreError>;
+    fn head(&self, tenant: &str) -> Result<Revision, StoreError>;
+    /// Applies a batch atomically as the next revision and returns once it is durable, with
+    /// the changes it resolved to. [`StoreError::OutcomeUnknown`]: the batch reached the store
+    /// but its durability could not be confirmed.
+    fn write(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<Commit, StoreError>;
     /// The whole tenant as of `revision`.
-    fn snapshot(&self, tenant: &str, revision: u64) -> Result<TenantSnapshot, StoreError>;
+    fn snapshot(&self, tenant: &str, revision: Revision) -> Result<TenantSnapshot, StoreError>;
     /// [`Datastore::snapshot`], handing the relationships to `sink` in batches as they are read
     /// (so the caller can index them while the store reads on); the snapshot returned holds
     /// none. If it returns an error, what `sink` received must be discarded.
     fn snapshot_streamed(
         &self,
         tenant: &str,
-        revision: u64,
+        revision: Revision,
         sink: &mut dyn FnMut(Vec<Relationship>),
     ) -> Result<TenantSnapshot, StoreError> {
         let mut snap = self.snapshot(tenant, revision)?;
         sink(std::mem::take(&mut snap.relationships));
         Ok(snap)
     }
-    /// Relationships matching a filter as of `revision`, in key order, after `after` (the text of
-    /// the last relationship of the previous page), at most `limit`.
+    /// Relationships matching a filter as of `revision`, in key order, after `after` (the key of
+    /// the last relationship of the previous page, [`relationship_key`]), at most `limit`.
     fn read_relationships(
         &self,
         tenant: &str,
-        revision: u64,
+        revision: Revision,
         filter: &RelationshipFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Relationship>, StoreError>;
-    /// Committed batches after `revision`, oldest first.
-    fn changes_since(&self, tenant: &str, revision: u64) -> Result<Vec<(u64, Vec<Change>)>, StoreError>;
+    /// The committed batches after `after`, oldest first, at most `limit` of them.
+    fn changes_after(&self, tenant: &str, after: Revision, limit: usize) -> Result<Vec<Commit>, StoreError>;
     /// Removes versions, expired relationships and changelog entries that fell out of the
     /// window; returns the oldest revision still readable.
-    fn collect_garbage(&self, tenant: &str, now: Timestamp, window: std::time::Duration) -> Result<u64, StoreError>;
+    fn collect_garbage(
+        &self,
+        tenant: &str,
+        now: Timestamp,
+        window: std::time::Duration,
+    ) -> Result<Revision, StoreError>;
     /// The oldest revision still readable.
-    fn oldest_readable(&self, tenant: &str) -> Result<u64, StoreError>;
+    fn oldest_readable(&self, tenant: &str) -> Result<Revision, StoreError>;
 }
 
 /// Tenant names: 1 to 64 characters of `a-z 0-9 _ -`.
@@ -189,6 +261,7 @@ pub fn object_key(o: &ObjectRef) -> String {
     format!("{}:{}", o.ty, o.id)
 }
 
+/// The object an attribute row's key names.
 pub fn parse_object_key(k: &str) -> Result<ObjectRef, StoreError> {
     ObjectRef::parse(k, false).map_err(|e| StoreError::Corrupt(format!("object `{k}`: {e}")))
 }

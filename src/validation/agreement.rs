@@ -2,8 +2,9 @@
 //! (resource, permission, subject) triple built from the types, ids and subjects seen in the
 //! file, Check, CheckBulk, LookupResources (unpaged and with pages of 2), LookupSubjects (the
 //! same) and the recursive expansion must give the same answers; Check, CheckBulk and
-//! LookupResources are made both by the reference evaluator and on the fast path (the index),
-//! LookupSubjects on the fast path (its reference path is covered by the paging proptests).
+//! LookupResources are made both by the reference evaluator and on a snapshot of the index (the
+//! fast path, as the database answers), LookupSubjects on the snapshot (its reference path is
+//! covered by the paging proptests).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,11 +16,14 @@ use crate::conditions::Conditions;
 use crate::engine::cursor::CursorKey;
 use crate::engine::expand::found_subjects;
 use crate::engine::lookup::{
-    LookupResourcesRequest, LookupSubjectsRequest, OneRevision, Page, Reader, ResourceResult, SubjectResult,
-    lookup_resources, lookup_subjects,
+    LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, SubjectResult, lookup_resources,
 };
-use crate::engine::{self, CheckRequest, Decision, Env, EvalError, History};
+use crate::engine::{self, CheckRequest, Ctx, Decision, Env, EvalError, History};
 use crate::model::{ObjectRef, SubjectRef};
+use crate::query::Snapshot;
+
+/// Every triple's answer, from the reference Check.
+type Decisions = BTreeMap<(ObjectRef, String, SubjectRef), Decision>;
 
 /// Most triples one file may generate; beyond this the file is reported as too large to agree.
 pub const MAX_TRIPLES: usize = 200_000;
@@ -66,26 +70,22 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
     let seen = seen(file);
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
-    let reader =
-        Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "", cache: None, index: None };
-    // The fast path reads the index at the history's head revision. Paged lookups read through
-    // a result cache, unpaged ones decide directly: every path agrees.
-    // The fast path reads the index for everything, as the database does: its point Checks,
-    // the reference's fallback, and LookupSubjects' candidates.
+    let reader = Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "" };
+    let reference = Ctx { schema: &file.schema, data: &file.tuples, conditions, env };
+    // The fast path reads a snapshot of the index for everything, as the database does: its
+    // point Checks, the reference's fallback, and LookupSubjects' candidates. Its paged lookups
+    // read through its lookup cache.
     let index = Arc::new(crate::index::IndexGraph::from_tuples(&file.tuples));
-    let indexed = OneRevision(history.head().0, index.clone());
-    let fast = Reader { history: &indexed, index: Some((history.head().0, &index)), ..reader };
-    let cache = crate::engine::lookup::ResultCache::default();
-    let cached = Reader { cache: Some(&cache), ..fast };
+    let fast = Snapshot::detached(file.schema.clone(), index, conditions, env.now).with_limits(env.limits);
     let none = Map::new();
     let fail = |report: &mut FileReport, what: String, detail: String| report.failures.push(Failure { what, detail });
 
     // 1. Check every triple, and CheckBulk per resource and permission.
-    let mut decisions: BTreeMap<(ObjectRef, String, SubjectRef), Decision> = BTreeMap::new();
+    let mut decisions: Decisions = BTreeMap::new();
     let mut triples = 0usize;
     for def in file.schema.definitions() {
         let Some(ids) = seen.objects.get(&def.name) else { continue };
-        let members: Vec<&String> = def.relations.keys().chain(def.permissions.keys()).collect();
+        let members: Vec<&String> = def.member_names().collect();
         for id in ids {
             let resource = ObjectRef::new(def.name.clone(), id.clone());
             for m in &members {
@@ -104,12 +104,12 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                     fail(report, "agreement".into(), format!("the file generates more than {MAX_TRIPLES} triples"));
                     return;
                 }
-                let bulk = engine::check_bulk(&file.schema, &file.tuples, conditions, &reqs, env);
-                let bulk_fast = engine::check_bulk_fast(&file.schema, &*index, &index, conditions, &reqs, env);
+                let bulk = engine::check_bulk(&reference, &reqs);
+                let bulk_fast = fast.check_bulk(&reqs);
                 for ((req, bulk_answer), bulk_fast) in reqs.iter().zip(bulk).zip(bulk_fast) {
                     let triple = format!("{}#{}@{}", req.resource, req.permission, req.subject);
                     report.agreement_checks += 1;
-                    let single = match engine::check(&file.schema, &file.tuples, conditions, req, env) {
+                    let single = match engine::check(&reference, req) {
                         Ok(d) => d,
                         Err(EvalError::UnknownMember { .. }) => continue,
                         Err(e) => {
@@ -124,7 +124,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                             format!("CheckBulk gave {bulk_answer:?}, Check gave {single}"),
                         );
                     }
-                    let fast_single = engine::check_fast(&file.schema, &*index, &index, conditions, req, env);
+                    let fast_single = fast.check(req);
                     if fast_single.as_ref() != Ok(&single) || bulk_fast.as_ref() != Ok(&single) {
                         fail(
                             report,
@@ -143,7 +143,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
     // 2. LookupResources for every (type, permission, subject), unpaged and in pages of 2.
     for def in file.schema.definitions() {
         let ids = seen.objects.get(&def.name).cloned().unwrap_or_default();
-        for m in def.relations.keys().chain(def.permissions.keys()) {
+        for m in def.member_names() {
             for s in &seen.subjects {
                 let expected: Vec<ResourceResult> = ids
                     .iter()
@@ -173,7 +173,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                 if unpaged != expected {
                     fail(report, what.clone(), diff_resources(&expected, &unpaged));
                 }
-                match lookup_resources(&fast, &req, env.now) {
+                match fast.lookup_resources(&req) {
                     Ok(p) if p.items == expected => {}
                     Ok(p) => fail(report, format!("{what} (fast path)"), diff_resources(&expected, &p.items)),
                     Err(e) => fail(report, format!("{what} (fast path)"), format!("error: {e}")),
@@ -181,7 +181,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                 req.limit = Some(2);
                 match all_pages(|cursor| {
                     req.cursor = cursor;
-                    lookup_resources(&cached, &req, env.now)
+                    fast.lookup_resources(&req)
                 }) {
                     Ok(paged) if paged == unpaged => {}
                     Ok(paged) => fail(report, format!("{what} in pages of 2"), diff_resources(&unpaged, &paged)),
@@ -198,11 +198,11 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
         let Some(ids) = seen.objects.get(&def.name) else { continue };
         for id in ids {
             let resource = ObjectRef::new(def.name.clone(), id.clone());
-            for m in def.relations.keys().chain(def.permissions.keys()) {
+            for m in def.member_names() {
                 for (ty, rel) in &kinds {
-                    subjects_agree(&fast, &resource, m, ty, rel, &seen, &decisions, env, report);
+                    subjects_agree(&fast, &resource, m, (ty, rel), (&seen, &decisions), report);
                 }
-                expansion_agrees(file, &index, conditions, &resource, m, &seen, &decisions, env, report);
+                expansion_agrees(&reference, &fast, &resource, m, &seen, &decisions, report);
             }
         }
     }
@@ -228,16 +228,12 @@ fn diff_resources(expected: &[ResourceResult], got: &[ResourceResult]) -> String
     format!("expected (from Check): [{}]\n     got: [{}]", show(expected), show(got))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn subjects_agree(
-    reader: &Reader<'_>,
+    fast: &Snapshot,
     resource: &ObjectRef,
     permission: &str,
-    ty: &str,
-    rel: &Option<String>,
-    seen: &Seen,
-    decisions: &BTreeMap<(ObjectRef, String, SubjectRef), Decision>,
-    env: Env,
+    (ty, rel): (&str, &Option<String>),
+    (seen, decisions): (&Seen, &Decisions),
     report: &mut FileReport,
 ) {
     let mut req = LookupSubjectsRequest {
@@ -254,7 +250,7 @@ fn subjects_agree(
         rel.as_ref().map(|r| format!("#{r}")).unwrap_or_default()
     );
     report.agreement_checks += 1;
-    let unpaged = match lookup_subjects(reader, &req, env.now) {
+    let unpaged = match fast.lookup_subjects(&req) {
         Ok(p) => p.items,
         Err(EvalError::UnknownMember { .. }) => return,
         Err(e) => {
@@ -273,7 +269,7 @@ fn subjects_agree(
     req.limit = Some(2);
     match all_pages(|cursor| {
         req.cursor = cursor;
-        lookup_subjects(reader, &req, env.now)
+        fast.lookup_subjects(&req)
     }) {
         Ok(paged) if paged == unpaged => {}
         Ok(paged) => problems.push(format!("pages of 2 gave {} results, unpaged {}", paged.len(), unpaged.len())),
@@ -301,21 +297,18 @@ fn subject_answer(results: &[SubjectResult], s: &SubjectRef) -> Decision {
     Decision::No
 }
 
-#[allow(clippy::too_many_arguments)]
 fn expansion_agrees(
-    file: &ValidationFile,
-    index: &crate::index::IndexGraph,
-    conditions: &Conditions,
+    reference: &Ctx<'_>,
+    fast: &Snapshot,
     resource: &ObjectRef,
     permission: &str,
     seen: &Seen,
-    decisions: &BTreeMap<(ObjectRef, String, SubjectRef), Decision>,
-    env: Env,
+    decisions: &Decisions,
     report: &mut FileReport,
 ) {
     let what = format!("recursive Expand `{resource}#{permission}`");
     report.agreement_checks += 1;
-    let found = match found_subjects(&file.schema, &file.tuples, conditions, resource, permission, env) {
+    let found = match found_subjects(reference, resource, permission) {
         Ok(f) => f,
         Err(e) => {
             report.failures.push(Failure { what, detail: format!("error: {e}") });
@@ -323,7 +316,7 @@ fn expansion_agrees(
         }
     };
     // The same expansion reading the index finds the same subjects, paths and exclusions.
-    match found_subjects(&file.schema, index, conditions, resource, permission, env) {
+    match fast.found_subjects(resource, permission) {
         Ok(on_index) if format!("{on_index:?}") == format!("{found:?}") => {}
         Ok(on_index) => report.failures.push(Failure {
             what: format!("{what} on the index"),

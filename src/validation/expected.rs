@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::{Failure, FileReport, ValidationFile};
 use crate::conditions::Conditions;
 use crate::engine::expand::{FoundSubject, found_subjects};
-use crate::engine::{Env, Tri};
+use crate::engine::{Ctx, Env, Tri};
 use crate::model::{ObjectRef, SubjectRef};
 
 /// Parses the `validation:` section: a map from `type:id#relation` to a list of subject lines.
@@ -120,7 +120,8 @@ pub fn check_all(file: &ValidationFile, conditions: &Conditions, env: Env, repor
             fail(report, format!("could not parse `{key}`: expected `type:id#relation`"));
             continue;
         };
-        let found = match found_subjects(&file.schema, &file.tuples, conditions, &object, relation, env) {
+        let ctx = Ctx { schema: &file.schema, data: &file.tuples, conditions, env };
+        let found = match found_subjects(&ctx, &object, relation) {
             Ok(f) => f,
             Err(e) => {
                 fail(report, format!("error: {e}"));

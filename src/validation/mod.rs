@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::conditions::Conditions;
-use crate::engine::{self, CheckRequest, Decision, Env, Tuples};
+use crate::engine::{CheckRequest, Decision, Env, Tuples};
 use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp, parse_context};
+use crate::query::Snapshot;
 use crate::schema::{self, CompiledSchema};
 
 pub use report::{Failure, FileReport};
@@ -200,10 +201,11 @@ pub fn run(file: &ValidationFile, conditions: &Conditions, now: Timestamp) -> Fi
     let mut report = FileReport::default();
     // Assertions are decided by the fast path (the index), as the database decides them; the
     // agreement checks compare it with the reference evaluator.
-    let index = crate::index::IndexGraph::from_tuples(&file.tuples);
+    let index = std::sync::Arc::new(crate::index::IndexGraph::from_tuples(&file.tuples));
+    let snapshot = Snapshot::detached(file.schema.clone(), index, conditions, now).with_limits(env.limits);
     for a in &file.assertions {
         report.assertions += 1;
-        match engine::check_fast(&file.schema, &index, &index, conditions, &a.request, env) {
+        match snapshot.check(&a.request) {
             Ok(d) if a.kind.accepts(&d) => report.assertions_passed += 1,
             Ok(d) => report
                 .failures

@@ -8,13 +8,19 @@ use pemba::engine::{self, CheckRequest, Decision, Env, EvalError, Limits, Tuples
 use pemba::model::{Relationship, Timestamp};
 use pemba::validation;
 
+/// The reference evaluator's answer on a validation file's relationships.
+fn reference(file: &pemba::validation::ValidationFile, req: &CheckRequest, env: Env) -> Result<Decision, EvalError> {
+    let conditions = Conditions::new();
+    engine::check(&engine::Ctx { schema: &file.schema, data: &file.tuples, conditions: &conditions, env }, req)
+}
+
 fn load(text: &str) -> Result<validation::ValidationFile, Vec<String>> {
     validation::load_text(text, Path::new("."), "test.yaml", &Conditions::new())
 }
 
 fn check(file: &validation::ValidationFile, text: &str) -> Result<Decision, EvalError> {
     let req = validation::parse_check(text).unwrap();
-    engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, Env::new(Timestamp::now()))
+    reference(file, &req, Env::new(Timestamp::now()))
 }
 
 const GROUPS: &str =
@@ -127,11 +133,11 @@ fn work_limit_is_an_error() {
     let file = deep_chain(10_000);
     let req: CheckRequest = validation::parse_check("group:g9999#member@user:tom").unwrap();
     let env = Env { now: Timestamp::now(), limits: Limits { max_work: 1000, ..Limits::default() } };
-    let err = engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, env).unwrap_err();
+    let err = reference(&file, &req, env).unwrap_err();
     assert_eq!(err, EvalError::WorkLimit(1000));
     let env =
         Env { now: Timestamp::now(), limits: Limits { deadline: std::time::Duration::ZERO, ..Limits::default() } };
-    let err = engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, env).unwrap_err();
+    let err = reference(&file, &req, env).unwrap_err();
     assert!(matches!(err, EvalError::Deadline(_)), "{err}");
 }
 
@@ -246,5 +252,5 @@ fn regression_a_ring_of_thousands_of_groups_is_solved_in_linear_work() {
     file.tuples = tuples;
     let req = validation::parse_check("group:g0#member@user:ann").unwrap();
     let env = Env { now: Timestamp::now(), limits: Limits { max_work: 20 * n, ..Limits::default() } };
-    assert_eq!(engine::check(&file.schema, &file.tuples, &Conditions::new(), &req, env), Ok(Decision::Has));
+    assert_eq!(reference(&file, &req, env), Ok(Decision::Has));
 }

@@ -1,17 +1,21 @@
 //! Random schemas (unions, intersections, exclusions, arrows with `.any` / `.all`, wildcards,
 //! caveats, expiration, recursion) and random relationship sets: the reference evaluator agrees
-//! with the naive oracle on every Check, Check with the index's closures agrees with Check
-//! without them, and every evaluation path agrees with Check (the agreement checks of
-//! `pemba validate`). Paging with writes between pages returns the unpaged
-//! answer at the cursor's revision.
+//! with the naive oracle on every Check, the reference reading the index (with its closures)
+//! agrees with it reading a plain relationship set, the fast path on a snapshot agrees with both,
+//! and every evaluation path agrees with Check (the agreement checks of `pemba validate`).
+//! Paging with writes between pages (through `Database`, as clients page) returns the unpaged
+//! answer at the first page's revision.
 
 use std::path::Path;
 
 use pemba::conditions::Conditions;
+use pemba::db::{Consistency, Database, WriteRequest};
 use pemba::engine::cursor::CursorKey;
 use pemba::engine::lookup::{LookupResourcesRequest, LookupSubjectsRequest, Reader, lookup_resources, lookup_subjects};
-use pemba::engine::{self, CheckRequest, Env, History, Tuples};
+use pemba::engine::{self, CheckRequest, Ctx, Env, History, Tuples};
 use pemba::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
+use pemba::query::Snapshot;
+use pemba::store::Mutation;
 use pemba::validation::{self, FileReport, ValidationFile};
 use proptest::prelude::*;
 use serde_json::Map;
@@ -92,7 +96,7 @@ fn build(schema: &pemba::schema::CompiledSchema, raw: &[RawRel]) -> Tuples {
         let ty = TYPES[t];
         let relation = ["r1", "r2", "parent"][rel];
         let def = schema.definition(ty).unwrap();
-        let allowed = &def.relations[relation].allowed;
+        let allowed = &schema.relation_of(def, relation).unwrap().allowed;
         let a = &allowed[choice % allowed.len()];
         let subject_id = match a.kind {
             pemba::schema::AllowedKind::Wildcard => "*".to_string(),
@@ -145,16 +149,19 @@ proptest! {
         let ctx: Map<String, serde_json::Value> = if with_ctx { serde_json::from_str(r#"{"x": 1}"#).unwrap() } else { Map::new() };
         let oracle = Oracle::new(&schema, &tuples, &conditions, now);
         let index = std::sync::Arc::new(pemba::index::IndexGraph::build(tuples.iter()));
+        let plain = Ctx { schema: &schema, data: &tuples, conditions: &conditions, env: Env::new(now) };
+        let on_index = Ctx { data: &*index, ..plain };
+        let snapshot = Snapshot::detached(schema.clone(), index.clone(), &conditions, now);
         for s in subjects(&tuples) {
             for t in TYPES {
                 for i in 0..3 {
                     let resource = ObjectRef::new(t, format!("{}{i}", &t[..1]));
                     for p in ["r1", "r2", "p1", "p2"] {
                         let req = CheckRequest { resource: resource.clone(), permission: p.into(), subject: s.clone(), context: ctx.clone() };
-                        let got = engine::check(&schema, &tuples, &conditions, &req, Env::new(now));
-                        let indexed = engine::check_indexed(&schema, &tuples, &index, &conditions, &req, Env::new(now));
+                        let got = engine::check(&plain, &req);
+                        let indexed = engine::check(&on_index, &req);
                         prop_assert_eq!(&indexed, &got, "indexed: {}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
-                        let fast = engine::check_fast(&schema, &*index, &index, &conditions, &req, Env::new(now));
+                        let fast = snapshot.check(&req);
                         prop_assert_eq!(&fast, &got, "fast: {}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                         let want = oracle.check(&resource, p, &s, &ctx);
                         prop_assert_eq!(got.map_err(|e| e.to_string()), want, "{}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
@@ -166,16 +173,13 @@ proptest! {
         // Checks for the undecided) equals the reference.
         let history = History::new(tuples.clone());
         let key = CursorKey::random();
-        let reference = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None, index: None };
-        // The fast path reads the index for everything, as the database does.
-        let indexed = pemba::engine::lookup::OneRevision(history.head().0, index.clone());
-        let fast = Reader { history: &indexed, index: Some((history.head().0, &index)), ..reference };
+        let reference = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
         for s in subjects(&tuples) {
             for t in TYPES {
                 for p in ["r1", "r2", "p1", "p2"] {
                     let req = LookupResourcesRequest { resource_type: t.into(), permission: p.into(), subject: s.clone(), context: ctx.clone(), limit: None, cursor: None };
                     let want = lookup_resources(&reference, &req, now).map(|p| p.items).map_err(|e| e.to_string());
-                    let got = lookup_resources(&fast, &req, now).map(|p| p.items).map_err(|e| e.to_string());
+                    let got = snapshot.lookup_resources(&req).map(|p| p.items).map_err(|e| e.to_string());
                     prop_assert_eq!(got, want, "fast LookupResources {}#{}@{}\n{}\n{:#?}", t, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                 }
             }
@@ -187,31 +191,33 @@ proptest! {
     }
 
     #[test]
-    fn pages_with_writes_between_them_equal_the_unpaged_answer(raw in raw_rels(), writes in raw_rels(), page in 1..5usize) {
+    fn pages_with_writes_between_them_equal_the_unpaged_answer(raw in raw_rels(), writes in raw_rels(), page in 1..5usize, keep in 0..3usize) {
         let conditions = Conditions::new();
         let text = "use expiration\ndefinition user {}\ncaveat cav(x int) {\n  x == 1\n}\ndefinition aa {\n  relation r1: user | user:* | user with cav | aa#r1\n  relation r2: user | bb#r1\n  relation parent: aa | bb\n  permission p1 = r1 + parent->p1 - r2\n  permission p2 = p1 & r2\n}\ndefinition bb {\n  relation r1: user | user with expiration\n  relation r2: user | aa#p1\n  relation parent: aa\n  permission p1 = r1 + r2 + parent->p2\n  permission p2 = r1\n}\n";
         let schema = pemba::schema::compile_text(text, &conditions).unwrap();
-        let mut history = History::new(build(&schema, &raw));
+        let initial = build(&schema, &raw);
+        let mut history = History::new(initial.clone());
+        // The database pages the fast path; later pages find their revision's view among the
+        // recent ones (kept 2 or 16) or in the lookup cache entry of the first page.
+        let limits = pemba::db::Limits { recent_views: [0, 2, 16][keep], ..Default::default() };
+        let db = Database::with_store(std::sync::Arc::new(pemba::store::MemoryStore::new()), limits).unwrap();
+        db.create_tenant("t").unwrap();
+        db.write_schema("t", text).unwrap();
+        db.write("t", WriteRequest::new(initial.iter().cloned().map(Mutation::Touch).collect())).unwrap();
         let key = CursorKey::random();
         let now = Timestamp::now();
-        // Half the cases page through a result cache, half decide each page directly.
-        let cache = pemba::engine::lookup::ResultCache::default();
-        let cache = (page % 2 == 0).then_some(&cache);
         for s in [SubjectRef::parse("user:u0").unwrap(), SubjectRef::parse("user:u1").unwrap()] {
             for perm in ["p1", "p2"] {
                 let mut req = LookupResourcesRequest { resource_type: "aa".into(), permission: perm.into(), subject: s.clone(), context: Map::new(), limit: None, cursor: None };
-                let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None, index: None };
+                let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
                 let full = lookup_resources(&reader, &req, now).unwrap();
                 req.limit = Some(page);
                 let mut got = Vec::new();
                 let mut n = 0;
+                let mut first_revision = None;
                 loop {
-                    // Pages read the index at the head when their revision is the head's.
-                    let (head, data) = history.head();
-                    let index = pemba::index::IndexGraph::build(data.iter());
-                    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache, index: Some((head, &index)) };
-                    let p = lookup_resources(&reader, &req, now).unwrap();
-                    prop_assert_eq!(p.revision, full.revision);
+                    let p = db.lookup_resources("t", Consistency::FullyConsistent, &req).unwrap();
+                    prop_assert_eq!(*first_revision.get_or_insert(p.revision), p.revision);
                     got.extend(p.items);
                     let Some(c) = p.cursor else { break };
                     req.cursor = Some(c);
@@ -220,26 +226,47 @@ proptest! {
                     n += 1;
                     if let Some(w) = w {
                         let extra = build(&schema, &[w]);
-                        history.write(|t| for r in extra.iter() { t.insert(r.clone()); });
+                        db.write("t", WriteRequest::new(extra.iter().cloned().map(Mutation::Touch).collect())).unwrap();
+                        // A touch: the row with the same resource, relation and subject is replaced.
+                        history.write(|t| for r in extra.iter() { t.remove(r); t.insert(r.clone()); });
                     }
                 }
-                prop_assert_eq!(got, full.items);
+                prop_assert_eq!(got, full.items, "{} {}", s, perm);
+                // The reference pages the same way over its own history.
+                req.cursor = None;
+                let mut paged = Vec::new();
+                let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
+                let head = lookup_resources(&reader, &LookupResourcesRequest { limit: None, ..req.clone() }, now).unwrap();
+                loop {
+                    let p = lookup_resources(&reader, &req, now).unwrap();
+                    paged.extend(p.items);
+                    let Some(c) = p.cursor else { break };
+                    req.cursor = Some(c);
+                }
+                prop_assert_eq!(paged, head.items);
             }
         }
-        // LookupSubjects pages the same way.
-        let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t", cache: None, index: None };
+        // LookupSubjects pages the same way, on the reference and through the database.
+        let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
         for i in 0..3 {
             let mut req = LookupSubjectsRequest { resource: ObjectRef::new("aa", format!("a{i}")), permission: "p1".into(), subject_type: "user".into(), subject_relation: None, context: Map::new(), limit: None, cursor: None };
             let full = lookup_subjects(&reader, &req, now).unwrap();
             req.limit = Some(page);
-            let mut got = Vec::new();
-            loop {
-                let p = lookup_subjects(&reader, &req, now).unwrap();
-                got.extend(p.items);
-                let Some(c) = p.cursor else { break };
-                req.cursor = Some(c);
+            for through_db in [false, true] {
+                req.cursor = None;
+                let mut got = Vec::new();
+                loop {
+                    let p = if through_db {
+                        db.lookup_subjects("t", Consistency::FullyConsistent, &req).unwrap()
+                    } else {
+                        lookup_subjects(&reader, &req, now).unwrap()
+                    };
+                    got.extend(p.items);
+                    let Some(c) = p.cursor else { break };
+                    req.cursor = Some(c);
+                }
+                prop_assert_eq!(&got, &full.items, "through the database: {}", through_db);
             }
-            prop_assert_eq!(got, full.items);
         }
     }
 }
@@ -256,15 +283,7 @@ fn a_cursor_from_another_query_or_tenant_is_rejected() {
     .unwrap();
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
-    let reader = Reader {
-        schema: &file.schema,
-        conditions: &conditions,
-        history: &history,
-        key: &key,
-        tenant: "acme",
-        cache: None,
-        index: None,
-    };
+    let reader = Reader { schema: &file.schema, conditions: &conditions, history: &history, key: &key, tenant: "acme" };
     let mut req = LookupResourcesRequest {
         resource_type: "doc".into(),
         permission: "viewer".into(),

@@ -150,6 +150,16 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
         .map(|i| format!("user:u{i}"))
         .chain((0..4).map(|i| format!("group:g{i}#member")))
         .chain(["user:*".to_string()]);
+    use pemba::engine::lookup::{LookupSubjectsRequest, Reader, lookup_resources, lookup_subjects};
+    let history = pemba::engine::History::new(tuples.clone());
+    let key = pemba::engine::cursor::CursorKey::random();
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "t" };
+    let reference = pemba::engine::Ctx {
+        schema: &schema,
+        data: tuples,
+        conditions: &conditions,
+        env: Env::new(pemba::model::Timestamp::now()),
+    };
     for s in subjects {
         let subject = SubjectRef::parse(&s).unwrap();
         for (res, perm) in [
@@ -167,9 +177,7 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
                     context: ctx,
                 };
                 let (got, _) = db.check("t", Consistency::FullyConsistent, &req).unwrap();
-                let want =
-                    pemba::engine::check(&schema, tuples, &conditions, &req, Env::new(pemba::model::Timestamp::now()))
-                        .unwrap();
+                let want = pemba::engine::check(&reference, &req).unwrap();
                 prop_assert_eq!(got, want, "{}#{}@{}", res, perm, s);
             }
         }
@@ -183,24 +191,12 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
                 cursor: None,
             };
             let got = db.lookup_resources("t", Consistency::FullyConsistent, &req).unwrap().items;
-            let want = db.lookup_resources_reference("t", Consistency::FullyConsistent, &req).unwrap().items;
+            let want = lookup_resources(&reader, &req, pemba::model::Timestamp::now()).unwrap().items;
             prop_assert_eq!(got, want, "LookupResources {}#{}@{}", ty, perm, s);
         }
     }
     // LookupSubjects and Expand through the database read the index (candidates, exclusions,
     // trees); the reference reads the relationship set.
-    use pemba::engine::lookup::{LookupSubjectsRequest, Reader, lookup_subjects};
-    let history = pemba::engine::History::new(tuples.clone());
-    let key = pemba::engine::cursor::CursorKey::random();
-    let reader = Reader {
-        schema: &schema,
-        conditions: &conditions,
-        history: &history,
-        key: &key,
-        tenant: "t",
-        cache: None,
-        index: None,
-    };
     for (res, perm) in
         [("doc:d0", "view"), ("doc:d1", "view"), ("doc:d2", "viewer"), ("group:g0", "member"), ("group:g3", "member")]
     {
@@ -222,9 +218,7 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
             }
         }
         let (got, _) = db.expand("t", Consistency::FullyConsistent, &resource, perm).unwrap();
-        let want =
-            pemba::engine::expand::expand(&schema, tuples, &resource, perm, Env::new(pemba::model::Timestamp::now()))
-                .unwrap();
+        let want = pemba::engine::expand::expand(&reference, &resource, perm).unwrap();
         prop_assert_eq!(sorted_tree(got), sorted_tree(want), "Expand {}#{}", res, perm);
     }
     Ok(())
@@ -480,7 +474,8 @@ proptest! {
                 let (bulk, _) = db.check_bulk("t", Consistency::FullyConsistent, &reqs).unwrap();
                 for (req, got_bulk) in reqs.iter().zip(bulk) {
                     let (got, _) = db.check("t", Consistency::FullyConsistent, req).unwrap();
-                    let want = pemba::engine::check(&schema, &tuples, &conditions, req, Env::new(pemba::model::Timestamp::now())).unwrap();
+                    let reference = pemba::engine::Ctx { schema: &schema, data: &tuples, conditions: &conditions, env: Env::new(pemba::model::Timestamp::now()) };
+                    let want = pemba::engine::check(&reference, req).unwrap();
                     prop_assert_eq!(&got, &want, "{}#{}@{} {:?}\n{:#?}", req.resource, req.permission, s, req.context, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                     prop_assert_eq!(got_bulk.unwrap(), want, "bulk {}#{}@{}", req.resource, req.permission, s);
                 }
@@ -505,9 +500,10 @@ fn closures_past_their_budget_are_off_and_answers_stay_exact() {
         .map(|i| Relationship::parse(&format!("group:g{}#member@group:g{}#member", i, i + 1)).unwrap())
         .collect();
     rels.push(Relationship::parse("group:g3000#member@user:ann").unwrap());
-    let g = IndexGraph::build(&rels);
+    let g = std::sync::Arc::new(IndexGraph::build(&rels));
     assert!(g.closure("group", "member").is_none());
     let tuples = Tuples::from_relationships(rels);
+    let snapshot = pemba::query::Snapshot::detached(schema.clone(), g, &conditions, pemba::model::Timestamp::now());
     for (group, user) in [("g0", "ann"), ("g2999", "ann"), ("g10", "bob")] {
         let req = CheckRequest {
             resource: ObjectRef::new("group", group),
@@ -516,16 +512,16 @@ fn closures_past_their_budget_are_off_and_answers_stay_exact() {
             context: Default::default(),
         };
         let env = Env::new(pemba::model::Timestamp::now());
-        let want = pemba::engine::check(&schema, &tuples, &conditions, &req, env).unwrap();
-        assert_eq!(pemba::engine::check_fast(&schema, &g, &g, &conditions, &req, env).unwrap(), want, "{group}@{user}");
+        let reference = pemba::engine::Ctx { schema: &schema, data: &tuples, conditions: &conditions, env };
+        let want = pemba::engine::check(&reference, &req).unwrap();
+        assert_eq!(snapshot.check(&req).unwrap(), want, "{group}@{user}");
     }
 }
 
 /// The evaluator's plan (what it resolves about a schema on one index snapshot) serves only the
-/// schema it was built for: one index checked under two schemas answers for each (the plan's
-/// entries are keyed by its own schema's items, which it keeps alive, so another schema's
-/// lookups miss them), and a database whose schema changes with no relationship written
-/// answers for the new schema.
+/// schema it was built for: one index checked under two schemas answers for each (each view
+/// keeps the plan of its own schema), and a database whose schema changes with no relationship
+/// written answers for the new schema.
 #[test]
 fn a_plan_serves_only_its_own_schema() {
     use pemba::db::{Consistency, Database, WriteRequest};
@@ -543,7 +539,7 @@ fn a_plan_serves_only_its_own_schema() {
     .iter()
     .map(|r| Relationship::parse(r).unwrap())
     .collect();
-    let g = IndexGraph::build(&rels);
+    let g = std::sync::Arc::new(IndexGraph::build(&rels));
     let req = CheckRequest {
         resource: ObjectRef::new("folder", "f2"),
         permission: "view".into(),
@@ -556,7 +552,8 @@ fn a_plan_serves_only_its_own_schema() {
         pemba::schema::compile_text(flat, &conditions).unwrap(),
     );
     for (schema, want) in [(&a, Decision::Has), (&b, Decision::No), (&a, Decision::Has), (&b, Decision::No)] {
-        assert_eq!(pemba::engine::check_fast(schema, &g, &g, &conditions, &req, env).unwrap(), want);
+        let snapshot = pemba::query::Snapshot::detached(schema.clone(), g.clone(), &conditions, env.now);
+        assert_eq!(snapshot.check(&req).unwrap(), want);
     }
     let db = Database::in_memory();
     db.create_tenant("t").unwrap();

@@ -17,14 +17,14 @@ type Key = (String, String);
 fn member_edges(schema: &CompiledSchema) -> (Vec<Key>, Vec<(usize, usize)>) {
     let mut keys = Vec::new();
     for d in schema.definitions() {
-        for m in d.relations.keys().chain(d.permissions.keys()) {
+        for m in d.member_names() {
             keys.push((d.name.clone(), m.clone()));
         }
     }
     let idx = |t: &str, m: &str| keys.iter().position(|k| k.0 == t && k.1 == m);
     let mut edges = Vec::new();
     for d in schema.definitions() {
-        for r in d.relations.values() {
+        for r in schema.relations_of(d) {
             for a in &r.allowed {
                 if let AllowedKind::Relation(sr) = &a.kind
                     && let (Some(x), Some(y)) = (idx(&d.name, &r.name), idx(&a.ty, sr))
@@ -33,16 +33,16 @@ fn member_edges(schema: &CompiledSchema) -> (Vec<Key>, Vec<(usize, usize)>) {
                 }
             }
         }
-        for p in d.permissions.values() {
+        for p in schema.permissions_of(d) {
             let from = idx(&d.name, &p.name).unwrap();
             let mut stack = vec![&p.rewrite];
             while let Some(rw) = stack.pop() {
                 match rw {
                     Rewrite::Nil => {}
-                    Rewrite::Computed(x) => edges.push((from, idx(&d.name, x).unwrap())),
+                    Rewrite::Computed { name, .. } => edges.push((from, idx(&d.name, name).unwrap())),
                     Rewrite::Arrow { tupleset, computed, .. } => {
                         edges.push((from, idx(&d.name, tupleset).unwrap()));
-                        for a in &d.relations[tupleset].allowed {
+                        for a in &schema.relation_of(d, tupleset).unwrap().allowed {
                             if let Some(y) = idx(&a.ty, computed) {
                                 edges.push((from, y));
                             }
@@ -223,7 +223,9 @@ impl<'a> Oracle<'a> {
                 }
                 Ok(acc)
             }
-            Some(MemberKind::Permission) => self.rewrite(o, &def.permissions[m].rewrite, s, ctx, values),
+            Some(MemberKind::Permission) => {
+                self.rewrite(o, &self.schema.permission_of(def, m).unwrap().rewrite, s, ctx, values)
+            }
         }
     }
 
@@ -237,11 +239,11 @@ impl<'a> Oracle<'a> {
     ) -> Result<Tri, String> {
         Ok(match rw {
             Rewrite::Nil => Tri::False,
-            Rewrite::Computed(x) => get(values, o, x, s),
+            Rewrite::Computed { name, .. } => get(values, o, name, s),
             Rewrite::Union(a, b) => self.rewrite(o, a, s, ctx, values)?.or(self.rewrite(o, b, s, ctx, values)?),
             Rewrite::Intersection(a, b) => self.rewrite(o, a, s, ctx, values)?.and(self.rewrite(o, b, s, ctx, values)?),
             Rewrite::Exclusion(a, b) => self.rewrite(o, a, s, ctx, values)?.minus(self.rewrite(o, b, s, ctx, values)?),
-            Rewrite::Arrow { tupleset, computed, kind } => {
+            Rewrite::Arrow { tupleset, computed, kind, .. } => {
                 let edges = self.live(o, tupleset);
                 let all = *kind == ArrowKind::All;
                 if all && edges.is_empty() {

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pemba::db::{Consistency, Database, DbError, Precondition, WriteRequest};
+use pemba::db::{Consistency, Database, DbError, ErrorCode, Precondition, WriteRequest};
 use pemba::engine::lookup::LookupResourcesRequest;
 use pemba::engine::{CheckRequest, Decision};
-use pemba::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
+use pemba::model::{ObjectRef, Relationship, Revision, SubjectRef, Timestamp};
 use pemba::store::{Datastore, MemoryStore, Mutation, RelationshipFilter, SledStore, StoreError, relationship_key};
 use proptest::prelude::*;
 use serde_json::Map;
@@ -80,7 +80,7 @@ fn reopen(dir: &std::path::Path) -> SledStore {
     for _ in 0..200 {
         match SledStore::open(dir) {
             Ok(s) => return s,
-            Err(StoreError::Io(e)) if e.contains("could not acquire lock") => {
+            Err(StoreError::Unavailable(e)) if e.contains("could not acquire lock") => {
                 std::thread::sleep(Duration::from_millis(10))
             }
             Err(e) => panic!("{e}"),
@@ -120,7 +120,7 @@ proptest! {
                 Op::Read(back) => {
                     let head = model.head("t").unwrap();
                     prop_assert_eq!(head, sled.head("t").unwrap());
-                    let rev = head.saturating_sub(back);
+                    let rev = head.back(back);
                     let a = model.snapshot("t", rev);
                     let b = sled.snapshot("t", rev);
                     match (a, b) {
@@ -144,7 +144,8 @@ proptest! {
                             _ => break,
                         }
                     }
-                    prop_assert_eq!(model.changes_since("t", rev), sled.changes_since("t", rev));
+                    prop_assert_eq!(model.changes_after("t", rev, usize::MAX), sled.changes_after("t", rev, usize::MAX));
+                    prop_assert_eq!(model.changes_after("t", rev, 1), sled.changes_after("t", rev, 1));
                 }
                 Op::Gc(secs) => {
                     let now = Timestamp(start + (clock + secs as i128) * 1_000_000_000);
@@ -172,10 +173,37 @@ fn a_read_older_than_the_window_names_the_window() {
         store.write("t", &[Mutation::SetSchema("definition user {}".into())], old).unwrap();
     }
     let oldest = store.collect_garbage("t", Timestamp::now(), Duration::from_secs(3600)).unwrap();
-    assert_eq!(oldest, 3);
+    assert_eq!(oldest, Revision(3));
     assert_eq!(
-        store.snapshot("t", 1).unwrap_err().to_string(),
-        "revision 1 is older than the retention window (3600s); the oldest readable revision is 3"
+        store.snapshot("t", Revision(1)).unwrap_err().to_string(),
+        "revision 1 is older than the oldest readable revision 3"
+    );
+}
+
+/// The database names its own window, not the default one (it named "3600s" whatever the
+/// configured window was).
+#[test]
+fn outside_window_names_the_configured_window() {
+    let limits = pemba::db::Limits { window: Duration::from_millis(1), ..Default::default() };
+    let db = Database::with_store(std::sync::Arc::new(MemoryStore::new()), limits).unwrap();
+    db.create_tenant("t").unwrap();
+    let first = db.write_schema("t", SCHEMA).unwrap();
+    db.write("t", touch(&["doc:1#viewer@user:ann"])).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let last = db.write("t", touch(&["doc:2#viewer@user:ann"])).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(db.collect_garbage("t").unwrap(), last);
+    let req = CheckRequest {
+        resource: ObjectRef::new("doc", "1"),
+        permission: "view".into(),
+        subject: SubjectRef::parse("user:ann").unwrap(),
+        context: Map::new(),
+    };
+    let err = db.check("t", Consistency::AtExactSnapshot(first), &req).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::OutsideWindow);
+    assert_eq!(
+        err.to_string(),
+        format!("revision {first} is outside the retention window of 1ms: the oldest readable revision is {last}")
     );
 }
 
@@ -243,7 +271,13 @@ fn database_writes_are_validated_and_read_back_at_revisions() {
         RelationshipFilter { resource_type: Some("doc".into()), resource_id: Some("9".into()), ..Default::default() };
     let mut req = touch(&["doc:9#viewer@user:cy"]);
     req.preconditions.push(Precondition::MustMatch(filter.clone()));
-    assert!(matches!(db.write("acme", req).unwrap_err(), DbError::PreconditionFailed(_)));
+    let err = db.write("acme", req).unwrap_err();
+    assert!(matches!(err, DbError::PreconditionFailed { index: 0, .. }));
+    // Named in the API's field names, not a Rust debug form.
+    assert_eq!(
+        err.to_string(),
+        "precondition 0 failed: it requires a relationship matching resource_type=doc, resource_id=9, and none does"
+    );
     let mut req = touch(&["doc:9#viewer@user:cy"]);
     req.preconditions.push(Precondition::MustNotMatch(filter));
     let r3 = db.write("acme", req).unwrap();
@@ -269,7 +303,7 @@ fn database_writes_are_validated_and_read_back_at_revisions() {
     assert_eq!(db.check("acme", Consistency::AtExactSnapshot(r3), &req).unwrap(), (Decision::Has, r3));
     assert_eq!(db.check("acme", Consistency::AtExactSnapshot(r4), &req).unwrap(), (Decision::No, r4));
     assert!(matches!(
-        db.check("acme", Consistency::AtLeastAsFresh(r4 + 5), &req).unwrap_err(),
+        db.check("acme", Consistency::AtLeastAsFresh(Revision(r4.0 + 5)), &req).unwrap_err(),
         DbError::FutureRevision { .. }
     ));
 
@@ -323,7 +357,7 @@ fn tenants_share_nothing_observable() {
         db.lookup_resources("globex", Consistency::FullyConsistent, &stolen).unwrap_err().to_string(),
         "cursor belongs to a different tenant"
     );
-    assert_eq!(db.changes_since("globex", 0).unwrap().len(), 1);
+    assert_eq!(db.changes_after("globex", Revision::ZERO, 100).unwrap().len(), 1);
     db.drop_tenant("acme").unwrap();
     assert_eq!(db.tenants().unwrap(), ["globex"]);
     assert_eq!(
@@ -373,7 +407,7 @@ fn acknowledged_writes_survive_kill_9() {
 
         let db = Database::open(&dir).unwrap();
         let head = db.revision("t").unwrap();
-        assert!(head >= acked, "round {round}: head {head} is behind acknowledged revision {acked}");
+        assert!(head.0 >= acked, "round {round}: head {head} is behind acknowledged revision {acked}");
         let (rels, _) = db
             .read_relationships("t", Consistency::FullyConsistent, &RelationshipFilter::default(), 10_000, None)
             .unwrap();

@@ -11,7 +11,7 @@ use crate::engine::CheckRequest;
 use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 
 /// The schema the data is written for (the project's Drive fixture).
-pub const DRIVE_SCHEMA: &str = include_str!("../schema/drive.zed");
+pub const DRIVE_SCHEMA: &str = include_str!("../../schema/drive.zed");
 
 /// How much data to make.
 #[derive(Debug, Clone, Copy)]

@@ -6,13 +6,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+pub mod workload;
+
+use std::sync::Arc;
+
+use self::workload::DriveSize;
 use crate::conditions::Conditions;
+use crate::db::{Consistency, Database, DbError, WriteRequest};
 use crate::engine::cursor::CursorKey;
-use crate::engine::lookup::{LookupResourcesRequest, Reader, lookup_resources};
-use crate::engine::{self, CheckRequest, Decision, Env, History, Tuples};
-use crate::model::{SubjectRef, Timestamp};
-use crate::schema;
-use crate::workload::{self, DriveSize};
+use crate::engine::lookup::{LookupResourcesRequest, OneRevision, Page, Reader, ResourceResult, lookup_resources};
+use crate::engine::{self, CheckRequest, Ctx, Decision, Env, History, Tuples};
+use crate::model::{Relationship, SubjectRef, Timestamp};
+use crate::schema::{self, CompiledSchema};
+use crate::store::{Datastore, Mutation, RelationshipFilter, SledStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -20,8 +26,16 @@ pub enum BenchError {
     Schema(String),
     #[error("probe `{name}` answered {got}, expected {expected}")]
     WrongAnswer { name: String, got: String, expected: String },
+    #[error("{0}")]
+    Mismatch(String),
     #[error(transparent)]
     Eval(#[from] engine::EvalError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Process(String),
 }
 
 /// Latency summary of many samples.
@@ -53,9 +67,7 @@ fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> (Vec<Duration>, Optio
 /// many documents it found.
 pub fn lookup_all_pages<E>(
     subject: &SubjectRef,
-    mut page: impl FnMut(
-        &LookupResourcesRequest,
-    ) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
+    mut page: impl FnMut(&LookupResourcesRequest) -> Result<Page<ResourceResult>, E>,
 ) -> Result<usize, E> {
     let mut req = LookupResourcesRequest {
         resource_type: "document".into(),
@@ -81,9 +93,7 @@ pub fn lookup_all_pages<E>(
 fn lookup_figures<E>(
     users: &[(&'static str, SubjectRef)],
     samples_per_user: usize,
-    mut page: impl FnMut(
-        &LookupResourcesRequest,
-    ) -> Result<crate::engine::lookup::Page<crate::engine::lookup::ResourceResult>, E>,
+    mut page: impl FnMut(&LookupResourcesRequest) -> Result<Page<ResourceResult>, E>,
 ) -> Result<Map<String, Value>, E> {
     let mut lookups = Map::new();
     for (name, subject) in users {
@@ -106,8 +116,7 @@ fn lookup_figures<E>(
 /// `pemba bench reference`: the reference evaluator on the Drive data set.
 pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<Value, BenchError> {
     let conditions = Conditions::new();
-    let schema =
-        schema::compile_text(workload::DRIVE_SCHEMA, &conditions).map_err(|d| BenchError::Schema(format!("{d:?}")))?;
+    let schema = drive_schema(&conditions)?;
     let gen_start = Instant::now();
     let drive = workload::generate(size);
     let generate_ms = gen_start.elapsed().as_secs_f64() * 1e3;
@@ -118,12 +127,12 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
     }
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
     let now = Timestamp::now();
-    let env = Env::new(now);
+    let ctx = Ctx { schema: &schema, data: &tuples, conditions: &conditions, env: Env::new(now) };
 
     let mut checks = Map::new();
     for p in &drive.probes {
         let req = p.request();
-        let (mut samples, last) = time(iterations, || engine::check(&schema, &tuples, &conditions, &req, env));
+        let (mut samples, last) = time(iterations, || engine::check(&ctx, &req));
         let got = last.transpose()?.unwrap_or(Decision::No);
         if (got == Decision::Has) != p.expected {
             return Err(BenchError::WrongAnswer {
@@ -136,20 +145,11 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
     }
 
     let bulk = workload::bulk_requests(size);
-    let (mut bulk_samples, _) =
-        time(iterations.div_ceil(10).max(3), || engine::check_bulk(&schema, &tuples, &conditions, &bulk, env));
+    let (mut bulk_samples, _) = time(iterations.div_ceil(10).max(3), || engine::check_bulk(&ctx, &bulk));
 
     let history = History::new(tuples);
     let key = CursorKey::random();
-    let reader = Reader {
-        schema: &schema,
-        conditions: &conditions,
-        history: &history,
-        key: &key,
-        tenant: "",
-        cache: None,
-        index: None,
-    };
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &history, key: &key, tenant: "" };
     let lookups = lookup_figures(&drive.lookup_users, 3, |req| lookup_resources(&reader, req, now))?;
 
     Ok(json!({
@@ -166,7 +166,13 @@ pub fn reference(size_name: &str, size: DriveSize, iterations: usize) -> Result<
     }))
 }
 
-/// What the figures were measured on.
+fn drive_schema(conditions: &Conditions) -> Result<CompiledSchema, BenchError> {
+    schema::compile_text(workload::DRIVE_SCHEMA, conditions)
+        .map_err(|d| BenchError::Schema(schema::diagnostic::render_all(&d, "drive.zed", workload::DRIVE_SCHEMA)))
+}
+
+/// What the figures were measured on, and how busy the machine was (its load averages over 1,
+/// 5 and 15 minutes when the figures were taken).
 pub fn machine() -> Value {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -178,14 +184,15 @@ pub fn machine() -> Value {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_default();
-    json!({"cpus": cpus, "cpu": model, "os": std::env::consts::OS})
+    let load: Vec<f64> = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default();
+    json!({"cpus": cpus, "cpu": model, "os": std::env::consts::OS, "load_average": load})
 }
 
 /// `pemba bench store`: durable writes, batches, bulk import against raw sled, and reopen time,
 /// in a scratch directory under `dir`.
-pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -> Result<Value, crate::db::DbError> {
-    use crate::db::{Database, WriteRequest};
-    use crate::store::{Datastore, Mutation, SledStore};
+pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -> Result<Value, BenchError> {
     let _ = std::fs::remove_dir_all(dir);
     let schema = workload::DRIVE_SCHEMA;
     let small = workload::generate(DriveSize::small()).relationships;
@@ -202,7 +209,7 @@ pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -
         single.push(t.elapsed());
     }
     let mut batches = Vec::new();
-    let chunks: Vec<&[crate::model::Relationship]> = small.chunks(1000).skip(1).take(20).collect();
+    let chunks: Vec<&[Relationship]> = small.chunks(1000).skip(1).take(20).collect();
     for chunk in &chunks {
         let t = Instant::now();
         db.write("bench", WriteRequest::new(chunk.iter().cloned().map(Mutation::Touch).collect()))?;
@@ -227,14 +234,7 @@ pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -
     // Reopen with many relationships: write them in revisions of 10,000, close, time the open.
     let reopen_dir = dir.join("reopen");
     let big = workload::generate(reopen_size).relationships;
-    {
-        let store = SledStore::open(&reopen_dir)?;
-        store.create_tenant("bench")?;
-        store.write("bench", &[Mutation::SetSchema(schema.to_string())], Timestamp::now())?;
-        for chunk in big.chunks(10_000) {
-            store.import("bench", chunk, Timestamp::now())?;
-        }
-    }
+    load_store(&reopen_dir, &big)?;
     let t = Instant::now();
     let db = open_retrying(&reopen_dir)?;
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -255,43 +255,55 @@ pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -
             "raw_sled_relationships_per_s": small.len() as f64 / raw,
             "import_to_raw_ratio": raw / import,
         },
-        "reopen": {"relationships": big.len(), "head_revision": loaded, "open_ms": reopen_ms},
+        "reopen": {"relationships": big.len(), "head_revision": loaded.0, "open_ms": reopen_ms},
         "machine": machine(),
     }))
 }
 
+/// Writes the Drive schema and `rels` into tenant `bench` of a new store in `dir`, in revisions
+/// of 10,000, and closes it.
+fn load_store(dir: &std::path::Path, rels: &[Relationship]) -> Result<(), BenchError> {
+    let store = SledStore::open(dir)?;
+    store.create_tenant("bench")?;
+    store.write("bench", &[Mutation::SetSchema(workload::DRIVE_SCHEMA.to_string())], Timestamp::now())?;
+    for chunk in rels.chunks(10_000) {
+        store.import("bench", chunk, Timestamp::now())?;
+    }
+    Ok(())
+}
+
 /// How long `pemba debug open` takes to open `dir` in a new process (the running executable
 /// must be `pemba`, which it is for `pemba bench`).
-fn fresh_process_open_ms(dir: &std::path::Path) -> Result<f64, crate::db::DbError> {
-    let io = |e: String| crate::db::DbError::Io(e);
-    let exe = std::env::current_exe().map_err(|e| io(e.to_string()))?;
+fn fresh_process_open_ms(dir: &std::path::Path) -> Result<f64, BenchError> {
+    let fail = |e: String| BenchError::Process(e);
+    let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     // sled's threads may hold the directory's lock a moment after the import closed it.
     for _ in 0..200 {
         let out = std::process::Command::new(&exe)
             .args(["debug", "open", "--data-dir"])
             .arg(dir)
             .output()
-            .map_err(|e| io(e.to_string()))?;
+            .map_err(|e| fail(format!("running `{}`: {e}", exe.display())))?;
         if out.status.success() {
-            let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| io(e.to_string()))?;
+            let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))?;
             return v
                 .get("open_ms")
                 .and_then(Value::as_f64)
-                .ok_or_else(|| io("`pemba debug open` printed no open_ms".into()));
+                .ok_or_else(|| fail("`pemba debug open` printed no open_ms".into()));
         }
         if !String::from_utf8_lossy(&out.stderr).contains("lock") {
-            return Err(io(format!("`pemba debug open` failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+            return Err(fail(format!("`pemba debug open` failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Err(io("the data directory stayed locked".into()))
+    Err(fail(format!("{} stayed locked", dir.display())))
 }
 
 /// Opens a database just closed in this process (sled's threads may hold the lock a moment).
-fn open_retrying(dir: &std::path::Path) -> Result<crate::db::Database, crate::db::DbError> {
+fn open_retrying(dir: &std::path::Path) -> Result<Database, BenchError> {
     let mut last = None;
     for _ in 0..200 {
-        match crate::db::Database::open(dir) {
+        match Database::open(dir) {
             Ok(db) => return Ok(db),
             Err(e) => {
                 last = Some(e);
@@ -299,7 +311,7 @@ fn open_retrying(dir: &std::path::Path) -> Result<crate::db::Database, crate::db
             }
         }
     }
-    Err(last.unwrap_or_else(|| crate::db::DbError::Io("could not open".into())))
+    Err(last.map_or_else(|| BenchError::Process(format!("could not open {}", dir.display())), BenchError::Db))
 }
 
 /// `pemba bench index`: building the index graph from generated data: time, heap bytes (counted
@@ -328,26 +340,37 @@ pub fn index(size_name: &str, size: DriveSize) -> Value {
     })
 }
 
-/// `pemba bench embedded`: the embedded `Database` (with its index) on the Drive data set, next to
-/// the reference evaluator on the same data in the same run.
+/// The reference evaluator's own relationship set of a tenant's head, read back from the store
+/// (not from the index: the baseline shares nothing with the fast path but the data).
+fn reference_set(db: &Database, tenant: &str) -> Result<(Tuples, crate::model::Revision), BenchError> {
+    let mut rels = Vec::new();
+    let mut after: Option<String> = None;
+    let mut rev = db.revision(tenant)?;
+    loop {
+        let consistency = Consistency::AtExactSnapshot(rev);
+        let (page, at) =
+            db.read_relationships(tenant, consistency, &RelationshipFilter::default(), 10_000, after.as_deref())?;
+        rev = at;
+        let full = page.len() == 10_000;
+        after = page.last().map(crate::store::relationship_key);
+        rels.extend(page);
+        if !full {
+            return Ok((Tuples::from_relationships(rels), rev));
+        }
+    }
+}
+
+/// `pemba bench embedded`: the embedded `Database` (with its index) on the Drive data set, next
+/// to the reference evaluator on the same data in the same run.
 pub fn embedded(
     size_name: &str,
     size: DriveSize,
     iterations: usize,
     dir: &std::path::Path,
-) -> Result<Value, crate::db::DbError> {
-    use crate::db::{Consistency, WriteRequest};
-    use crate::store::{Datastore, Mutation, SledStore};
+) -> Result<Value, BenchError> {
     let _ = std::fs::remove_dir_all(dir);
     let drive = workload::generate(size);
-    {
-        let store = SledStore::open(dir)?;
-        store.create_tenant("bench")?;
-        store.write("bench", &[Mutation::SetSchema(workload::DRIVE_SCHEMA.to_string())], Timestamp::now())?;
-        for chunk in drive.relationships.chunks(10_000) {
-            store.import("bench", chunk, Timestamp::now())?;
-        }
-    }
+    load_store(dir, &drive.relationships)?;
     // Start-up to ready as after a restart: a fresh `pemba` process opens the directory (this
     // process still holds the generated data, and sled may still be settling from the import).
     // The first open after the bulk import also settles sled's log; a restart later opens the
@@ -359,23 +382,25 @@ pub fn embedded(
     let reopen_in_process_ms = t.elapsed().as_secs_f64() * 1e3;
     let latest = Consistency::MinimizeLatency;
 
-    // The reference evaluator keeps its own relationship set, built from the store on its first
-    // use (the database serves from the index alone): build it before timing anything.
+    // The reference evaluator's own relationship set, read back from the store (the database
+    // serves from the index alone).
+    let conditions = Conditions::new();
+    let schema = drive_schema(&conditions)?;
     let t = Instant::now();
-    if let Some(p) = drive.probes.first() {
-        db.check_reference("bench", latest, &p.request())?;
-    }
+    let (tuples, loaded_rev) = reference_set(&db, "bench")?;
     let reference_load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let tuples = Arc::new(tuples);
 
     let mut checks = Map::new();
     for p in &drive.probes {
         let req = p.request();
         let (mut fast, last) = time(iterations, || db.check("bench", latest, &req));
         let got = last.transpose()?.map(|(d, _)| d).unwrap_or(Decision::No);
-        let (mut slow, last_ref) = time(iterations, || db.check_reference("bench", latest, &req));
-        let want = last_ref.transpose()?.map(|(d, _)| d).unwrap_or(Decision::No);
+        let ctx = Ctx { schema: &schema, data: &*tuples, conditions: &conditions, env: Env::new(Timestamp::now()) };
+        let (mut slow, last_ref) = time(iterations, || engine::check(&ctx, &req));
+        let want = last_ref.transpose()?.unwrap_or(Decision::No);
         if got != want || (got == Decision::Has) != p.expected {
-            return Err(crate::db::DbError::Io(format!(
+            return Err(BenchError::Mismatch(format!(
                 "probe `{}`: indexed {got}, reference {want}, expected {}",
                 p.name, p.expected
             )));
@@ -391,53 +416,55 @@ pub fn embedded(
     // As many samples as each Check probe: a bulk call is about a hundred Checks' work, and ten
     // samples left its median to the machine's noise.
     let (mut bulk_samples, _) = time(iterations, || db.check_bulk("bench", latest, &bulk));
-    let (mut bulk_reference, _) =
-        time(iterations, || bulk.iter().map(|r| db.check_reference("bench", latest, r)).collect::<Vec<_>>());
+    let ctx = Ctx { schema: &schema, data: &*tuples, conditions: &conditions, env: Env::new(Timestamp::now()) };
+    let (mut bulk_reference, _) = time(iterations, || engine::check_bulk(&ctx, &bulk));
 
     // Eleven samples of the fast path (milliseconds each), three of the reference (seconds).
     let lookups = lookup_figures(&drive.lookup_users, 11, |req| db.lookup_resources("bench", latest, req))?;
+    let key = CursorKey::random();
+    let one = OneRevision(loaded_rev, tuples.clone());
+    let reader = Reader { schema: &schema, conditions: &conditions, history: &one, key: &key, tenant: "bench" };
     let lookups_reference =
-        lookup_figures(&drive.lookup_users, 3, |req| db.lookup_resources_reference("bench", latest, req))?;
+        lookup_figures(&drive.lookup_users, 3, |req| lookup_resources(&reader, req, Timestamp::now()))?;
     for (name, fast) in &lookups {
         let found = |v: &Value| v.get("documents").and_then(Value::as_u64);
         if found(fast) != lookups_reference.get(name).and_then(found) {
-            return Err(crate::db::DbError::Io(format!(
+            return Err(BenchError::Mismatch(format!(
                 "LookupResources `{name}`: the fast path and the reference found different numbers of documents"
             )));
         }
     }
+    drop(one);
+    // At M the reference set is over a GB: let it go before timing writes.
+    drop(tuples);
 
     // Write to visible: a write returns once durable and visible; the next Check sees it.
-    let probe = crate::model::Relationship::parse("document:visible#viewer@user:writer")
-        .map_err(|e| crate::db::DbError::Io(e.to_string()))?;
+    let probe =
+        Relationship::parse("document:visible#viewer@user:writer").map_err(|e| BenchError::Mismatch(e.to_string()))?;
     let req = CheckRequest {
         resource: probe.resource.clone(),
         permission: "view".into(),
         subject: probe.subject.clone(),
         context: Map::new(),
     };
-    // The first write after the baselines frees the reference's relationship set (over a GB at
-    // M) on a background thread: write once and let that finish before timing writes.
-    db.write("bench", WriteRequest::new(vec![Mutation::Touch(probe.clone())]))?;
-    db.write("bench", WriteRequest::new(vec![Mutation::Delete(probe.clone())]))?;
-    std::thread::sleep(Duration::from_secs(3));
+    let toggle = |i: usize| {
+        if i.is_multiple_of(2) { Mutation::Touch(probe.clone()) } else { Mutation::Delete(probe.clone()) }
+    };
     let mut visible = Vec::new();
     for i in 0..20 {
-        let m = if i % 2 == 0 { Mutation::Touch(probe.clone()) } else { Mutation::Delete(probe.clone()) };
         let t = Instant::now();
-        let rev = db.write("bench", WriteRequest::new(vec![m]))?;
+        let rev = db.write("bench", WriteRequest::new(vec![toggle(i)]))?;
         let (d, at) = db.check("bench", Consistency::AtLeastAsFresh(rev), &req)?;
         visible.push(t.elapsed());
         if at < rev || (d == Decision::Has) != (i % 2 == 0) {
-            return Err(crate::db::DbError::Io("a write was not visible after it was acknowledged".into()));
+            return Err(BenchError::Mismatch("a write was not visible after it was acknowledged".into()));
         }
     }
-    // The same with a reader running Checks all the while: the writes then find the index held
-    // by a reader and build the next one by structural sharing instead of changing it in place.
+    // The same with a reader running Checks all the while.
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut under_reads = Vec::new();
     let mut reads = 0u64;
-    std::thread::scope(|scope| -> Result<(), crate::db::DbError> {
+    std::thread::scope(|scope| -> Result<(), BenchError> {
         let reader = scope.spawn(|| {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -448,12 +475,11 @@ pub fn embedded(
         });
         let mut result = Ok(());
         for i in 0..20 {
-            let m = if i % 2 == 0 { Mutation::Touch(probe.clone()) } else { Mutation::Delete(probe.clone()) };
             let t = Instant::now();
-            match db.write("bench", WriteRequest::new(vec![m])) {
+            match db.write("bench", WriteRequest::new(vec![toggle(i)])) {
                 Ok(_) => under_reads.push(t.elapsed()),
                 Err(e) => {
-                    result = Err(e);
+                    result = Err(e.into());
                     break;
                 }
             }
@@ -462,6 +488,8 @@ pub fn embedded(
         reads = reader.join().unwrap_or(0);
         result
     })?;
+
+    let older = older_revisions(&db, &drive, loaded_rev, iterations)?;
     let memory: Map<String, Value> =
         db.index_memory("bench")?.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let index_bytes: usize = memory.values().filter_map(Value::as_u64).map(|v| v as usize).sum();
@@ -482,8 +510,80 @@ pub fn embedded(
         "write_to_visible": summarize(&mut visible),
         "write_to_visible_under_reads": summarize(&mut under_reads),
         "checks_during_those_writes": reads,
+        "older_revisions": older,
         "index_heap_bytes": memory,
         "index_bytes_per_relationship": index_bytes as f64 / drive.relationships.len().max(1) as f64,
         "machine": machine(),
+    }))
+}
+
+/// Reads at revisions before the head: an exact-snapshot Check at a revision many writes old
+/// (built from the store once, then kept) and at the revision just before the head (kept since
+/// its write), and the next page of a lookup after writes moved the head on, next to the same
+/// at the head.
+fn older_revisions(
+    db: &Database,
+    drive: &workload::Drive,
+    old: crate::model::Revision,
+    iterations: usize,
+) -> Result<Value, BenchError> {
+    let probe = drive.probes.first().map(|p| p.request()).ok_or_else(|| BenchError::Mismatch("no probes".into()))?;
+    let head = db.revision("bench")?;
+    let exact = |rev| Consistency::AtExactSnapshot(rev);
+    let t = Instant::now();
+    let (first, at) = db.check("bench", exact(old), &probe)?;
+    let old_first_ms = t.elapsed().as_secs_f64() * 1e3;
+    if at != old {
+        return Err(BenchError::Mismatch(format!("an exact-snapshot Check at {old} answered at {at}")));
+    }
+    let (mut old_samples, _) = time(iterations, || db.check("bench", exact(old), &probe));
+    let (mut recent_samples, _) = time(iterations, || db.check("bench", exact(head.back(1)), &probe));
+    let (mut head_samples, last) = time(iterations, || db.check("bench", exact(head), &probe));
+    let now = last.transpose()?.map(|(d, _)| d);
+    if now != Some(first.clone()) {
+        return Err(BenchError::Mismatch(format!("the probe answered {first} at {old} and {now:?} at the head")));
+    }
+    // The second page of a lookup of 1000 a page: at the head, and after three writes.
+    let staff =
+        drive.lookup_users.first().map(|(_, s)| s.clone()).ok_or_else(|| BenchError::Mismatch("no users".into()))?;
+    let first_page = |db: &Database| -> Result<LookupResourcesRequest, BenchError> {
+        let mut req = LookupResourcesRequest {
+            resource_type: "document".into(),
+            permission: "view".into(),
+            subject: staff.clone(),
+            context: Map::new(),
+            limit: Some(1000),
+            cursor: None,
+        };
+        req.cursor = db.lookup_resources("bench", Consistency::MinimizeLatency, &req)?.cursor;
+        Ok(req)
+    };
+    let mut page_at_head = Vec::new();
+    let mut page_older = Vec::new();
+    let extra = Relationship::parse("document:older-page#viewer@user:writer")
+        .map_err(|e| BenchError::Mismatch(e.to_string()))?;
+    for i in 0..iterations.clamp(3, 50) {
+        let req = first_page(db)?;
+        let t = Instant::now();
+        let page = db.lookup_resources("bench", Consistency::MinimizeLatency, &req)?;
+        page_at_head.push(t.elapsed());
+        let req = first_page(db)?;
+        for j in 0..3 {
+            let m = if (i + j) % 2 == 0 { Mutation::Touch(extra.clone()) } else { Mutation::Delete(extra.clone()) };
+            db.write("bench", WriteRequest::new(vec![m]))?;
+        }
+        let t = Instant::now();
+        let later = db.lookup_resources("bench", Consistency::MinimizeLatency, &req)?;
+        page_older.push(t.elapsed());
+        if later.items != page.items || later.revision == db.revision("bench")? {
+            return Err(BenchError::Mismatch("a later page at an older revision differed".into()));
+        }
+    }
+    Ok(json!({
+        "exact_snapshot_check_many_writes_old": {"revision": old.0, "head": head.0, "first_ms": old_first_ms, "then": summarize(&mut old_samples)},
+        "exact_snapshot_check_one_write_old": summarize(&mut recent_samples),
+        "exact_snapshot_check_at_head": summarize(&mut head_samples),
+        "second_lookup_page_at_head": summarize(&mut page_at_head),
+        "second_lookup_page_after_3_writes": summarize(&mut page_older),
     }))
 }

@@ -1,5 +1,6 @@
-//! Strongly connected components of a directed graph given as edge pairs, for the schema's
-//! recursion analysis and the reference evaluator's data-level evaluation order.
+//! Strongly connected components (SCCs) of a directed graph given as edge pairs, for the
+//! schema's recursion analysis, the reference evaluator's data-level evaluation order and the
+//! fast evaluator's set fixpoints.
 //!
 //! This is the only module that knows petgraph. Its algorithm (Kosaraju, built on petgraph's
 //! iterative depth-first search) does not recurse on the native stack, so deep data is safe.

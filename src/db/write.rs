@@ -1,0 +1,197 @@
+//! The write path: a batch is checked against the head (limits, schema fit, preconditions),
+//! committed by the store (durable when it returns), and made visible as the next view, built
+//! from the head's index by structural sharing.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::error::{DbError, poisoned};
+use super::tenant::Tenant;
+use super::{Database, Precondition, WriteRequest};
+use crate::conditions::Conditions;
+use crate::index::IndexGraph;
+use crate::model::{ObjectRef, Revision, Timestamp};
+use crate::query::View;
+use crate::schema::CompiledSchema;
+use crate::store::{Change, Mutation, StoreError};
+
+/// Most schema-change blockers an error lists.
+const BLOCKERS_SHOWN: usize = 10;
+
+impl Database {
+    /// Replaces the schema; refused if a stored relationship or attribute would no longer fit.
+    pub fn write_schema(&self, tenant: &str, text: &str) -> Result<Revision, DbError> {
+        self.write(tenant, WriteRequest::new(vec![Mutation::SetSchema(text.to_string())]))
+    }
+
+    /// Validates and commits a batch; returns its revision once it is durable and visible.
+    pub fn write(&self, tenant: &str, req: WriteRequest) -> Result<Revision, DbError> {
+        let t = self.tenant(tenant)?;
+        let _writer = t.writer.lock().map_err(poisoned)?;
+        let head = t.head()?;
+        let new_schema = self.validate(tenant, &req, &head)?;
+        let commit = match self.store.write(tenant, &req.mutations, Timestamp::now()) {
+            Ok(c) => c,
+            Err(StoreError::OutcomeUnknown(e)) => {
+                // The batch may be in the store: make memory agree with the store again before
+                // anything else reads or writes this tenant.
+                self.reload(tenant, &t)?;
+                return Err(DbError::OutcomeUnknown(e));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The batch is durable: make it visible. The next index is built from the head's by
+        // structural sharing (a clone copies pointers to its parts; changing it copies only the
+        // tables and chunks the batch touches), while readers keep the head; index, revision
+        // and schema then change together in one swap.
+        let mut index = (**head.index()).clone();
+        apply_changes(&mut index, &commit.changes);
+        let (schema, text) = match new_schema {
+            Some((compiled, text)) => (Some(compiled), Some(Arc::from(text))),
+            None => (head.schema().cloned(), head.schema_text().cloned()),
+        };
+        drop(head);
+        let view = Arc::new(View::new(commit.revision, schema, text, Arc::new(index)));
+        t.publish(view, commit.changes.len(), &self.limits)?;
+        Ok(commit.revision)
+    }
+
+    /// Replaces a tenant's head with the store's.
+    fn reload(&self, tenant: &str, t: &Tenant) -> Result<(), DbError> {
+        let head = self.store.head(tenant)?;
+        t.replace_head(Arc::new(self.build_view(tenant, head)?))
+    }
+
+    /// Checks a batch against the head: limits, schema fit, preconditions. Returns the compiled
+    /// new schema and its text if the batch changes it.
+    fn validate(
+        &self,
+        tenant: &str,
+        req: &WriteRequest,
+        head: &View,
+    ) -> Result<Option<(CompiledSchema, String)>, DbError> {
+        let count = req.mutations.len();
+        if count > self.limits.max_relationships_per_write {
+            return Err(DbError::TooManyMutations { count, limit: self.limits.max_relationships_per_write });
+        }
+        let index = head.index();
+        if let Some(text) =
+            req.mutations.iter().find_map(|m| if let Mutation::SetSchema(s) = m { Some(s) } else { None })
+        {
+            if req.mutations.len() != 1 || !req.preconditions.is_empty() {
+                return Err(DbError::SchemaNotAlone);
+            }
+            let compiled = self.compile(text)?;
+            let mut blockers = Vec::new();
+            let mut count = 0;
+            let mut block = |what: String| {
+                count += 1;
+                if blockers.len() < BLOCKERS_SHOWN {
+                    blockers.push(what);
+                }
+            };
+            for r in index.relationships(None, None, None) {
+                if let Err(e) = compiled.check_relationship(&r) {
+                    block(format!("relationship `{r}`: {e}"));
+                }
+            }
+            for (o, attrs) in index.all_attributes() {
+                if let Err(e) = check_attributes(&compiled, o, attrs) {
+                    block(format!("attributes of `{o}`: {e}"));
+                }
+            }
+            if count > 0 {
+                return Err(DbError::SchemaChangeBlocked { count, blockers });
+            }
+            return Ok(Some((compiled, text.clone())));
+        }
+        let schema = head.schema().ok_or_else(|| DbError::NoSchema(tenant.to_string()))?;
+        for (index, m) in req.mutations.iter().enumerate() {
+            let invalid = |item: String, reason: String| DbError::InvalidMutation { index, item, reason };
+            match m {
+                Mutation::Create(r) | Mutation::Touch(r) => {
+                    schema.check_relationship(r).map_err(|e| invalid(r.to_string(), e.to_string()))?;
+                    if let Some(c) = &r.caveat {
+                        let size = Value::Object(c.context.clone()).to_string().len();
+                        if size > self.limits.max_context_bytes {
+                            return Err(invalid(
+                                r.to_string(),
+                                format!(
+                                    "caveat context is {size} bytes; the limit is {}",
+                                    self.limits.max_context_bytes
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Mutation::Delete(_) | Mutation::DeleteByFilter(_) | Mutation::DeleteAttributes(_) => {}
+                Mutation::SetAttributes(o, attrs) => {
+                    check_attributes(schema, o, attrs).map_err(|e| invalid(o.to_string(), e))?
+                }
+                Mutation::SetSchema(_) => {}
+            }
+        }
+        let now = Timestamp::now();
+        for (i, p) in req.preconditions.iter().enumerate() {
+            let (filter, must) = match p {
+                Precondition::MustMatch(f) => (f, true),
+                Precondition::MustNotMatch(f) => (f, false),
+            };
+            let found = index
+                .relationships(
+                    filter.resource_type.as_deref(),
+                    filter.resource_id.as_deref(),
+                    filter.relation.as_deref(),
+                )
+                .any(|r| filter.matches(&r) && r.expiration.is_none_or(|e| e > now));
+            if found != must {
+                let reason = if must {
+                    format!("it requires a relationship matching {filter}, and none does")
+                } else {
+                    format!("it requires that no relationship match {filter}, and one does")
+                };
+                return Err(DbError::PreconditionFailed { index: i, reason });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Drops what fell out of the retention window; returns the oldest readable revision.
+    pub fn collect_garbage(&self, tenant: &str) -> Result<Revision, DbError> {
+        let t = self.tenant(tenant)?;
+        let _writer = t.writer.lock().map_err(poisoned)?;
+        let oldest = self.store.collect_garbage(tenant, Timestamp::now(), self.limits.window)?;
+        t.set_oldest(oldest);
+        Ok(oldest)
+    }
+}
+
+/// Checks attribute values against the type's declarations.
+fn check_attributes(schema: &CompiledSchema, o: &ObjectRef, attrs: &Map<String, Value>) -> Result<(), String> {
+    let def = schema.definition(&o.ty).ok_or_else(|| format!("unknown object type `{}`", o.ty))?;
+    for (k, v) in attrs {
+        let ty = def.attributes.get(k).ok_or_else(|| format!("type `{}` declares no attribute `{k}`", o.ty))?;
+        Conditions::check_value(v, ty).map_err(|e| format!("attribute `{k}` is not a valid {ty}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Applies a committed batch's changes to an index.
+fn apply_changes(index: &mut IndexGraph, changes: &[Change]) {
+    for c in changes {
+        match c {
+            Change::Upsert(r) => {
+                index.upsert(r);
+            }
+            Change::Delete(r) => {
+                index.remove(r);
+            }
+            Change::SetAttributes { object, attributes } => index.set_attributes(object.clone(), attributes.clone()),
+            Change::DeleteAttributes { object } => {
+                index.remove_attributes(object);
+            }
+            Change::Schema(_) => {}
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The edges of one edge kind (resource type and relation, to one subject type and subject
+//! relation): unconditional edges as id sets in both directions (`DenseSets`), wildcards, and a
+//! side table of conditional and expiring edges indexed both ways.
+
+use std::sync::Arc;
+
+use super::idset::IdSet;
+use super::shared::{ChunkVec, ShardMap};
+use crate::model::{CaveatRef, Timestamp};
+
+/// Sets by dense id: a map while few ids have a set, a vector indexed by id once most do (16
+/// bytes a slot, no hashing). A sparse edge kind (`banned`, say) over 240k documents would
+/// otherwise pay 16 bytes for every document.
+#[derive(Debug, Clone)]
+pub enum DenseSets {
+    /// The map and the largest id it has held.
+    Sparse(ShardMap<IdSet>, u32),
+    Dense(ChunkVec<IdSet>),
+}
+
+impl Default for DenseSets {
+    fn default() -> Self {
+        DenseSets::Sparse(ShardMap::default(), 0)
+    }
+}
+
+/// Bytes of one entry of a sparse map (key, set, control byte, and the table's slack).
+const SPARSE_ENTRY: usize = 28;
+
+impl DenseSets {
+    pub fn get(&self, id: u32) -> Option<&IdSet> {
+        match self {
+            DenseSets::Sparse(m, _) => m.get(id),
+            DenseSets::Dense(v) => v.get(id as usize),
+        }
+        .filter(|s| !s.is_empty())
+    }
+
+    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut IdSet> {
+        match self {
+            DenseSets::Sparse(m, _) => m.get_mut(id),
+            DenseSets::Dense(v) => v.get_mut(id as usize),
+        }
+    }
+
+    /// Removes `id`'s set if it became empty (sparse form only; dense slots stay).
+    pub(super) fn tidy(&mut self, id: u32) {
+        if let DenseSets::Sparse(m, _) = self
+            && m.get(id).is_some_and(IdSet::is_empty)
+        {
+            m.remove(id);
+        }
+    }
+
+    pub(super) fn slot(&mut self, id: u32) -> &mut IdSet {
+        if let DenseSets::Sparse(m, largest) = self {
+            *largest = (*largest).max(id);
+            let max = *largest as usize;
+            // Switch to the vector once it costs less than the map would.
+            if (max + 1) * std::mem::size_of::<IdSet>() < (m.len() + 1) * SPARSE_ENTRY {
+                let mut entries = m.take_all();
+                entries.sort_unstable_by_key(|(k, _)| *k);
+                let mut v: ChunkVec<IdSet> = ChunkVec::default();
+                for (k, set) in entries {
+                    v.grow_to(k as usize, IdSet::default);
+                    v.push(set);
+                }
+                v.grow_to(max + 1, IdSet::default);
+                *self = DenseSets::Dense(v);
+            }
+        }
+        match self {
+            DenseSets::Sparse(m, _) => m.entry_or_default(id),
+            DenseSets::Dense(v) => v.slot(id as usize, IdSet::default),
+        }
+    }
+
+    /// (id, set) for every non-empty set (in id order for the vector, any order for the map).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (u32, &IdSet)> + '_> {
+        match self {
+            DenseSets::Sparse(m, _) => Box::new(m.iter().filter(|(_, s)| !s.is_empty())),
+            DenseSets::Dense(v) => {
+                Box::new(v.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s)))
+            }
+        }
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        match self {
+            DenseSets::Sparse(m, _) => {
+                m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>()
+            }
+            DenseSets::Dense(v) => v.slot_bytes() + v.iter().map(IdSet::heap_bytes).sum::<usize>(),
+        }
+    }
+}
+
+/// One kind of unconditional edge, both directions.
+#[derive(Debug, Clone, Default)]
+pub struct Edges {
+    pub forward: DenseSets,
+    pub reverse: DenseSets,
+    /// (resource, subject) pairs held.
+    pub len: usize,
+}
+
+impl Edges {
+    pub(super) fn insert(&mut self, res: u32, subj: u32) -> u64 {
+        // Only a set that changes is touched (and so copied, when a snapshot shares it).
+        if self.forward.get(res).is_some_and(|s| s.contains(subj)) {
+            return 0;
+        }
+        let a = self.forward.slot(res).insert(subj);
+        let b = self.reverse.slot(subj).insert(res);
+        self.len += usize::from(a);
+        u64::from(a) + u64::from(b)
+    }
+
+    pub(super) fn remove(&mut self, res: u32, subj: u32) -> u64 {
+        if !self.forward.get(res).is_some_and(|s| s.contains(subj)) {
+            return 0;
+        }
+        let a = self.forward.get_mut(res).is_some_and(|s| s.remove(subj));
+        let b = self.reverse.get_mut(subj).is_some_and(|s| s.remove(res));
+        self.len -= usize::from(a);
+        self.forward.tidy(res);
+        self.reverse.tidy(subj);
+        u64::from(a) + u64::from(b)
+    }
+
+    /// Every (resource, subject) pair.
+    pub fn pairs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.forward.iter().flat_map(|(r, s)| s.iter().map(move |x| (r, x)))
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.forward.heap_bytes() + self.reverse.heap_bytes()
+    }
+}
+
+/// An edge whose answer depends on a caveat or an expiration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SideEdge {
+    pub resource: u32,
+    /// The subject's id, or [`WILDCARD`].
+    pub subject: u32,
+    pub caveat: Option<CaveatRef>,
+    pub expiration: Option<Timestamp>,
+}
+
+/// Conditional and expiring edges of one kind, by resource and by subject.
+#[derive(Debug, Clone, Default)]
+pub struct SideEdges {
+    by_resource: ShardMap<Vec<SideEdge>>,
+    /// Subject id (or [`WILDCARD`]) → resources with a side edge naming it.
+    by_subject: ShardMap<IdSet>,
+    len: usize,
+}
+
+impl SideEdges {
+    /// The side edges of one resource.
+    pub fn of_resource(&self, resource: u32) -> &[SideEdge] {
+        self.by_resource.get(resource).map_or(&[], Vec::as_slice)
+    }
+
+    /// Resources with a side edge naming `subject` (or [`WILDCARD`]).
+    pub fn naming(&self, subject: u32) -> Option<&IdSet> {
+        self.by_subject.get(subject)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SideEdge> {
+        self.by_resource.values().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(super) fn insert(&mut self, e: SideEdge) {
+        self.by_subject.entry_or_default(e.subject).insert(e.resource);
+        self.by_resource.entry_or_default(e.resource).push(e);
+        self.len += 1;
+    }
+
+    pub(super) fn remove(&mut self, resource: u32, subject: u32) -> bool {
+        if !self.of_resource(resource).iter().any(|e| e.subject == subject) {
+            return false;
+        }
+        let Some(list) = self.by_resource.get_mut(resource) else { return false };
+        let before = list.len();
+        list.retain(|e| e.subject != subject);
+        let removed = before - list.len();
+        if list.is_empty() {
+            self.by_resource.remove(resource);
+        }
+        self.len -= removed;
+        if let Some(s) = self.by_subject.get_mut(subject) {
+            s.remove(resource);
+            if s.is_empty() {
+                self.by_subject.remove(subject);
+            }
+        }
+        true
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        let edges: usize = self
+            .by_resource
+            .values()
+            .map(|v| {
+                v.capacity() * std::mem::size_of::<SideEdge>()
+                    + v.iter()
+                        .map(|e| {
+                            e.caveat.as_ref().map_or(0, |c| {
+                                c.name.capacity() + serde_json::Value::Object(c.context.clone()).to_string().len() * 2
+                            })
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        edges
+            + self.by_resource.table_bytes(std::mem::size_of::<(u32, Vec<SideEdge>)>())
+            + self.by_subject.table_bytes(std::mem::size_of::<(u32, IdSet)>())
+            + self.by_subject.values().map(IdSet::heap_bytes).sum::<usize>()
+    }
+}
+
+/// The edges of one (resource type, relation) to one subject type and subject relation.
+#[derive(Debug, Clone)]
+pub struct EdgeKind {
+    pub subject_type: String,
+    /// `None` for terminal subjects (and wildcards).
+    pub subject_relation: Option<String>,
+    /// Unconditional edges.
+    pub edges: Edges,
+    /// Resources with an unconditional wildcard edge (terminal kinds only).
+    pub wildcards: Arc<IdSet>,
+    /// Conditional and expiring edges, wildcards included.
+    pub side: SideEdges,
+}
+
+impl EdgeKind {
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.subject_type.capacity()
+            + self.subject_relation.as_ref().map_or(0, String::capacity)
+            + self.edges.heap_bytes()
+            + self.wildcards.heap_bytes()
+            + self.side.heap_bytes()
+    }
+}

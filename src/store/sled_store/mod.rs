@@ -1,0 +1,401 @@
+//! The durable store on sled: one tree per tenant (its key layout in `keys.rs`), a batch resolved
+//! against the tree (`writer.rs`) and applied as one `sled::Batch`, so atomically; acknowledged
+//! after `flush`, which concurrent writers share (`flush.rs`, group commit).
+//!
+//! Architecture invariant: the only module that knows sled.
+
+mod flush;
+mod keys;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use self::flush::GroupFlush;
+use self::keys::*;
+use self::writer::Writer;
+use super::*;
+
+fn io(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// One tenant's tree and its writer lock.
+struct TenantTree {
+    tree: sled::Tree,
+    /// One writer per tenant: a batch reads, resolves and applies under it.
+    lock: Mutex<()>,
+}
+
+pub struct SledStore {
+    db: sled::Db,
+    meta: sled::Tree,
+    /// Every tenant's tree, from the meta tree at open; a dropped tenant's entry goes with it.
+    tenants: RwLock<HashMap<String, Arc<TenantTree>>>,
+    /// Serializes creating and dropping tenants (never held by reads or writes).
+    admin: Mutex<()>,
+    flush: GroupFlush,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SledStore")
+    }
+}
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError::Unavailable("a lock of the sled store was poisoned by a panicking thread".into())
+}
+
+impl SledStore {
+    /// Opens (or creates) a store in `dir`, checking its format version.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        // Every write is flushed by its writer (group commit), so sled's periodic background
+        // flush would only add I/O; without its thread, dropping the store also releases the
+        // directory's lock at once.
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(io)?;
+        let meta = db.open_tree(META_TREE).map_err(io)?;
+        match meta.get(FORMAT_KEY).map_err(io)? {
+            None => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION.to_string().as_bytes()).map_err(io)?;
+                db.flush().map_err(io)?;
+            }
+            Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
+            Some(v) => return Err(StoreError::UnknownFormat { found: String::from_utf8_lossy(&v).into_owned() }),
+        }
+        let mut tenants = HashMap::new();
+        for item in meta.scan_prefix(TENANT_PREFIX) {
+            let (k, _) = item.map_err(io)?;
+            let key = std::str::from_utf8(&k).map_err(|_| corrupt("tenant key is not UTF-8"))?;
+            let name = key.trim_start_matches(TENANT_PREFIX).to_string();
+            let tree = db.open_tree(key).map_err(io)?;
+            tenants.insert(name, Arc::new(TenantTree { tree, lock: Mutex::new(()) }));
+        }
+        Ok(SledStore { db, meta, tenants: RwLock::new(tenants), admin: Mutex::new(()), flush: GroupFlush::default() })
+    }
+
+    fn tenant(&self, tenant: &str) -> Result<Arc<TenantTree>, StoreError> {
+        let tenants = self.tenants.read().map_err(poisoned)?;
+        tenants.get(tenant).cloned().ok_or_else(|| StoreError::NoSuchTenant(tenant.to_string()))
+    }
+
+    fn meta_u64(tree: &sled::Tree, key: &[u8]) -> Result<Revision, StoreError> {
+        match tree.get(key).map_err(io)? {
+            Some(v) => read_be(&v).map(Revision),
+            None => Ok(Revision::ZERO),
+        }
+    }
+
+    fn check_readable(tree: &sled::Tree, revision: Revision) -> Result<(), StoreError> {
+        let head = Self::meta_u64(tree, HEAD_KEY)?;
+        if revision > head {
+            return Err(StoreError::FutureRevision { revision, head });
+        }
+        let oldest = Self::meta_u64(tree, OLDEST_KEY)?;
+        if revision < oldest {
+            return Err(StoreError::OutsideWindow { revision, oldest });
+        }
+        Ok(())
+    }
+
+    /// Applies a batch without waiting for the flush; returns what it committed and the flush
+    /// ticket to wait on.
+    fn apply(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<(Commit, u64), StoreError> {
+        let t = self.tenant(tenant)?;
+        let _guard = t.lock.lock().map_err(poisoned)?;
+        let tree = &t.tree;
+        let rev = Self::meta_u64(tree, HEAD_KEY)?.next();
+        // A tenant without relationship rows (a fresh restore) needs no per-row lookups in the
+        // tree: only the batch's own earlier writes can match.
+        let fresh = tree.scan_prefix([RELATIONSHIPS]).next().is_none();
+        let mut w = Writer { tree, fresh, rev, overlay: BTreeMap::new(), changes: Vec::new() };
+        for m in batch {
+            w.mutation(m)?;
+        }
+        let Writer { overlay, changes, .. } = w;
+        let mut b = sled::Batch::default();
+        for (k, v) in overlay {
+            b.insert(k, v);
+        }
+        b.insert(HEAD_KEY.to_vec(), be(rev.0).to_vec());
+        let rows: Vec<ChangeRow> = changes.iter().map(ChangeRow::from_change).collect();
+        b.insert(revision_key(CHANGELOG, rev), serde_json::to_vec(&rows).map_err(corrupt)?);
+        b.insert(revision_key(COMMIT_TIMES, rev), now.0.to_be_bytes().to_vec());
+        tree.apply_batch(b).map_err(io)?;
+        Ok((Commit { revision: rev, changes }, self.flush.ticket()))
+    }
+
+    /// Writes many relationships as one revision without per-row checks beyond duplicates in the
+    /// input: the bulk import path (callers validate against the schema first).
+    pub fn import(&self, tenant: &str, rels: &[Relationship], now: Timestamp) -> Result<Revision, StoreError> {
+        let batch: Vec<Mutation> = rels.iter().cloned().map(Mutation::Touch).collect();
+        Ok(self.write(tenant, &batch, now)?.revision)
+    }
+
+    /// Raw sled: one `apply_batch` of the rows an import of `rels` would write, into a scratch
+    /// tree, then a flush. The baseline the import benchmark compares with.
+    pub fn raw_batch_baseline(&self, rels: &[Relationship]) -> Result<(), StoreError> {
+        let tree = self.db.open_tree("__bench_raw").map_err(io)?;
+        let mut b = sled::Batch::default();
+        for r in rels {
+            let row = RelRow { deleted: None, text: r.to_string() };
+            b.insert(versioned_key(RELATIONSHIPS, &relationship_key(r), 1), serde_json::to_vec(&row).map_err(corrupt)?);
+        }
+        tree.apply_batch(b).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        self.db.drop_tree("__bench_raw").map_err(io)?;
+        Ok(())
+    }
+}
+
+impl Datastore for SledStore {
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key, value).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    fn create_tenant(&self, name: &str) -> Result<(), StoreError> {
+        if !valid_tenant_name(name) {
+            return Err(StoreError::InvalidTenantName(name.to_string()));
+        }
+        let _admin = self.admin.lock().map_err(poisoned)?;
+        let key = format!("{TENANT_PREFIX}{name}");
+        if self.tenants.read().map_err(poisoned)?.contains_key(name) || self.meta.get(&key).map_err(io)?.is_some() {
+            return Err(StoreError::TenantExists(name.to_string()));
+        }
+        // A tree left by an interrupted drop is cleared before the tenant is registered.
+        let tree = self.db.open_tree(&key).map_err(io)?;
+        tree.clear().map_err(io)?;
+        self.meta.insert(key, b"".to_vec()).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        let t = Arc::new(TenantTree { tree, lock: Mutex::new(()) });
+        self.tenants.write().map_err(poisoned)?.insert(name.to_string(), t);
+        Ok(())
+    }
+
+    fn drop_tenant(&self, name: &str) -> Result<(), StoreError> {
+        let _admin = self.admin.lock().map_err(poisoned)?;
+        let t = self.tenants.write().map_err(poisoned)?.remove(name);
+        let Some(t) = t else { return Err(StoreError::NoSuchTenant(name.to_string())) };
+        // Writes that found the tenant before it left the map finish first.
+        let _writer = t.lock.lock().map_err(poisoned)?;
+        let key = format!("{TENANT_PREFIX}{name}");
+        self.meta.remove(&key).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        self.db.drop_tree(key).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = self.tenants.read().map_err(poisoned)?.keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn head(&self, tenant: &str) -> Result<Revision, StoreError> {
+        Self::meta_u64(&self.tenant(tenant)?.tree, HEAD_KEY)
+    }
+
+    fn write(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<Commit, StoreError> {
+        let (commit, ticket) = self.apply(tenant, batch, now)?;
+        // The batch is in sled's memory; until the flush confirms it, its outcome after a crash
+        // is unknown.
+        self.flush.wait(&self.db, ticket).map_err(|e| StoreError::OutcomeUnknown(e.to_string()))?;
+        Ok(commit)
+    }
+
+    fn snapshot(&self, tenant: &str, revision: Revision) -> Result<TenantSnapshot, StoreError> {
+        let mut relationships = Vec::new();
+        let mut snap = self.snapshot_streamed(tenant, revision, &mut |batch| relationships.extend(batch))?;
+        snap.relationships = relationships;
+        Ok(snap)
+    }
+
+    fn snapshot_streamed(
+        &self,
+        tenant: &str,
+        revision: Revision,
+        sink: &mut dyn FnMut(Vec<Relationship>),
+    ) -> Result<TenantSnapshot, StoreError> {
+        const BATCH: usize = 8192;
+        let t = self.tenant(tenant)?;
+        let tree = &t.tree;
+        Self::check_readable(tree, revision)?;
+        let mut batch = Vec::with_capacity(BATCH);
+        for item in tree.scan_prefix([RELATIONSHIPS]) {
+            let (k, v) = item.map_err(io)?;
+            let (_, created) = split_versioned(&k)?;
+            let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
+            if visible(created, row.deleted, revision) {
+                batch.push(parse_relationship(&row.text)?);
+                if batch.len() == BATCH {
+                    sink(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            sink(batch);
+        }
+        let mut attributes = BTreeMap::new();
+        for item in tree.scan_prefix([ATTRIBUTES]) {
+            let (k, v) = item.map_err(io)?;
+            let (key, created) = split_versioned(&k)?;
+            let row: AttrRow = serde_json::from_slice(&v).map_err(corrupt)?;
+            if visible(created, row.deleted, revision) {
+                attributes.insert(parse_object_key(key)?, row.attributes);
+            }
+        }
+        let mut schema = None;
+        if let Some(item) = tree.range(vec![SCHEMAS]..=revision_key(SCHEMAS, revision)).next_back() {
+            let (_, v) = item.map_err(io)?;
+            schema = Some(String::from_utf8(v.to_vec()).map_err(|_| corrupt("schema is not UTF-8"))?);
+        }
+        // Garbage collection may have run during the scan (sled iterators are not snapshots):
+        // if the revision fell out of the window meanwhile, the scan may have missed rows.
+        Self::check_readable(tree, revision)?;
+        Ok(TenantSnapshot { revision, schema, relationships: Vec::new(), attributes })
+    }
+
+    fn read_relationships(
+        &self,
+        tenant: &str,
+        revision: Revision,
+        filter: &RelationshipFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Relationship>, StoreError> {
+        let t = self.tenant(tenant)?;
+        let tree = &t.tree;
+        Self::check_readable(tree, revision)?;
+        // Rows sort by resource type first: a filter that fixes it reads only that type's rows.
+        let mut prefix = vec![RELATIONSHIPS];
+        if let Some(t) = &filter.resource_type {
+            prefix.extend_from_slice(t.as_bytes());
+            prefix.push(1);
+        }
+        let start = match after {
+            // Every version of the row `after` sorts before `after 0x01`.
+            Some(a) => {
+                let mut k = vec![RELATIONSHIPS];
+                k.extend_from_slice(a.as_bytes());
+                k.push(1);
+                k.max(prefix.clone())
+            }
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for item in tree.range(start..) {
+            let (k, v) = item.map_err(io)?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let (_, created) = split_versioned(&k)?;
+            let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
+            if visible(created, row.deleted, revision) {
+                let r = parse_relationship(&row.text)?;
+                if filter.matches(&r) {
+                    out.push(r);
+                }
+            }
+        }
+        Self::check_readable(tree, revision)?;
+        Ok(out)
+    }
+
+    fn changes_after(&self, tenant: &str, after: Revision, limit: usize) -> Result<Vec<Commit>, StoreError> {
+        let t = self.tenant(tenant)?;
+        let tree = &t.tree;
+        Self::check_readable(tree, after)?;
+        let mut out = Vec::new();
+        for item in tree.range(revision_key(CHANGELOG, after.next())..) {
+            let (k, v) = item.map_err(io)?;
+            if k.first() != Some(&CHANGELOG) || out.len() >= limit {
+                break;
+            }
+            let rows: Vec<ChangeRow> = serde_json::from_slice(&v).map_err(corrupt)?;
+            let changes = rows.into_iter().map(ChangeRow::into_change).collect::<Result<_, _>>()?;
+            out.push(Commit { revision: key_revision(&k)?, changes });
+        }
+        Self::check_readable(tree, after)?;
+        Ok(out)
+    }
+
+    fn collect_garbage(
+        &self,
+        tenant: &str,
+        now: Timestamp,
+        window: std::time::Duration,
+    ) -> Result<Revision, StoreError> {
+        let t = self.tenant(tenant)?;
+        let _guard = t.lock.lock().map_err(poisoned)?;
+        let tree = &t.tree;
+        let cutoff = Timestamp(now.0 - window.as_nanos() as i128);
+        let head = Self::meta_u64(tree, HEAD_KEY)?;
+        let mut keep_from = Revision::ZERO;
+        for item in tree.scan_prefix([COMMIT_TIMES]) {
+            let (k, v) = item.map_err(io)?;
+            let rev = key_revision(&k)?;
+            let time = i128::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("bad commit time"))?);
+            if time <= cutoff.0 {
+                keep_from = keep_from.max(rev);
+            }
+        }
+        let oldest = Self::meta_u64(tree, OLDEST_KEY)?.max(keep_from.min(head));
+        let mut b = sled::Batch::default();
+        for item in tree.scan_prefix([RELATIONSHIPS]) {
+            let (k, v) = item.map_err(io)?;
+            let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
+            let gone = row.deleted.is_some_and(|d| d <= oldest.0)
+                || parse_relationship(&row.text)?.expiration.is_some_and(|e| e <= cutoff);
+            if gone {
+                b.remove(k);
+            }
+        }
+        for item in tree.scan_prefix([ATTRIBUTES]) {
+            let (k, v) = item.map_err(io)?;
+            let row: AttrRow = serde_json::from_slice(&v).map_err(corrupt)?;
+            if row.deleted.is_some_and(|d| d <= oldest.0) {
+                b.remove(k);
+            }
+        }
+        // Schema versions: keep the one in force at `oldest` and every later one.
+        let mut schema_keys: Vec<(Revision, sled::IVec)> = Vec::new();
+        for item in tree.scan_prefix([SCHEMAS]) {
+            let (k, _) = item.map_err(io)?;
+            schema_keys.push((key_revision(&k)?, k));
+        }
+        if let Some(in_force) = schema_keys.iter().filter(|(r, _)| *r <= oldest).map(|(r, _)| *r).max() {
+            for (r, k) in &schema_keys {
+                if *r < in_force {
+                    b.remove(k.clone());
+                }
+            }
+        }
+        for (prefix, keep) in [(CHANGELOG, oldest.next()), (COMMIT_TIMES, oldest)] {
+            for item in tree.scan_prefix([prefix]) {
+                let (k, _) = item.map_err(io)?;
+                if key_revision(&k)? < keep {
+                    b.remove(k);
+                }
+            }
+        }
+        b.insert(OLDEST_KEY.to_vec(), be(oldest.0).to_vec());
+        tree.apply_batch(b).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(oldest)
+    }
+
+    fn oldest_readable(&self, tenant: &str) -> Result<Revision, StoreError> {
+        Self::meta_u64(&self.tenant(tenant)?.tree, OLDEST_KEY)
+    }
+}
