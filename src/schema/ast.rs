@@ -199,7 +199,7 @@ impl SchemaAst {
                     comments: c.comments.clone(),
                     name: name(&c.name),
                     params: c.params.iter().map(|(n, t)| (name(n), ty(t))).collect(),
-                    body: super::format::dedent(&c.body),
+                    body: dedent(&c.body),
                     body_span: z,
                 }),
                 Item::Definition(d) => Item::Definition(DefinitionAst {
@@ -245,4 +245,14 @@ impl SchemaAst {
             .collect();
         SchemaAst { items, trailing_comments: self.trailing_comments.clone() }
     }
+}
+
+/// The body without leading and trailing blank lines and without the indentation its lines share.
+pub fn dedent(body: &str) -> String {
+    let lines: Vec<&str> = body.lines().map(str::trim_end).collect();
+    let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
+    let last = lines.iter().rposition(|l| !l.is_empty()).map_or(first, |i| i + 1);
+    let kept = lines.get(first..last).unwrap_or(&[]);
+    let indent = kept.iter().filter(|l| !l.is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+    kept.iter().map(|l| l.get(indent..).unwrap_or_else(|| l.trim_start()).to_string()).collect::<Vec<_>>().join("\n")
 }

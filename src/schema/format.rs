@@ -128,7 +128,7 @@ fn caveat(out: &mut String, c: &CaveatAst) {
     comments(out, &c.comments, "");
     let params: Vec<String> = c.params.iter().map(|(n, t)| format!("{} {}", n.text, t.ty)).collect();
     out.push_str(&format!("caveat {}({}) {{\n", c.name.text, params.join(", ")));
-    for line in dedent(&c.body).lines() {
+    for line in super::ast::dedent(&c.body).lines() {
         if line.is_empty() {
             out.push('\n');
         } else {
@@ -136,14 +136,4 @@ fn caveat(out: &mut String, c: &CaveatAst) {
         }
     }
     out.push_str("}\n");
-}
-
-/// The body without leading and trailing blank lines and without the indentation its lines share.
-pub fn dedent(body: &str) -> String {
-    let lines: Vec<&str> = body.lines().map(str::trim_end).collect();
-    let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
-    let last = lines.iter().rposition(|l| !l.is_empty()).map_or(first, |i| i + 1);
-    let kept = lines.get(first..last).unwrap_or(&[]);
-    let indent = kept.iter().filter(|l| !l.is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
-    kept.iter().map(|l| l.get(indent..).unwrap_or_else(|| l.trim_start()).to_string()).collect::<Vec<_>>().join("\n")
 }

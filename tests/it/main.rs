@@ -5,6 +5,7 @@
 
 mod check;
 mod conformance;
+mod database;
 mod engine_props;
 mod index;
 mod oracle;

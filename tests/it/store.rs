@@ -461,3 +461,93 @@ fn conformance_suite_passes_through_database() {
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The contract every `Datastore` keeps, as the database relies on it: settings, tenants, the
+/// revision sequence, reads at a revision, paged relationship reads, the changelog in bounded
+/// pages, and error kinds that tell a caller what to do.
+fn datastore_contract(store: &dyn Datastore) {
+    use pemba::store::{Change, StoreErrorKind};
+    assert_eq!(store.meta_get("k").unwrap(), None);
+    store.meta_set("k", b"v").unwrap();
+    assert_eq!(store.meta_get("k").unwrap().as_deref(), Some(&b"v"[..]));
+
+    assert_eq!(store.create_tenant("Bad Name").unwrap_err().kind(), StoreErrorKind::Invalid);
+    store.create_tenant("t").unwrap();
+    store.create_tenant("u").unwrap();
+    assert_eq!(store.create_tenant("t").unwrap_err().kind(), StoreErrorKind::AlreadyExists);
+    assert_eq!(store.tenants().unwrap(), ["t", "u"]);
+    assert_eq!(store.head("t").unwrap(), Revision::ZERO);
+    assert_eq!(store.head("nope").unwrap_err().kind(), StoreErrorKind::NotFound);
+
+    let now = Timestamp::now();
+    let rel = |s: &str| Relationship::parse(s).unwrap();
+    let r1 = store.write("t", &[Mutation::SetSchema("definition user {}".into())], now).unwrap();
+    assert_eq!((r1.revision, r1.changes.clone()), (Revision(1), vec![Change::Schema("definition user {}".into())]));
+    let r2 = store
+        .write(
+            "t",
+            &[
+                Mutation::Create(rel("doc:a#viewer@user:ann")),
+                Mutation::Create(rel("doc:b#viewer@user:ann")),
+                Mutation::Touch(rel("doc:c#viewer@user:bob")),
+            ],
+            now,
+        )
+        .unwrap();
+    assert_eq!(r2.revision, Revision(2));
+    assert_eq!(r2.changes.len(), 3);
+    // A create of a live row fails the whole batch, as a conflict the caller can name.
+    let err = store
+        .write(
+            "t",
+            &[Mutation::Touch(rel("doc:d#viewer@user:cy")), Mutation::Create(rel("doc:a#viewer@user:ann"))],
+            now,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::AlreadyExists);
+    assert_eq!(store.head("t").unwrap(), Revision(2));
+    let r3 = store.write("t", &[Mutation::Delete(rel("doc:a#viewer@user:ann"))], now).unwrap();
+    assert_eq!(r3.changes, vec![Change::Delete(rel("doc:a#viewer@user:ann"))]);
+    // Tenants share nothing.
+    assert_eq!(store.head("u").unwrap(), Revision::ZERO);
+
+    // Reads at each revision.
+    let at = |r: u64| sorted(store.snapshot("t", Revision(r)).unwrap().relationships);
+    assert!(at(1).is_empty());
+    assert_eq!(at(2), ["doc:a#viewer@user:ann", "doc:b#viewer@user:ann", "doc:c#viewer@user:bob"]);
+    assert_eq!(at(3), ["doc:b#viewer@user:ann", "doc:c#viewer@user:bob"]);
+    assert_eq!(store.snapshot("t", Revision(3)).unwrap().schema.as_deref(), Some("definition user {}"));
+    assert_eq!(store.snapshot("t", Revision(4)).unwrap_err().kind(), StoreErrorKind::Invalid);
+    let page = store.read_relationships("t", Revision(2), &RelationshipFilter::default(), None, 2).unwrap();
+    assert_eq!(sorted(page.clone()), ["doc:a#viewer@user:ann", "doc:b#viewer@user:ann"]);
+    let after = relationship_key(page.last().unwrap());
+    let rest = store.read_relationships("t", Revision(2), &RelationshipFilter::default(), Some(&after), 2).unwrap();
+    assert_eq!(sorted(rest), ["doc:c#viewer@user:bob"]);
+
+    // The changelog in pages.
+    let all = store.changes_after("t", Revision::ZERO, usize::MAX).unwrap();
+    assert_eq!(all.iter().map(|c| c.revision.0).collect::<Vec<_>>(), [1, 2, 3]);
+    let one = store.changes_after("t", Revision(1), 1).unwrap();
+    assert_eq!(one, all[1..2]);
+    assert!(store.changes_after("t", Revision(3), 10).unwrap().is_empty());
+    assert_eq!(store.changes_after("t", Revision(9), 10).unwrap_err().kind(), StoreErrorKind::Invalid);
+
+    // Garbage collection keeps the state at the start of the window readable.
+    let later = Timestamp(now.0 + 7_200_000_000_000);
+    assert_eq!(store.collect_garbage("t", later, Duration::from_secs(3600)).unwrap(), Revision(3));
+    assert_eq!(store.oldest_readable("t").unwrap(), Revision(3));
+    assert_eq!(store.snapshot("t", Revision(2)).unwrap_err().kind(), StoreErrorKind::Invalid);
+    assert_eq!(at(3), ["doc:b#viewer@user:ann", "doc:c#viewer@user:bob"]);
+
+    store.drop_tenant("u").unwrap();
+    assert_eq!(store.tenants().unwrap(), ["t"]);
+    assert_eq!(store.drop_tenant("u").unwrap_err().kind(), StoreErrorKind::NotFound);
+}
+
+#[test]
+fn the_store_contract_holds_for_every_backend() {
+    datastore_contract(&MemoryStore::new());
+    let dir = temp_dir("contract");
+    datastore_contract(&SledStore::open(&dir).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
