@@ -36,8 +36,9 @@ pub(crate) enum Term {
     AndNot(Box<Term>, Box<Term>),
 }
 
-/// The explored part of the graph for one subject, and its solution.
-pub(crate) struct Graph<'a> {
+/// The equations of the nodes explored for one subject (the part of the data graph a request
+/// reaches), and their solution.
+pub(crate) struct Equations<'a> {
     ctx: Ctx<'a>,
     /// Explore every node, even those the data could answer from a closure, so that every
     /// node on a path has a value (explanations and the recursive expansion read them).
@@ -52,14 +53,14 @@ pub(crate) struct Graph<'a> {
     pub(crate) values: Vec<Tri>,
 }
 
-impl<'a> Graph<'a> {
+impl<'a> Equations<'a> {
     pub(crate) fn new(
         ctx: Ctx<'a>,
         subject: &'a SubjectRef,
         context: &'a Map<String, serde_json::Value>,
         explain: bool,
-    ) -> Graph<'a> {
-        Graph {
+    ) -> Equations<'a> {
+        Equations {
             ctx,
             explain,
             subject,
@@ -134,7 +135,7 @@ impl<'a> Graph<'a> {
     }
 
     /// Relationships `object#relation@…`, expired ones included (callers skip them with
-    /// [`Graph::expired`]).
+    /// [`Equations::expired`]).
     fn all_edges(&self, object: &ObjectRef, relation: &str) -> std::borrow::Cow<'a, [Relationship]> {
         self.ctx.data.edges(object, relation)
     }
@@ -382,7 +383,7 @@ pub(crate) fn solve<'a>(
     permission: &str,
     subject: &'a SubjectRef,
     context: &'a Map<String, serde_json::Value>,
-) -> Result<(Graph<'a>, Tri), EvalError> {
+) -> Result<(Equations<'a>, Tri), EvalError> {
     solve_with(ctx, resource, permission, subject, context, false)
 }
 
@@ -394,7 +395,7 @@ pub(crate) fn explain<'a>(
     permission: &str,
     subject: &'a SubjectRef,
     context: &'a Map<String, serde_json::Value>,
-) -> Result<(Graph<'a>, Tri), EvalError> {
+) -> Result<(Equations<'a>, Tri), EvalError> {
     solve_with(ctx, resource, permission, subject, context, true)
 }
 
@@ -405,8 +406,8 @@ fn solve_with<'a>(
     subject: &'a SubjectRef,
     context: &'a Map<String, serde_json::Value>,
     explain: bool,
-) -> Result<(Graph<'a>, Tri), EvalError> {
-    let mut g = Graph::new(ctx, subject, context, explain);
+) -> Result<(Equations<'a>, Tri), EvalError> {
+    let mut g = Equations::new(ctx, subject, context, explain);
     let mut queue = Vec::new();
     let root = g.node(resource, permission, &mut queue);
     g.explore(queue)?;

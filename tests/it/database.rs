@@ -273,3 +273,22 @@ fn every_error_code_is_distinct_and_documented() {
     assert!(!again.is_retryable());
     assert!(DbError::Store(StoreError::Unavailable("down".into())).is_retryable());
 }
+
+/// An import whose input fails is an I/O error naming what was being read. (`DbError::Io` also
+/// carried poisoned locks, a failed index build and benchmark mismatches; those are `INTERNAL`
+/// now, or the benchmark's own errors.)
+#[test]
+fn a_failing_import_reader_is_an_io_error_naming_the_line() {
+    struct Failing;
+    impl std::io::Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk gone"))
+        }
+    }
+    let (_, db) = open(Limits::default());
+    let before = tenant_with_docs(&db, "t", 1);
+    let err = db.import("t", &mut std::io::BufReader::new(Failing)).unwrap_err();
+    assert_eq!((err.code(), err.class()), (ErrorCode::Io, ErrorClass::Unavailable));
+    assert_eq!(err.to_string(), "reading import line 1: disk gone");
+    assert_eq!(db.revision("t").unwrap(), before);
+}
