@@ -220,8 +220,17 @@ fn schema_check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         let source = read(path)?;
         match schema::compile_text(&source, &conditions) {
             Ok(compiled) => {
+                eprint!(
+                    "{}",
+                    schema::diagnostic::render_all(compiled.warnings(), &path.display().to_string(), &source)
+                );
+                let warned = match compiled.warnings().len() {
+                    0 => String::new(),
+                    1 => ", 1 warning".into(),
+                    n => format!(", {n} warnings"),
+                };
                 out!(
-                    "{}: ok ({} definitions, {} caveats)\n",
+                    "{}: ok ({} definitions, {} caveats{warned})\n",
                     path.display(),
                     compiled.definitions().count(),
                     compiled.caveats().count()

@@ -10,7 +10,12 @@
 //! - variables must be declared (parameters, `resource`, `subject`, `now`), checked at compile time;
 //! - reading a missing map key is an error, not `()`;
 //! - comparing values of different types (`"1" == 1`, `() < 3`) is an error, not `false`; only
-//!   `int` and `double` mix, numerically;
+//!   `int` and `double` mix, numerically. This holds wherever rhai compares: the operators, `in`,
+//!   arrays' `contains` and `index_of`, array and map equality (all call the strict `==`); the
+//!   constructs that compare silently (`switch`, which skips a case of another type) or turn a
+//!   missing value into a default (`??`) are refused when the schema is compiled, with why;
+//! - an `int` or `uint` parameter accepts an integral number however JSON spells it (`100.0`, as
+//!   a `google.protobuf.Struct` carries every number) and refuses a fractional one;
 //! - a context value of the wrong type for its parameter is an error naming the parameter;
 //! - the engine has no I/O, no modules, no `eval`, and hard limits on operations, depth and sizes.
 
@@ -38,6 +43,22 @@ pub const MAX_CALL_LEVELS: usize = 16;
 
 /// Longest wall-clock time one caveat evaluation may take.
 pub const MAX_EVAL_TIME: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Constructs a caveat body may not use, and why (the compile error says it).
+pub const REFUSED: [(&str, &str); 9] = [
+    (
+        "switch",
+        "it matches a case only when the value has the case's type and otherwise falls through silently (an int `1` skips the case `\"1\"`); compare with `==`, which fails on mixed types",
+    ),
+    ("??", "it turns a missing value into a default; test for presence explicitly (`\"key\" in map`)"),
+    ("eval", "a caveat is one expression"),
+    ("while", "loops are not allowed: a caveat is one expression"),
+    ("loop", "loops are not allowed: a caveat is one expression"),
+    ("for", "loops are not allowed: a caveat is one expression"),
+    ("do", "loops are not allowed: a caveat is one expression"),
+    ("import", "modules are not allowed"),
+    ("export", "modules are not allowed"),
+];
 
 /// Names every condition sees besides its parameters.
 pub const BUILTIN_VARIABLES: [&str; 3] = ["resource", "subject", "now"];
@@ -183,8 +204,9 @@ impl Conditions {
             .set_fast_operators(false)
             .set_optimization_level(rhai::OptimizationLevel::None);
         // Loops are statements, and a caveat is one expression; keep them out anyway so that the
-        // operation limit is the only thing standing between a body and a long run.
-        for symbol in ["eval", "while", "loop", "for", "do", "import", "export"] {
+        // operation limit is the only thing standing between a body and a long run. `switch`
+        // and `??` would let a type mismatch or a missing value decide silently.
+        for (symbol, _) in REFUSED {
             engine.disable_symbol(symbol);
         }
         // rhai restarts its own operation count inside closures called from native functions
@@ -227,11 +249,16 @@ impl Conditions {
         }
         let ast = self.engine.compile_expression_with_scope(&scope, body).map_err(|e| {
             let pos = e.position();
-            ConditionError::Compile {
-                message: e.err_type().to_string(),
-                line: pos.line().unwrap_or(1),
-                column: pos.position().unwrap_or(1),
-            }
+            let message = match e.err_type() {
+                rhai::ParseErrorType::Reserved(symbol) | rhai::ParseErrorType::UnknownOperator(symbol) => {
+                    match REFUSED.iter().find(|(s, _)| s == symbol) {
+                        Some((s, why)) => format!("`{s}` is not allowed in a caveat: {why}"),
+                        None => e.err_type().to_string(),
+                    }
+                }
+                other => other.to_string(),
+            };
+            ConditionError::Compile { message, line: pos.line().unwrap_or(1), column: pos.position().unwrap_or(1) }
         })?;
         Ok(CompiledCondition { name: name.to_string(), params: params.to_vec(), ast })
     }
@@ -304,11 +331,12 @@ fn to_dynamic(value: &Value, ty: &ParamType) -> Result<Dynamic, String> {
     let wrong = || format!("got `{value}`");
     let s = || value.as_str().ok_or_else(wrong);
     Ok(match ty {
-        ParamType::Int => Dynamic::from(value.as_i64().ok_or_else(wrong)? as INT),
+        ParamType::Int => Dynamic::from(integral(value)?),
         ParamType::Uint => {
-            let u = value.as_u64().ok_or_else(wrong)?;
-            let i =
-                INT::try_from(u).map_err(|_| format!("`{u}` is above the largest supported uint ({})", INT::MAX))?;
+            let i = integral(value)?;
+            if i < 0 {
+                return Err(format!("`{value}` is negative"));
+            }
             Dynamic::from(i)
         }
         ParamType::Double => Dynamic::from(value.as_f64().ok_or_else(wrong)? as FLOAT),
@@ -366,6 +394,27 @@ fn to_dynamic(value: &Value, ty: &ParamType) -> Result<Dynamic, String> {
             Value::Object(_) => to_dynamic(value, &ParamType::Map(Box::new(ParamType::Any)))?,
         },
     })
+}
+
+/// An integer from a JSON number: an integer as written, or a double with no fractional part
+/// (JSON-like clients, `google.protobuf.Struct` among them, send every number as a double), within
+/// the range of rhai's integers.
+fn integral(value: &Value) -> Result<INT, String> {
+    if let Some(i) = value.as_i64() {
+        return Ok(i as INT);
+    }
+    if value.as_u64().is_some() {
+        return Err(format!("`{value}` is above the largest supported integer ({})", INT::MAX));
+    }
+    let f = value.as_f64().ok_or_else(|| format!("got `{value}`"))?;
+    if f.fract() != 0.0 || !f.is_finite() {
+        return Err(format!("`{value}` is not an integer"));
+    }
+    // `INT::MAX as f64` rounds up to 2^63, which is out of range: compare against it exclusively.
+    if f < INT::MIN as FLOAT || f >= INT::MAX as FLOAT {
+        return Err(format!("`{value}` is outside the range of a 64-bit integer"));
+    }
+    Ok(f as INT)
 }
 
 fn register_types(engine: &mut Engine) {
@@ -457,6 +506,13 @@ fn register_strict_comparisons(engine: &mut Engine) {
             if op == "==" || op == "!=" { Some(x.cmp(&y)) } else { return Err(mismatched(op, a, b)) }
         } else if a.is_unit() && b.is_unit() && (op == "==" || op == "!=") {
             Some(Ordering::Equal)
+        } else if let (Some(x), Some(y)) = (a.read_lock::<rhai::Blob>(), b.read_lock::<rhai::Blob>()) {
+            // Bytes are equal or not; they have no order.
+            if op == "==" || op == "!=" {
+                Some(if *x == *y { Ordering::Equal } else { Ordering::Less })
+            } else {
+                return Err(mismatched(op, a, b));
+            }
         } else {
             return Err(mismatched(op, a, b));
         };
@@ -557,5 +613,81 @@ mod tests {
         assert_eq!(eval(&p, "l.all(|i| i >= 42)", serde_json::json!({"l": []})), Ok(Outcome::True));
         assert_eq!(eval(&p, "l.some(|i| i >= 42)", serde_json::json!({"l": [1]})), Ok(Outcome::False));
         assert_eq!(eval(&p, "42 in l", serde_json::json!({"l": [1, 42]})), Ok(Outcome::True));
+    }
+
+    /// A wrong allow: `switch` matched `1` against the case `"1"` silently, so the default arm
+    /// allowed. Refused now, as is `??`, each with why.
+    #[test]
+    fn switch_and_coalescing_are_refused_saying_why() {
+        let p = [("x", ParamType::Int)];
+        for (body, word) in [(r#"switch x { "1" => false, _ => true }"#, "switch"), ("x ?? true", "??")] {
+            match eval(&p, body, serde_json::json!({"x": 1})) {
+                Err(ConditionError::Compile { message, .. }) => {
+                    assert!(message.starts_with(&format!("`{word}` is not allowed in a caveat: ")), "{message}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    /// `in`, `contains`, `index_of` and array and map equality compare through the strict `==`:
+    /// a mismatch is an error, in either polarity, never a silent `false`.
+    #[test]
+    fn implicit_comparisons_follow_the_mixed_type_rule() {
+        let p = [("x", ParamType::Int)];
+        let ctx = serde_json::json!({"x": 1});
+        for body in [
+            r#"x in ["1"]"#,
+            r#"!(x in ["1"])"#,
+            r#"["1"].contains(x)"#,
+            r#"["1"].index_of(x) < 0"#,
+            r#"[x] == ["1"]"#,
+            r#"[x] != ["1"]"#,
+            r#"#{k: x} != #{k: "1"}"#,
+        ] {
+            let r = eval(&p, body, ctx.clone());
+            assert!(matches!(r, Err(ConditionError::Runtime { .. })), "{body}: {r:?}");
+        }
+        assert_eq!(eval(&p, "x in [2, 1]", ctx.clone()), Ok(Outcome::True));
+        assert_eq!(eval(&p, "[2, 3].index_of(x) < 0", ctx.clone()), Ok(Outcome::True));
+        assert_eq!(eval(&p, "#{k: x} == #{k: 1}", ctx), Ok(Outcome::True));
+    }
+
+    /// JSON-like clients send `100` as `100.0`: an integral value is an int (or a uint when not
+    /// negative); a fractional one is an error naming the parameter.
+    #[test]
+    fn integral_numbers_are_ints() {
+        let p = [("x", ParamType::Int), ("u", ParamType::Uint), ("l", ParamType::List(Box::new(ParamType::Int)))];
+        let ok =
+            eval(&p, "x == 100 && u == 7 && l == [1, -2]", serde_json::json!({"x": 100.0, "u": 7.0, "l": [1.0, -2.0]}));
+        assert_eq!(ok, Ok(Outcome::True));
+        for (ctx, param, detail) in [
+            (serde_json::json!({"x": 1.5, "u": 1, "l": []}), "x", "`1.5` is not an integer"),
+            (serde_json::json!({"x": 1, "u": -1.0, "l": []}), "u", "`-1.0` is negative"),
+            (
+                serde_json::json!({"x": 1e300, "u": 1, "l": []}),
+                "x",
+                "`1e+300` is outside the range of a 64-bit integer",
+            ),
+            (serde_json::json!({"x": 1, "u": 1, "l": [0.5]}), "l", "`0.5` is not an integer"),
+        ] {
+            match eval(&p, "true", ctx) {
+                Err(ConditionError::WrongType { param: got, detail: d, .. }) => {
+                    assert_eq!((got.as_str(), d.as_str()), (param, detail))
+                }
+                other => panic!("{param}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_compare_for_equality_only() {
+        let p = [("a", ParamType::Bytes), ("b", ParamType::Bytes)];
+        assert_eq!(eval(&p, "a == b", serde_json::json!({"a": "xy", "b": [120, 121]})), Ok(Outcome::True));
+        assert_eq!(eval(&p, "a != b", serde_json::json!({"a": "xy", "b": "xz"})), Ok(Outcome::True));
+        assert!(matches!(
+            eval(&p, "a < b", serde_json::json!({"a": "x", "b": "y"})),
+            Err(ConditionError::Runtime { .. })
+        ));
     }
 }

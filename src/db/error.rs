@@ -123,6 +123,7 @@ pub enum ErrorCode {
     WorkLimit,
     DepthLimit,
     Deadline,
+    ExclusionCycle,
     ImportInvalid,
     Io,
     StoreUnavailable,
@@ -163,6 +164,7 @@ impl ErrorCode {
             ErrorCode::WorkLimit => "WORK_LIMIT",
             ErrorCode::DepthLimit => "DEPTH_LIMIT",
             ErrorCode::Deadline => "DEADLINE",
+            ErrorCode::ExclusionCycle => "EXCLUSION_CYCLE",
             ErrorCode::ImportInvalid => "IMPORT_INVALID",
             ErrorCode::Io => "IO",
             ErrorCode::StoreUnavailable => "STORE_UNAVAILABLE",
@@ -175,7 +177,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::TenantNotFound,
         ErrorCode::TenantExists,
         ErrorCode::InvalidTenantName,
@@ -202,6 +204,7 @@ impl ErrorCode {
         ErrorCode::WorkLimit,
         ErrorCode::DepthLimit,
         ErrorCode::Deadline,
+        ErrorCode::ExclusionCycle,
         ErrorCode::ImportInvalid,
         ErrorCode::Io,
         ErrorCode::StoreUnavailable,
@@ -229,9 +232,10 @@ impl ErrorCode {
             | ErrorCode::InvalidPageSize
             | ErrorCode::InvalidCursor
             | ErrorCode::ImportInvalid => C::InvalidArgument,
-            ErrorCode::NoSchema | ErrorCode::SchemaChangeBlocked | ErrorCode::PreconditionFailed => {
-                C::FailedPrecondition
-            }
+            ErrorCode::NoSchema
+            | ErrorCode::SchemaChangeBlocked
+            | ErrorCode::PreconditionFailed
+            | ErrorCode::ExclusionCycle => C::FailedPrecondition,
             ErrorCode::FutureRevision | ErrorCode::OutsideWindow => C::OutOfRange,
             ErrorCode::TooManyTenants
             | ErrorCode::TooManyMutations
@@ -283,6 +287,7 @@ impl DbError {
                 EvalError::RevisionGone(_) => ErrorCode::OutsideWindow,
                 EvalError::DepthLimit(_) => ErrorCode::DepthLimit,
                 EvalError::Deadline(_) => ErrorCode::Deadline,
+                EvalError::ExclusionCycle(_) => ErrorCode::ExclusionCycle,
             },
             DbError::InvalidSchema(_) => ErrorCode::InvalidSchema,
             DbError::NoSchema(_) => ErrorCode::NoSchema,

@@ -50,8 +50,14 @@ pub(crate) struct Equations<'a> {
     ids: HashMap<(ObjectRef, String), usize>,
     pub(crate) nodes: Vec<(ObjectRef, String)>,
     equations: Vec<Term>,
+    /// Each node's value (its lower estimate, where an exclusion closes a cycle).
     pub(crate) values: Vec<Tri>,
+    /// Each node's upper estimate: equal to its value exactly when the node has an answer.
+    high: Vec<Tri>,
 }
+
+/// Most nodes an exclusion-cycle error names.
+const MAX_CYCLE_SHOWN: usize = 12;
 
 impl<'a> Equations<'a> {
     pub(crate) fn new(
@@ -71,6 +77,7 @@ impl<'a> Equations<'a> {
             nodes: Vec::new(),
             equations: Vec::new(),
             values: Vec::new(),
+            high: Vec::new(),
         }
     }
 
@@ -238,14 +245,16 @@ impl<'a> Equations<'a> {
         })
     }
 
-    fn eval(&self, t: &Term) -> Tri {
+    /// A term's value, reading nodes in positive position (under an even number of exclusions'
+    /// right-hand sides) from `pos` and in negative position from `neg`.
+    fn eval(t: &Term, pos: &dyn Fn(usize) -> Tri, neg: &dyn Fn(usize) -> Tri) -> Tri {
         match t {
             Term::Const(v) => v.clone(),
-            Term::Node(n) => self.values.get(*n).cloned().unwrap_or(Tri::False),
+            Term::Node(n) => pos(*n),
             Term::Or(ts) => {
                 let mut acc = Tri::False;
                 for t in ts {
-                    acc = acc.or(self.eval(t));
+                    acc = acc.or(Self::eval(t, pos, neg));
                     if acc.is_true() {
                         break;
                     }
@@ -255,58 +264,87 @@ impl<'a> Equations<'a> {
             Term::And(ts) => {
                 let mut acc = Tri::True;
                 for t in ts {
-                    acc = acc.and(self.eval(t));
+                    acc = acc.and(Self::eval(t, pos, neg));
                     if acc.is_false() {
                         break;
                     }
                 }
                 acc
             }
-            Term::AndNot(a, b) => self.eval(a).minus(self.eval(b)),
+            Term::AndNot(a, b) => Self::eval(a, pos, neg).minus(Self::eval(b, neg, pos)),
         }
     }
 
-    fn dependencies(t: &Term, out: &mut Vec<usize>) {
-        let mut stack = vec![t];
-        while let Some(t) = stack.pop() {
+    /// The nodes a term reads, each with whether it reads it in negative position.
+    fn dependencies(t: &Term, out: &mut Vec<(usize, bool)>) {
+        let mut stack = vec![(t, false)];
+        while let Some((t, negative)) = stack.pop() {
             match t {
                 Term::Const(_) => {}
-                Term::Node(n) => out.push(*n),
-                Term::Or(ts) | Term::And(ts) => stack.extend(ts),
+                Term::Node(n) => out.push((*n, negative)),
+                Term::Or(ts) | Term::And(ts) => stack.extend(ts.iter().map(|t| (t, negative))),
                 Term::AndNot(a, b) => {
-                    stack.push(a);
-                    stack.push(b);
+                    stack.push((a, negative));
+                    stack.push((b, !negative));
                 }
             }
         }
     }
 
-    /// Solves every explored node: components in dependency order, each by Kleene iteration
-    /// driven by a worklist (a node is evaluated again only when something it reads changed).
+    /// Solves every explored node, components of the node graph in dependency order.
+    ///
+    /// A component whose inputs are all decided and that no exclusion's right-hand side closes
+    /// (the usual case) is monotone: Kleene iteration from false, driven by a worklist, reaches
+    /// its least fixpoint. Otherwise its nodes get the alternating fixpoint of the well-founded
+    /// semantics: a lower estimate (the least fixpoint reading negated nodes at their upper
+    /// estimate) and an upper one (reading them at the new lower estimate), repeated until both
+    /// settle. A node whose estimates agree is decided; one whose estimates differ depends on
+    /// itself through an exclusion and has no answer (`high` keeps the upper estimates;
+    /// `values` the lower).
     pub(crate) fn solve(&mut self) -> Result<(), EvalError> {
         let n = self.nodes.len();
         let mut edges = Vec::new();
+        let mut reads: Vec<Vec<(usize, bool)>> = Vec::with_capacity(n);
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-        let mut deps = Vec::new();
         for (from, eq) in self.equations.iter().enumerate() {
-            deps.clear();
+            let mut deps = Vec::new();
             Self::dependencies(eq, &mut deps);
-            for &to in &deps {
+            for &(to, _) in &deps {
                 edges.push((from, to));
                 if let Some(d) = dependents.get_mut(to) {
                     d.push(from);
                 }
             }
+            reads.push(deps);
         }
         self.step(edges.len())?;
+        self.high = self.values.clone();
         let components = scc::strongly_connected_components(n, &edges);
         let mut component_of = vec![usize::MAX; n];
-        let mut queued = vec![false; n];
         for (ci, comp) in components.iter().enumerate() {
             for &x in comp {
                 if let Some(slot) = component_of.get_mut(x) {
                     *slot = ci;
                 }
+            }
+        }
+        let mut queued = vec![false; n];
+        for (ci, comp) in components.iter().enumerate() {
+            let inside = |y: usize| component_of.get(y) == Some(&ci);
+            let mut closes_exclusion = false;
+            let mut undecided_input = false;
+            for &x in comp {
+                for &(y, negative) in reads.get(x).map(Vec::as_slice).unwrap_or(&[]) {
+                    if inside(y) {
+                        closes_exclusion |= negative;
+                    } else {
+                        undecided_input |= self.values.get(y) != self.high.get(y);
+                    }
+                }
+            }
+            if closes_exclusion || undecided_input {
+                self.alternate(comp)?;
+                continue;
             }
             let mut work: std::collections::VecDeque<usize> = comp.iter().rev().copied().collect();
             for &x in comp {
@@ -320,7 +358,9 @@ impl<'a> Equations<'a> {
                 }
                 self.step(1)?;
                 let Some(eq) = self.equations.get(x) else { continue };
-                let v = self.eval(eq);
+                let values = &self.values;
+                let read = |y: usize| values.get(y).cloned().unwrap_or(Tri::False);
+                let v = Self::eval(eq, &read, &read);
                 if self.values.get(x) == Some(&v) {
                     continue;
                 }
@@ -336,13 +376,179 @@ impl<'a> Equations<'a> {
                     }
                 }
             }
+            for &x in comp {
+                if let (Some(h), Some(v)) = (self.high.get_mut(x), self.values.get(x)) {
+                    *h = v.clone();
+                }
+            }
         }
         Ok(())
     }
 
-    /// The solved value of `object#member`, if it was explored.
+    /// The alternating fixpoint of one component (see [`Equations::solve`]): `values` ends with
+    /// the lower estimates, `high` with the upper.
+    fn alternate(&mut self, comp: &[usize]) -> Result<(), EvalError> {
+        let position: HashMap<usize, usize> = comp.iter().enumerate().map(|(i, &x)| (x, i)).collect();
+        let at = |v: &[Tri], i: Option<&usize>| i.and_then(|&i| v.get(i)).cloned().unwrap_or(Tri::False);
+        let (mut low, mut high) = (vec![Tri::False; comp.len()], vec![Tri::True; comp.len()]);
+        loop {
+            // The lower estimate: negated nodes read at their upper estimates; other nodes'
+            // positive reads at their (final) lower values.
+            let (values, highs) = (&self.values, &self.high);
+            let outside_low = |y: usize| values.get(y).cloned().unwrap_or(Tri::False);
+            let neg_high = |y: usize| match position.get(&y) {
+                Some(i) => at(&high, Some(i)),
+                None => highs.get(y).cloned().unwrap_or(Tri::False),
+            };
+            let (new_low, work) = self.least(comp, &position, &outside_low, &neg_high);
+            self.step(work)?;
+            // The upper estimate: negated nodes read at the new lower estimates; other nodes'
+            // positive reads at their upper values.
+            let (values, highs) = (&self.values, &self.high);
+            let outside_high = |y: usize| highs.get(y).cloned().unwrap_or(Tri::False);
+            let neg_low = |y: usize| match position.get(&y) {
+                Some(i) => at(&new_low, Some(i)),
+                None => values.get(y).cloned().unwrap_or(Tri::False),
+            };
+            let (new_high, work) = self.least(comp, &position, &outside_high, &neg_low);
+            self.step(work)?;
+            // Equal estimates are the answer (another round would give them again); else they
+            // settle when a round changes neither.
+            let settled = new_low == new_high || (new_low == low && new_high == high);
+            (low, high) = (new_low, new_high);
+            if settled {
+                break;
+            }
+        }
+        for ((&x, l), h) in comp.iter().zip(low).zip(high) {
+            if let Some(slot) = self.values.get_mut(x) {
+                *slot = l;
+            }
+            if let Some(slot) = self.high.get_mut(x) {
+                *slot = h;
+            }
+        }
+        Ok(())
+    }
+
+    /// The least fixpoint of a component's equations, iterated from false: positive reads of the
+    /// component's own nodes see the iteration, of other nodes `outside`; negative reads see
+    /// `neg`. Returns it with the work done (node evaluations).
+    fn least(
+        &self,
+        comp: &[usize],
+        position: &HashMap<usize, usize>,
+        outside: &dyn Fn(usize) -> Tri,
+        neg: &dyn Fn(usize) -> Tri,
+    ) -> (Vec<Tri>, usize) {
+        let mut cur: Vec<Tri> = vec![Tri::False; comp.len()];
+        let mut work = 0;
+        loop {
+            work += comp.len();
+            let mut changed = false;
+            for (i, &x) in comp.iter().enumerate() {
+                let Some(eq) = self.equations.get(x) else { continue };
+                let pos = |y: usize| -> Tri {
+                    match position.get(&y) {
+                        Some(&j) => cur.get(j).cloned().unwrap_or(Tri::False),
+                        None => outside(y),
+                    }
+                };
+                let v = Self::eval(eq, &pos, neg);
+                if cur.get(i) != Some(&v) {
+                    if let Some(slot) = cur.get_mut(i) {
+                        *slot = v;
+                    }
+                    changed = true;
+                }
+            }
+            if !changed {
+                return (cur, work);
+            }
+        }
+    }
+
+    /// Whether node `x` has an answer (its lower and upper estimates agree).
+    fn decided(&self, x: usize) -> bool {
+        self.values.get(x) == self.high.get(x)
+    }
+
+    /// The error for an undecided `root`: a cycle of nodes through an exclusion it depends on,
+    /// found by following undecided nodes from the root to a negative read whose target leads
+    /// back to its reader.
+    fn cycle_error(&self, root: usize) -> EvalError {
+        let name = |x: usize| self.nodes.get(x).map(|(o, m)| format!("{o}#{m}")).unwrap_or_default();
+        let reads = |x: usize| {
+            let mut deps = Vec::new();
+            if let Some(eq) = self.equations.get(x) {
+                Self::dependencies(eq, &mut deps);
+            }
+            deps.retain(|(y, _)| !self.decided(*y));
+            deps
+        };
+        // Every undecided node the root depends on, breadth first.
+        let mut seen = vec![false; self.nodes.len()];
+        let mut order = vec![root];
+        if let Some(s) = seen.get_mut(root) {
+            *s = true;
+        }
+        let mut i = 0;
+        while let Some(&x) = order.get(i) {
+            i += 1;
+            for (y, _) in reads(x) {
+                if seen.get(y) == Some(&false) {
+                    if let Some(s) = seen.get_mut(y) {
+                        *s = true;
+                    }
+                    order.push(y);
+                }
+            }
+        }
+        for &u in &order {
+            for (v, negative) in reads(u) {
+                if !negative {
+                    continue;
+                }
+                // A path from `v` back to `u` among undecided nodes closes the cycle.
+                let mut back: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+                let mut queue = std::collections::VecDeque::from([v]);
+                back.insert(v, v);
+                while let Some(x) = queue.pop_front() {
+                    if x == u {
+                        let mut path = vec![u];
+                        let mut at = u;
+                        while at != v {
+                            at = back.get(&at).copied().unwrap_or(v);
+                            path.push(at);
+                        }
+                        path.push(u);
+                        // `path` runs u ← … ← v ← u backwards: reverse it into reading order.
+                        path.reverse();
+                        let mut cycle: Vec<String> = path.iter().map(|&x| name(x)).collect();
+                        if cycle.len() > MAX_CYCLE_SHOWN {
+                            cycle.truncate(MAX_CYCLE_SHOWN);
+                            cycle.push("…".into());
+                        }
+                        return EvalError::ExclusionCycle(cycle);
+                    }
+                    for (y, _) in reads(x) {
+                        if let std::collections::hash_map::Entry::Vacant(e) = back.entry(y) {
+                            e.insert(x);
+                            queue.push_back(y);
+                        }
+                    }
+                }
+            }
+        }
+        EvalError::ExclusionCycle(order.iter().take(MAX_CYCLE_SHOWN).map(|&x| name(x)).collect())
+    }
+
+    /// The solved value of `object#member`, if it was explored and has an answer.
     pub(crate) fn value_of(&self, object: &ObjectRef, member: &str) -> Option<&Tri> {
-        self.ids.get(&(object.clone(), member.to_string())).and_then(|&id| self.values.get(id))
+        self.ids
+            .get(&(object.clone(), member.to_string()))
+            .filter(|&&id| self.decided(id))
+            .and_then(|&id| self.values.get(id))
     }
 }
 
@@ -412,6 +618,9 @@ fn solve_with<'a>(
     let root = g.node(resource, permission, &mut queue);
     g.explore(queue)?;
     g.solve()?;
+    if !g.decided(root) {
+        return Err(g.cycle_error(root));
+    }
     let value = g.values.get(root).cloned().unwrap_or(Tri::False);
     Ok((g, value))
 }

@@ -127,6 +127,11 @@ pub enum EvalError {
     DepthLimit(usize),
     #[error("evaluation exceeded its deadline of {0:?}")]
     Deadline(std::time::Duration),
+    #[error(
+        "the answer depends on itself through the right-hand side of an exclusion, so it has none: {}",
+        .0.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ")
+    )]
+    ExclusionCycle(Vec<String>),
 }
 
 /// The set of missing parameter names carried by a conditional answer.

@@ -2,8 +2,9 @@
 //! `conditions`) and analyses recursion, producing a [`CompiledSchema`].
 //!
 //! Architecture invariant: a `CompiledSchema` can only be built here, so every holder may assume
-//! that each name it mentions resolves, that arrows walk relations, and that no recursion passes
-//! through the right-hand side of an exclusion.
+//! that each name it mentions resolves and that arrows walk relations. Recursion through the
+//! right-hand side of an exclusion compiles with a warning, and the members it involves are marked
+//! ([`CompiledSchema::unstratified`]): evaluators must not assume those are monotone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,6 +39,10 @@ struct Inner {
     caveat_names: BTreeMap<String, CaveatId>,
     /// How many arrows the permissions hold (each has an [`ArrowId`] below this).
     arrows: u32,
+    /// By [`MemberId::dense`]: the member is in a recursive group that passes through the
+    /// right-hand side of an exclusion.
+    unstratified: Vec<bool>,
+    warnings: Vec<Diagnostic>,
     features: BTreeSet<String>,
     ast: SchemaAst,
     fingerprint: u64,
@@ -377,6 +382,19 @@ impl CompiledSchema {
         self.inner.arrows as usize
     }
 
+    /// Whether `member` is in a recursive group of the schema that passes through the right-hand
+    /// side of an exclusion (`permission viewer = direct - restricted` with `restricted` naming
+    /// `document#viewer`): its value on data that closes such a cycle has no least fixpoint, so
+    /// an evaluation that depends on one is an error.
+    pub fn unstratified(&self, member: MemberId) -> bool {
+        self.inner.unstratified.get(member.dense(self.relation_count())).copied().unwrap_or(false)
+    }
+
+    /// What the compiler warned about (the schema compiled).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.inner.warnings
+    }
+
     pub fn caveat(&self, name: &str) -> Option<&Caveat> {
         self.inner.caveat_names.get(name).and_then(|id| self.inner.caveats.get(id.index()))
     }
@@ -490,13 +508,14 @@ pub enum SchemaViolation {
 
 /// Compiles a parsed tree. All problems are reported, each with its span.
 pub fn compile(ast: &SchemaAst, conditions: &Conditions) -> Result<CompiledSchema, Vec<Diagnostic>> {
-    let mut c = Compiler { diags: Vec::new() };
+    let mut c = Compiler { diags: Vec::new(), warnings: Vec::new() };
     let result = c.run(ast, conditions);
     if c.diags.is_empty() { Ok(result) } else { Err(c.diags) }
 }
 
 struct Compiler {
     diags: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl Compiler {
@@ -633,9 +652,11 @@ impl Compiler {
             });
             exprs.push(&p.expr);
         }
-        if self.diags.is_empty() {
-            self.recursion(&definitions, &mut relations, &mut permissions, &exprs);
-        }
+        let unstratified = if self.diags.is_empty() {
+            self.recursion(&definitions, &mut relations, &mut permissions, &exprs)
+        } else {
+            Vec::new()
+        };
         // The canonical text identifies the schema whatever its layout or comments' places.
         let fingerprint = {
             use std::hash::{Hash, Hasher};
@@ -652,6 +673,8 @@ impl Compiler {
                 caveats,
                 caveat_names,
                 arrows,
+                unstratified,
+                warnings: std::mem::take(&mut self.warnings),
                 features,
                 ast: ast.clone(),
                 fingerprint,
@@ -840,16 +863,16 @@ impl Compiler {
     }
 
     /// Marks recursive relations and permissions (strongly connected components of the
-    /// dependency graph of members, numbered by [`MemberId::dense`]) and rejects recursion
-    /// through the right-hand side of an exclusion. `exprs` are the permissions' expressions,
-    /// for the spans to blame.
+    /// dependency graph of members, numbered by [`MemberId::dense`]) and warns about recursion
+    /// through the right-hand side of an exclusion; returns, by member, whether it is in such a
+    /// component. `exprs` are the permissions' expressions, for the spans to blame.
     fn recursion(
         &mut self,
         definitions: &[Definition],
         relations: &mut [Relation],
         permissions: &mut [Permission],
         exprs: &[&Expr],
-    ) {
+    ) -> Vec<bool> {
         let n_rel = relations.len();
         let n = n_rel + permissions.len();
         let by_name = |ty: &str| definitions.iter().find(|d| d.name == ty);
@@ -929,32 +952,35 @@ impl Compiler {
             }
         }
         let mut reported = BTreeSet::new();
+        let mut negative_components = BTreeSet::new();
         for (a, b, negated, span) in &edges {
-            if *negated
-                && component_of.get(*a) == component_of.get(*b)
-                && recursive.get(*a) == Some(&true)
-                && reported.insert((*a, *b))
-            {
-                let ((t, p), (t2, m)) = (label(*a), label(*b));
-                let through = if a == b {
-                    "excludes itself".to_string()
-                } else {
-                    format!("excludes `{t2}#{m}`, which depends on `{t}#{p}`")
-                };
-                self.err(
-                    format!(
-                        "permission `{p}` on `{t}` {through}: recursion through the right-hand side of `-` has no well-defined answer"
-                    ),
-                    *span,
-                );
+            if *negated && component_of.get(*a) == component_of.get(*b) && recursive.get(*a) == Some(&true) {
+                negative_components.extend(component_of.get(*a).copied());
+                if reported.insert((*a, *b)) {
+                    let ((t, p), (t2, m)) = (label(*a), label(*b));
+                    let through = if a == b {
+                        "excludes itself".to_string()
+                    } else {
+                        format!("excludes `{t2}#{m}`, which depends on `{t}#{p}`")
+                    };
+                    self.warnings.push(Diagnostic::warning(
+                        format!(
+                            "permission `{p}` on `{t}` {through}: recursion through the right-hand side of `-`; a Check whose data closes this cycle is an error naming it, and acyclic data answers as SpiceDB does"
+                        ),
+                        *span,
+                    ));
+                }
             }
         }
+        let unstratified: Vec<bool> =
+            (0..n).map(|x| component_of.get(x).is_some_and(|c| negative_components.contains(c))).collect();
         for r in relations.iter_mut() {
             r.recursive = recursive.get(MemberId::Relation(r.id).dense(n_rel)).copied().unwrap_or(false);
         }
         for p in permissions.iter_mut() {
             p.recursive = recursive.get(MemberId::Permission(p.id).dense(n_rel)).copied().unwrap_or(false);
         }
+        unstratified
     }
 }
 

@@ -20,16 +20,31 @@ impl Span {
     }
 }
 
+/// Whether a diagnostic stops the schema from compiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Severity {
+    #[default]
+    Error,
+    /// The schema compiles, but something in it deserves attention.
+    Warning,
+}
+
 /// One problem found in schema text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub message: String,
     pub span: Span,
+    pub severity: Severity,
 }
 
 impl Diagnostic {
+    /// An error.
     pub fn new(message: impl Into<String>, span: Span) -> Diagnostic {
-        Diagnostic { message: message.into(), span }
+        Diagnostic { message: message.into(), span, severity: Severity::Error }
+    }
+
+    pub fn warning(message: impl Into<String>, span: Span) -> Diagnostic {
+        Diagnostic { message: message.into(), span, severity: Severity::Warning }
     }
 
     /// 1-based line and column (in characters) of the start of the span.
@@ -37,7 +52,8 @@ impl Diagnostic {
         line_col(source, self.span.start)
     }
 
-    /// Renders `file:line:col: error: message`, the source line and a caret under the span.
+    /// Renders `file:line:col: error: message` (or `warning:`), the source line and a caret under
+    /// the span.
     pub fn render(&self, file: &str, source: &str) -> String {
         let (line, col) = self.line_col(source);
         let start = self.span.start.min(source.len());
@@ -49,7 +65,11 @@ impl Diagnostic {
         let gutter = line.to_string().len();
         let pad: String = text.chars().take(col - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
         format!(
-            "{file}:{line}:{col}: error: {msg}\n{blank} |\n{line} | {text}\n{blank} | {pad}{carets}\n",
+            "{file}:{line}:{col}: {kind}: {msg}\n{blank} |\n{line} | {text}\n{blank} | {pad}{carets}\n",
+            kind = match self.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            },
             msg = self.message,
             blank = " ".repeat(gutter),
             carets = "^".repeat(width),

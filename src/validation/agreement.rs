@@ -17,13 +17,25 @@ use crate::engine::cursor::CursorKey;
 use crate::engine::expand::found_subjects;
 use crate::engine::lookup::{
     LookupResourcesRequest, LookupSubjectsRequest, Page, Reader, ResourceResult, SubjectResult, lookup_resources,
+    subject_candidates,
 };
 use crate::engine::{self, CheckRequest, Ctx, Decision, Env, EvalError, History};
 use crate::model::{ObjectRef, SubjectRef};
 use crate::query::Snapshot;
 
-/// Every triple's answer, from the reference Check.
-type Decisions = BTreeMap<(ObjectRef, String, SubjectRef), Decision>;
+/// Every triple's answer from the reference Check: a decision, or `None` where the answer
+/// depends on itself through an exclusion (every path must then fail with that error; the cycle
+/// it names may differ with the order each path met it).
+type Decisions = BTreeMap<(ObjectRef, String, SubjectRef), Option<Decision>>;
+
+/// Whether `got` is what `want` (a decision, or `None` for the exclusion-cycle error) expects.
+fn agrees<T: PartialEq>(want: Option<&T>, got: &Result<T, EvalError>) -> bool {
+    match (want, got) {
+        (Some(w), Ok(g)) => w == g,
+        (None, Err(EvalError::ExclusionCycle(_))) => true,
+        _ => false,
+    }
+}
 
 /// Most triples one file may generate; beyond this the file is reported as too large to agree.
 pub const MAX_TRIPLES: usize = 200_000;
@@ -110,27 +122,29 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                     let triple = format!("{}#{}@{}", req.resource, req.permission, req.subject);
                     report.agreement_checks += 1;
                     let single = match engine::check(&reference, req) {
-                        Ok(d) => d,
+                        Ok(d) => Some(d),
                         Err(EvalError::UnknownMember { .. }) => continue,
+                        Err(EvalError::ExclusionCycle(_)) => None,
                         Err(e) => {
                             fail(report, format!("Check `{triple}`"), format!("error: {e}"));
                             continue;
                         }
                     };
-                    if bulk_answer.as_ref() != Ok(&single) {
+                    let shown = single.as_ref().map_or("the exclusion-cycle error".into(), |d| d.to_string());
+                    if !agrees(single.as_ref(), &bulk_answer) {
                         fail(
                             report,
                             format!("CheckBulk `{triple}`"),
-                            format!("CheckBulk gave {bulk_answer:?}, Check gave {single}"),
+                            format!("CheckBulk gave {bulk_answer:?}, Check gave {shown}"),
                         );
                     }
                     let fast_single = fast.check(req);
-                    if fast_single.as_ref() != Ok(&single) || bulk_fast.as_ref() != Ok(&single) {
+                    if !agrees(single.as_ref(), &fast_single) || !agrees(single.as_ref(), &bulk_fast) {
                         fail(
                             report,
                             format!("fast Check `{triple}`"),
                             format!(
-                                "fast Check gave {fast_single:?}, fast CheckBulk {bulk_fast:?}, reference Check {single}"
+                                "fast Check gave {fast_single:?}, fast CheckBulk {bulk_fast:?}, reference Check {shown}"
                             ),
                         );
                     }
@@ -145,13 +159,23 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
         let ids = seen.objects.get(&def.name).cloned().unwrap_or_default();
         for m in def.member_names() {
             for s in &seen.subjects {
-                let expected: Vec<ResourceResult> = ids
+                let answers: Vec<(&String, Option<&Decision>)> = ids
                     .iter()
                     .filter_map(|id| {
                         let d = decisions.get(&(ObjectRef::new(def.name.clone(), id.clone()), m.clone(), s.clone()))?;
-                        (d != &Decision::No).then(|| ResourceResult { id: id.clone(), decision: d.clone() })
+                        Some((id, d.as_ref()))
                     })
                     .collect();
+                // One object whose Check meets a cycle through an exclusion fails the lookup.
+                let cyclic = answers.iter().any(|(_, d)| d.is_none());
+                let expected: Vec<ResourceResult> = answers
+                    .iter()
+                    .filter_map(|(id, d)| {
+                        let d = (*d)?;
+                        (d != &Decision::No).then(|| ResourceResult { id: (*id).clone(), decision: d.clone() })
+                    })
+                    .collect();
+                let want = (!cyclic).then_some(&expected);
                 let what = format!("LookupResources `{}#{m}@{s}`", def.name);
                 let mut req = LookupResourcesRequest {
                     resource_type: def.name.clone(),
@@ -162,30 +186,29 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
                     cursor: None,
                 };
                 report.agreement_checks += 1;
-                let unpaged = match lookup_resources(&reader, &req, env.now) {
-                    Ok(p) => p.items,
-                    Err(EvalError::UnknownMember { .. }) => continue,
-                    Err(e) => {
-                        fail(report, what, format!("error: {e}"));
-                        continue;
-                    }
-                };
-                if unpaged != expected {
-                    fail(report, what.clone(), diff_resources(&expected, &unpaged));
+                let unpaged = lookup_resources(&reader, &req, env.now).map(|p| p.items);
+                if matches!(unpaged, Err(EvalError::UnknownMember { .. })) {
+                    continue;
                 }
-                match fast.lookup_resources(&req) {
-                    Ok(p) if p.items == expected => {}
-                    Ok(p) => fail(report, format!("{what} (fast path)"), diff_resources(&expected, &p.items)),
-                    Err(e) => fail(report, format!("{what} (fast path)"), format!("error: {e}")),
+                let mismatch = |got: &Result<Vec<ResourceResult>, EvalError>| match (want, got) {
+                    (Some(e), Ok(g)) => diff_resources(e, g),
+                    (Some(_), Err(e)) => format!("error: {e}"),
+                    (None, got) => format!("expected the exclusion-cycle error, got {got:?}"),
+                };
+                if !agrees(want, &unpaged) {
+                    fail(report, what.clone(), mismatch(&unpaged));
+                }
+                let fast_unpaged = fast.lookup_resources(&req).map(|p| p.items);
+                if !agrees(want, &fast_unpaged) {
+                    fail(report, format!("{what} (fast path)"), mismatch(&fast_unpaged));
                 }
                 req.limit = Some(2);
-                match all_pages(|cursor| {
+                let paged = all_pages(|cursor| {
                     req.cursor = cursor;
                     fast.lookup_resources(&req)
-                }) {
-                    Ok(paged) if paged == unpaged => {}
-                    Ok(paged) => fail(report, format!("{what} in pages of 2"), diff_resources(&unpaged, &paged)),
-                    Err(e) => fail(report, format!("{what} in pages of 2"), format!("error: {e}")),
+                });
+                if !agrees(want, &paged) {
+                    fail(report, format!("{what} in pages of 2"), mismatch(&paged));
                 }
             }
         }
@@ -200,7 +223,7 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
             let resource = ObjectRef::new(def.name.clone(), id.clone());
             for m in def.member_names() {
                 for (ty, rel) in &kinds {
-                    subjects_agree(&fast, &resource, m, (ty, rel), (&seen, &decisions), report);
+                    subjects_agree((&reference, &fast), &resource, m, (ty, rel), (&seen, &decisions), report);
                 }
                 expansion_agrees(&reference, &fast, &resource, m, &seen, &decisions, report);
             }
@@ -229,7 +252,7 @@ fn diff_resources(expected: &[ResourceResult], got: &[ResourceResult]) -> String
 }
 
 fn subjects_agree(
-    fast: &Snapshot,
+    (reference, fast): (&Ctx<'_>, &Snapshot),
     resource: &ObjectRef,
     permission: &str,
     (ty, rel): (&str, &Option<String>),
@@ -250,17 +273,39 @@ fn subjects_agree(
         rel.as_ref().map(|r| format!("#{r}")).unwrap_or_default()
     );
     report.agreement_checks += 1;
+    let of_kind: Vec<&SubjectRef> = seen.subjects.iter().filter(|s| s.object.ty == ty && &s.relation == rel).collect();
+    // The lookup fails when a candidate's Check meets a cycle through an exclusion; candidates
+    // include subject sets that evaluation visits and no relationship names, so ask the
+    // reference about each candidate rather than only the seen subjects.
+    let cyclic = subject_candidates(reference, &req, "").is_ok_and(|candidates| {
+        candidates.into_iter().any(|subject| {
+            let check = CheckRequest {
+                resource: resource.clone(),
+                permission: permission.to_string(),
+                subject,
+                context: Map::new(),
+            };
+            matches!(engine::check(reference, &check), Err(EvalError::ExclusionCycle(_)))
+        })
+    });
     let unpaged = match fast.lookup_subjects(&req) {
-        Ok(p) => p.items,
+        Ok(p) if !cyclic => p.items,
         Err(EvalError::UnknownMember { .. }) => return,
-        Err(e) => {
-            report.failures.push(Failure { what, detail: format!("error: {e}") });
+        Err(EvalError::ExclusionCycle(_)) if cyclic => return,
+        other => {
+            let detail = match other {
+                Ok(p) => format!("expected the exclusion-cycle error, got {} results", p.items.len()),
+                Err(e) => format!("error: {e}"),
+            };
+            report.failures.push(Failure { what, detail });
             return;
         }
     };
     let mut problems = Vec::new();
-    for s in seen.subjects.iter().filter(|s| s.object.ty == ty && &s.relation == rel) {
-        let Some(expected) = decisions.get(&(resource.clone(), permission.to_string(), s.clone())) else { continue };
+    for s in of_kind {
+        let Some(Some(expected)) = decisions.get(&(resource.clone(), permission.to_string(), s.clone())) else {
+            continue;
+        };
         let got = subject_answer(&unpaged, s);
         if &got != expected {
             problems.push(format!("`{s}`: Check gave {expected}, LookupSubjects implies {got}"));
@@ -308,22 +353,47 @@ fn expansion_agrees(
 ) {
     let what = format!("recursive Expand `{resource}#{permission}`");
     report.agreement_checks += 1;
-    let found = match found_subjects(reference, resource, permission) {
-        Ok(f) => f,
-        Err(e) => {
+    let cyclic = seen
+        .subjects
+        .iter()
+        .filter(|s| s.relation.is_none())
+        .any(|s| decisions.get(&(resource.clone(), permission.to_string(), s.clone())) == Some(&None));
+    // Both expansions meet a cycle through an exclusion or neither does (a candidate no seen
+    // subject covers, such as a wildcard, may be the one that meets it); one that the seen
+    // subjects' Checks met must be met.
+    let found = match (found_subjects(reference, resource, permission), fast.found_subjects(resource, permission)) {
+        (Err(EvalError::ExclusionCycle(_)), Err(EvalError::ExclusionCycle(_))) => return,
+        (Err(EvalError::ExclusionCycle(_)), other) => {
+            let detail = format!(
+                "the relationship set's expansion met a cycle through an exclusion; the index's gave {other:?}"
+            );
+            report.failures.push(Failure { what: format!("{what} on the index"), detail });
+            return;
+        }
+        (Ok(_), _) if cyclic => {
+            let detail = "a Check met a cycle through an exclusion; the expansion did not".into();
+            report.failures.push(Failure { what, detail });
+            return;
+        }
+        (Err(e), _) => {
             report.failures.push(Failure { what, detail: format!("error: {e}") });
             return;
         }
+        (Ok(found), on_index) => {
+            // The same expansion reading the index finds the same subjects, paths and exclusions.
+            match on_index {
+                Ok(on_index) if format!("{on_index:?}") == format!("{found:?}") => {}
+                Ok(on_index) => report.failures.push(Failure {
+                    what: format!("{what} on the index"),
+                    detail: format!("index: {on_index:?}\nrelationship set: {found:?}"),
+                }),
+                Err(e) => report
+                    .failures
+                    .push(Failure { what: format!("{what} on the index"), detail: format!("error: {e}") }),
+            }
+            found
+        }
     };
-    // The same expansion reading the index finds the same subjects, paths and exclusions.
-    match fast.found_subjects(resource, permission) {
-        Ok(on_index) if format!("{on_index:?}") == format!("{found:?}") => {}
-        Ok(on_index) => report.failures.push(Failure {
-            what: format!("{what} on the index"),
-            detail: format!("index: {on_index:?}\nrelationship set: {found:?}"),
-        }),
-        Err(e) => report.failures.push(Failure { what: format!("{what} on the index"), detail: format!("error: {e}") }),
-    }
     let results: Vec<SubjectResult> = found
         .iter()
         .map(|f| SubjectResult {
@@ -338,7 +408,9 @@ fn expansion_agrees(
         .collect();
     let mut problems = Vec::new();
     for s in seen.subjects.iter().filter(|s| s.relation.is_none()) {
-        let Some(expected) = decisions.get(&(resource.clone(), permission.to_string(), s.clone())) else { continue };
+        let Some(Some(expected)) = decisions.get(&(resource.clone(), permission.to_string(), s.clone())) else {
+            continue;
+        };
         let got = subject_answer(&results, s);
         let same = matches!(
             (expected, &got),

@@ -20,7 +20,16 @@ use pemba::validation::{self, FileReport, ValidationFile};
 use proptest::prelude::*;
 use serde_json::Map;
 
-use super::oracle::Oracle;
+use super::oracle::{EXCLUSION_CYCLE, Oracle};
+
+/// An answer in a comparable form: the exclusion-cycle error without the cycle it names (paths
+/// meet a cycle from different nodes, so they may name different rotations of it).
+fn norm<T>(r: Result<T, engine::EvalError>) -> Result<T, String> {
+    r.map_err(|e| match e {
+        engine::EvalError::ExclusionCycle(_) => EXCLUSION_CYCLE.to_string(),
+        e => e.to_string(),
+    })
+}
 
 const TYPES: [&str; 2] = ["aa", "bb"];
 const RELATIONS: [&str; 2] = ["r1", "r2"];
@@ -158,13 +167,13 @@ proptest! {
                     let resource = ObjectRef::new(t, format!("{}{i}", &t[..1]));
                     for p in ["r1", "r2", "p1", "p2"] {
                         let req = CheckRequest { resource: resource.clone(), permission: p.into(), subject: s.clone(), context: ctx.clone() };
-                        let got = engine::check(&plain, &req);
-                        let indexed = engine::check(&on_index, &req);
+                        let got = norm(engine::check(&plain, &req));
+                        let indexed = norm(engine::check(&on_index, &req));
                         prop_assert_eq!(&indexed, &got, "indexed: {}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
-                        let fast = snapshot.check(&req);
+                        let fast = norm(snapshot.check(&req));
                         prop_assert_eq!(&fast, &got, "fast: {}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                         let want = oracle.check(&resource, p, &s, &ctx);
-                        prop_assert_eq!(got.map_err(|e| e.to_string()), want, "{}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
+                        prop_assert_eq!(got, want, "{}#{}@{}\n{}\n{:#?}", resource, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                     }
                 }
             }
@@ -178,8 +187,8 @@ proptest! {
             for t in TYPES {
                 for p in ["r1", "r2", "p1", "p2"] {
                     let req = LookupResourcesRequest { resource_type: t.into(), permission: p.into(), subject: s.clone(), context: ctx.clone(), limit: None, cursor: None };
-                    let want = lookup_resources(&reference, &req, now).map(|p| p.items).map_err(|e| e.to_string());
-                    let got = snapshot.lookup_resources(&req).map(|p| p.items).map_err(|e| e.to_string());
+                    let want = norm(lookup_resources(&reference, &req, now).map(|p| p.items));
+                    let got = norm(snapshot.lookup_resources(&req).map(|p| p.items));
                     prop_assert_eq!(got, want, "fast LookupResources {}#{}@{}\n{}\n{:#?}", t, p, s, text, tuples.iter().map(|r| r.to_string()).collect::<Vec<_>>());
                 }
             }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod check;
+mod conditions;
 mod conformance;
 mod database;
 mod engine_props;

@@ -123,14 +123,17 @@ impl<'a> Oracle<'a> {
         Oracle { schema, data, conditions, now }
     }
 
-    /// Every node's value for one subject and context.
+    /// Every node's lower and upper estimate for one subject and context: stratum by stratum,
+    /// the alternating fixpoint (the lower estimate is the least fixpoint reading negated nodes
+    /// at their upper estimates, the upper one reads them at the new lower estimates, repeated
+    /// until both settle). A node has an answer where the two agree; in a stratum without
+    /// recursion through an exclusion they always do.
     pub fn solve(
         &self,
         subject: &SubjectRef,
         ctx: &Map<String, Value>,
         extra: &[ObjectRef],
-    ) -> Result<BTreeMap<(ObjectRef, String), Tri>, String> {
-        let mut values: BTreeMap<(ObjectRef, String), Tri> = BTreeMap::new();
+    ) -> Result<(Vals, Vals), String> {
         let mut objects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for t in self.data.object_types() {
             objects.insert(t.to_string(), self.data.object_ids(t).map(str::to_string).collect());
@@ -140,25 +143,65 @@ impl<'a> Oracle<'a> {
                 objects.entry(o.ty.clone()).or_default().insert(o.id.clone());
             }
         }
+        let (mut low, mut high) = (Vals::new(), Vals::new());
         for stratum in strata(self.schema) {
+            let nodes: Vec<(ObjectRef, String)> = stratum
+                .iter()
+                .flat_map(|(ty, m)| {
+                    objects
+                        .get(ty)
+                        .into_iter()
+                        .flatten()
+                        .map(move |id| (ObjectRef::new(ty.clone(), id.clone()), m.clone()))
+                })
+                .collect();
+            for n in &nodes {
+                low.insert(n.clone(), Tri::False);
+                high.insert(n.clone(), Tri::True);
+            }
             loop {
-                let mut changed = false;
-                for (ty, m) in &stratum {
-                    for id in objects.get(ty).into_iter().flatten() {
-                        let o = ObjectRef::new(ty.clone(), id.clone());
-                        let v = self.member(&o, m, subject, ctx, &values)?;
-                        if values.get(&(o.clone(), m.clone())) != Some(&v) {
-                            values.insert((o, m.clone()), v);
-                            changed = true;
-                        }
-                    }
-                }
-                if !changed {
+                let new_low = self.least(&nodes, &low, &high, subject, ctx)?;
+                let new_high = self.least(&nodes, &high, &new_low, subject, ctx)?;
+                // Equal estimates are the answer (another round would give them again); else they
+                // settle when a round changes neither.
+                let settled = nodes.iter().all(|n| new_low.get(n) == new_high.get(n))
+                    || nodes.iter().all(|n| new_low.get(n) == low.get(n) && new_high.get(n) == high.get(n));
+                (low, high) = (new_low, new_high);
+                if settled {
                     break;
                 }
             }
         }
-        Ok(values)
+        Ok((low, high))
+    }
+
+    /// The least fixpoint of one stratum's nodes from false, reading others' values from `base`
+    /// and negated nodes from `neg`.
+    fn least(
+        &self,
+        nodes: &[(ObjectRef, String)],
+        base: &Vals,
+        neg: &Vals,
+        subject: &SubjectRef,
+        ctx: &Map<String, Value>,
+    ) -> Result<Vals, String> {
+        let mut cur = base.clone();
+        for n in nodes {
+            cur.insert(n.clone(), Tri::False);
+        }
+        loop {
+            let mut changed = false;
+            for (o, m) in nodes {
+                let v = self.member(o, m, subject, ctx, Views { pos: &cur, neg })?;
+                if cur.get(&(o.clone(), m.clone())) != Some(&v) {
+                    cur.insert((o.clone(), m.clone()), v);
+                    changed = true;
+                }
+            }
+            if !changed {
+                return Ok(cur);
+            }
+        }
     }
 
     pub fn check(
@@ -168,9 +211,12 @@ impl<'a> Oracle<'a> {
         subject: &SubjectRef,
         ctx: &Map<String, Value>,
     ) -> Result<Decision, String> {
-        let values = self.solve(subject, ctx, std::slice::from_ref(resource))?;
-        let v = get(&values, resource, perm, subject);
-        Ok(Decision::from_tri(&v))
+        let (low, high) = self.solve(subject, ctx, std::slice::from_ref(resource))?;
+        let (l, h) = (get(&low, resource, perm, subject), get(&high, resource, perm, subject));
+        if l != h {
+            return Err(EXCLUSION_CYCLE.into());
+        }
+        Ok(Decision::from_tri(&l))
     }
 
     fn caveat(&self, rel: &Relationship, ctx: &Map<String, Value>) -> Result<Tri, String> {
@@ -198,7 +244,7 @@ impl<'a> Oracle<'a> {
         m: &str,
         s: &SubjectRef,
         ctx: &Map<String, Value>,
-        values: &BTreeMap<(ObjectRef, String), Tri>,
+        values: Views<'_>,
     ) -> Result<Tri, String> {
         if s.relation.as_deref() == Some(m) && &s.object == o {
             return Ok(Tri::True);
@@ -210,7 +256,7 @@ impl<'a> Oracle<'a> {
                 let mut acc = Tri::False;
                 for rel in self.live(o, m) {
                     let reach = match &rel.subject.relation {
-                        Some(r) => get(values, &rel.subject.object, r, s),
+                        Some(r) => get(values.pos, &rel.subject.object, r, s),
                         None if s.relation.is_none()
                             && (rel.subject.object == s.object
                                 || (rel.subject.is_wildcard() && rel.subject.object.ty == s.object.ty)) =>
@@ -235,14 +281,17 @@ impl<'a> Oracle<'a> {
         rw: &Rewrite,
         s: &SubjectRef,
         ctx: &Map<String, Value>,
-        values: &BTreeMap<(ObjectRef, String), Tri>,
+        values: Views<'_>,
     ) -> Result<Tri, String> {
         Ok(match rw {
             Rewrite::Nil => Tri::False,
-            Rewrite::Computed { name, .. } => get(values, o, name, s),
+            Rewrite::Computed { name, .. } => get(values.pos, o, name, s),
             Rewrite::Union(a, b) => self.rewrite(o, a, s, ctx, values)?.or(self.rewrite(o, b, s, ctx, values)?),
             Rewrite::Intersection(a, b) => self.rewrite(o, a, s, ctx, values)?.and(self.rewrite(o, b, s, ctx, values)?),
-            Rewrite::Exclusion(a, b) => self.rewrite(o, a, s, ctx, values)?.minus(self.rewrite(o, b, s, ctx, values)?),
+            // The right-hand side reads negated nodes: the views swap.
+            Rewrite::Exclusion(a, b) => {
+                self.rewrite(o, a, s, ctx, values)?.minus(self.rewrite(o, b, s, ctx, values.swapped())?)
+            }
             Rewrite::Arrow { tupleset, computed, kind, .. } => {
                 let edges = self.live(o, tupleset);
                 let all = *kind == ArrowKind::All;
@@ -253,7 +302,7 @@ impl<'a> Oracle<'a> {
                 for rel in edges {
                     let t = &rel.subject.object;
                     let has = self.schema.definition(&t.ty).is_some_and(|d| d.member_kind(computed).is_some());
-                    let v = if has { get(values, t, computed, s) } else { Tri::False }.and(self.caveat(rel, ctx)?);
+                    let v = if has { get(values.pos, t, computed, s) } else { Tri::False }.and(self.caveat(rel, ctx)?);
                     acc = if all { acc.and(v) } else { acc.or(v) };
                 }
                 acc
@@ -262,7 +311,27 @@ impl<'a> Oracle<'a> {
     }
 }
 
-fn get(values: &BTreeMap<(ObjectRef, String), Tri>, o: &ObjectRef, m: &str, s: &SubjectRef) -> Tri {
+/// Node values.
+pub type Vals = BTreeMap<(ObjectRef, String), Tri>;
+
+/// What a Check answers where the answer depends on itself through an exclusion (the engine's
+/// error, normalized by the tests that compare the two).
+pub const EXCLUSION_CYCLE: &str = "exclusion cycle";
+
+/// The values an equation reads: positive occurrences from `pos`, negated ones from `neg`.
+#[derive(Clone, Copy)]
+struct Views<'m> {
+    pos: &'m Vals,
+    neg: &'m Vals,
+}
+
+impl<'m> Views<'m> {
+    fn swapped(self) -> Views<'m> {
+        Views { pos: self.neg, neg: self.pos }
+    }
+}
+
+fn get(values: &Vals, o: &ObjectRef, m: &str, s: &SubjectRef) -> Tri {
     if s.relation.as_deref() == Some(m) && &s.object == o {
         return Tri::True;
     }

@@ -136,7 +136,8 @@ impl Plan {
         for def in schema.definitions() {
             let mut found: Vec<(PermissionId, TreeSummary)> = schema
                 .permissions_of(def)
-                .filter(|p| p.recursive)
+                // A permission recursing through an exclusion is not a union that only widens.
+                .filter(|p| p.recursive && !schema.unstratified(MemberId::Permission(p.id)))
                 .filter_map(|p| Some((p.id, analyze(schema, def, p, ix)?)))
                 .collect();
             for i in 0..found.len() {

@@ -37,7 +37,8 @@ struct Sets {
 
 /// The objects of `resource_type` on which `subject` may hold `permission`, by set algebra over
 /// the index; `Ok(None)` when the reference must answer (a subject set whose object no
-/// relationship names). The request must already be validated against the schema.
+/// relationship names, or a permission that depends on recursion through an exclusion). The
+/// request must already be validated against the schema.
 pub fn resource_sets(
     ctx: &Ctx<'_>,
     resource_type: &str,
@@ -104,6 +105,12 @@ pub fn resource_sets(
             let to = add(m, &mut nodes, &mut stack);
             edges.push((n, to));
         }
+    }
+    // Set algebra climbs to a least fixpoint, which recursion through an exclusion's right-hand
+    // side does not have: such lookups take the reference's candidates and Checks (which name a
+    // cycle the data closes).
+    if nodes.iter().any(|m| schema.unstratified(*m)) {
+        return Ok(None);
     }
     let mut solver = SetSolver {
         ctx: *ctx,
