@@ -38,6 +38,9 @@ enum Command {
         #[command(subcommand)]
         command: DebugCommand,
     },
+    /// Serve the gRPC API (SpiceDB's `authzed.api.v1`, and `pemba.v1`) on an embedded store.
+    #[cfg(feature = "server")]
+    Serve(ServeArgs),
     /// Run validation files in SpiceDB's `zed validate` format.
     Validate {
         /// Print one JSON object instead of text.
@@ -50,6 +53,38 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[cfg(feature = "server")]
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// The data directory (created if missing).
+    #[arg(long, default_value = "./pemba-data")]
+    data_dir: PathBuf,
+    /// A key of tenant `default` (SpiceDB's preshared key).
+    #[arg(long, env = "PEMBA_PRESHARED_KEY", hide_env_values = true)]
+    preshared_key: Option<String>,
+    /// A tenant and one of its keys, `NAME=KEY` (repeatable; the tenant is created if missing).
+    #[arg(long = "tenant", value_name = "NAME=KEY")]
+    tenants: Vec<String>,
+    /// A file of `NAME=KEY` lines, as `--tenant` (`#` starts a comment).
+    #[arg(long)]
+    tenants_file: Option<PathBuf>,
+    /// The key of the tenant service (`pemba.v1.TenantService`); without it that service refuses.
+    #[arg(long, env = "PEMBA_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// PEM certificate chain for TLS (with `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (with `--tls-cert`).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Deadline of a request whose client sets none, in seconds.
+    #[arg(long, default_value_t = 30)]
+    default_deadline_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -206,7 +241,88 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve(args),
     }
+}
+
+#[cfg(feature = "server")]
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    use crate::server;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut keys = Vec::new();
+    if let Some(k) = &args.preshared_key {
+        keys.push(("default".to_string(), k.clone()));
+    }
+    let mut lines: Vec<String> = args.tenants.clone();
+    if let Some(f) = &args.tenants_file {
+        lines
+            .extend(read(f)?.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+    }
+    for l in lines {
+        let (name, key) = l.split_once('=').ok_or_else(|| anyhow::anyhow!("`--tenant {l}`: expected NAME=KEY"))?;
+        anyhow::ensure!(!key.is_empty(), "`--tenant {name}=`: the key is empty");
+        keys.push((name.to_string(), key.to_string()));
+    }
+    let config = server::Config {
+        listen: args.listen.clone(),
+        data_dir: args.data_dir.clone(),
+        keys,
+        admin_key: args.admin_key.clone(),
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        default_deadline: std::time::Duration::from_secs(args.default_deadline_secs.max(1)),
+    };
+    tracing::info!(data_dir = %config.data_dir.display(), "opening the database");
+    let t = std::time::Instant::now();
+    let prepared = server::prepare(&config)?;
+    tracing::info!(tenants = prepared.db.tenants()?.len(), open_ms = t.elapsed().as_millis() as u64, "database open");
+    if let Some(key) = &prepared.generated {
+        // Shown once: only the key's hash is stored.
+        eprintln!(
+            "No key was configured: tenant `default` was given this key (shown once, stored only as a hash):\n\n    {key}\n"
+        );
+    }
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(server::tls_config(cert, key)?),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on `{}`", config.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+            tracing::info!("shutting down: finishing the calls in flight");
+        };
+        server::serve(prepared.db, prepared.keys, listener, tls, config.default_deadline, shutdown).await?;
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read(path: &PathBuf) -> anyhow::Result<String> {

@@ -16,5 +16,7 @@ pub mod model;
 pub mod query;
 pub mod scc;
 pub mod schema;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 pub mod validation;

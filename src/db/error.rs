@@ -51,6 +51,8 @@ pub enum DbError {
     Io { what: String, message: String },
     #[error("the write reached the store but its durability is unknown ({0}); read it back before retrying")]
     OutcomeUnknown(String),
+    #[error("invalid ZedToken: {0}")]
+    InvalidToken(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -118,6 +120,7 @@ pub enum ErrorCode {
     TooManyChecks,
     InvalidPageSize,
     InvalidCursor,
+    InvalidToken,
     FutureRevision,
     OutsideWindow,
     WorkLimit,
@@ -159,6 +162,7 @@ impl ErrorCode {
             ErrorCode::TooManyChecks => "TOO_MANY_CHECKS",
             ErrorCode::InvalidPageSize => "INVALID_PAGE_SIZE",
             ErrorCode::InvalidCursor => "INVALID_CURSOR",
+            ErrorCode::InvalidToken => "INVALID_ZEDTOKEN",
             ErrorCode::FutureRevision => "FUTURE_REVISION",
             ErrorCode::OutsideWindow => "OUTSIDE_WINDOW",
             ErrorCode::WorkLimit => "WORK_LIMIT",
@@ -177,7 +181,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::TenantNotFound,
         ErrorCode::TenantExists,
         ErrorCode::InvalidTenantName,
@@ -199,6 +203,7 @@ impl ErrorCode {
         ErrorCode::TooManyChecks,
         ErrorCode::InvalidPageSize,
         ErrorCode::InvalidCursor,
+        ErrorCode::InvalidToken,
         ErrorCode::FutureRevision,
         ErrorCode::OutsideWindow,
         ErrorCode::WorkLimit,
@@ -231,6 +236,7 @@ impl ErrorCode {
             | ErrorCode::InvalidContext
             | ErrorCode::InvalidPageSize
             | ErrorCode::InvalidCursor
+            | ErrorCode::InvalidToken
             | ErrorCode::ImportInvalid => C::InvalidArgument,
             ErrorCode::NoSchema
             | ErrorCode::SchemaChangeBlocked
@@ -305,6 +311,7 @@ impl DbError {
             DbError::Import { .. } => ErrorCode::ImportInvalid,
             DbError::Io { .. } => ErrorCode::Io,
             DbError::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
+            DbError::InvalidToken(_) => ErrorCode::InvalidToken,
             DbError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -151,6 +151,11 @@ pub struct Database {
     admin: Mutex<()>,
 }
 
+/// The query digest tokens carry: no lookup's digest equals it, so a cursor is never a token.
+fn token_query() -> [u8; 16] {
+    crate::engine::cursor::query_digest(&["zedtoken"])
+}
+
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Database")
@@ -278,6 +283,36 @@ impl Database {
     /// Heap bytes of a tenant's index at the head, by part.
     pub fn index_memory(&self, tenant: &str) -> Result<Vec<(&'static str, usize)>, DbError> {
         Ok(self.tenant(tenant)?.head()?.index().memory().to_vec())
+    }
+
+    /// A database-wide setting (kept in the store, beside the data).
+    pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self.store.meta_get(key)?)
+    }
+
+    /// Sets a database-wide setting, durably.
+    pub fn set_setting(&self, key: &str, value: &[u8]) -> Result<(), DbError> {
+        Ok(self.store.meta_set(key, value)?)
+    }
+
+    /// An opaque, signed consistency token for `revision` of `tenant` (a ZedToken).
+    pub fn token(&self, tenant: &str, revision: Revision) -> String {
+        self.key.seal(&crate::engine::cursor::Cursor {
+            revision,
+            now: crate::model::Timestamp(0),
+            tenant: tenant.to_string(),
+            query: token_query(),
+            after: String::new(),
+        })
+    }
+
+    /// The revision a token of [`Database::token`] names; an altered token, or one of another
+    /// tenant, is `INVALID_ZEDTOKEN`.
+    pub fn token_revision(&self, tenant: &str, token: &str) -> Result<Revision, DbError> {
+        self.key
+            .open(token, token_query(), tenant)
+            .map(|c| c.revision)
+            .map_err(|e| DbError::InvalidToken(e.to_string()))
     }
 
     /// Counters of a tenant's lookup cache.

@@ -217,6 +217,72 @@ impl Database {
         Ok(s.lookup_subjects(req)?)
     }
 
+    /// LookupResources from the request's cursor to the end (or `max` results), a page at a
+    /// time, each result handed to `emit` with a cursor that resumes after it (`emit` returning
+    /// false stops). Returns the revision read.
+    pub fn lookup_resources_each(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        req: &LookupResourcesRequest,
+        max: Option<usize>,
+        emit: &mut dyn FnMut(ResourceResult, String) -> bool,
+    ) -> Result<Revision, DbError> {
+        self.check_context(&req.context)?;
+        let s = self.lookup_snapshot(tenant, consistency, req.cursor.as_deref())?;
+        let query = crate::engine::lookup::resources_query(s.schema(), req);
+        let mut req = req.clone();
+        let mut left = max.unwrap_or(usize::MAX);
+        while left > 0 {
+            req.limit = Some(left.min(self.limits.max_page_size));
+            let page = s.lookup_resources(&req)?;
+            for item in page.items {
+                left -= 1;
+                let cursor = s.cursor_after(query, &item.id);
+                if !emit(item, cursor) {
+                    return Ok(s.revision());
+                }
+            }
+            match page.cursor {
+                Some(c) => req.cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(s.revision())
+    }
+
+    /// LookupSubjects as [`Database::lookup_resources_each`] does LookupResources.
+    pub fn lookup_subjects_each(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        req: &LookupSubjectsRequest,
+        max: Option<usize>,
+        emit: &mut dyn FnMut(SubjectResult, String) -> bool,
+    ) -> Result<Revision, DbError> {
+        self.check_context(&req.context)?;
+        let s = self.lookup_snapshot(tenant, consistency, req.cursor.as_deref())?;
+        let query = crate::engine::lookup::subjects_query(s.schema(), req);
+        let mut req = req.clone();
+        let mut left = max.unwrap_or(usize::MAX);
+        while left > 0 {
+            req.limit = Some(left.min(self.limits.max_page_size));
+            let page = s.lookup_subjects(&req)?;
+            for item in page.items {
+                left -= 1;
+                let cursor = s.cursor_after(query, &item.subject.object.id);
+                if !emit(item, cursor) {
+                    return Ok(s.revision());
+                }
+            }
+            match page.cursor {
+                Some(c) => req.cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(s.revision())
+    }
+
     pub fn expand(
         &self,
         tenant: &str,

@@ -27,6 +27,50 @@ impl Database {
 
     /// Validates and commits a batch; returns its revision once it is durable and visible.
     pub fn write(&self, tenant: &str, req: WriteRequest) -> Result<Revision, DbError> {
+        self.commit(tenant, req).map(|(rev, _)| rev)
+    }
+
+    /// Deletes the relationships a filter matches (after the preconditions hold). With a limit,
+    /// at most that many (the first in key order): more matching is an error unless
+    /// `allow_partial`. Returns the revision, how many were deleted, and whether that was all.
+    pub fn delete_relationships(
+        &self,
+        tenant: &str,
+        filter: &crate::store::RelationshipFilter,
+        preconditions: Vec<Precondition>,
+        limit: Option<usize>,
+        allow_partial: bool,
+    ) -> Result<(Revision, usize, bool), DbError> {
+        let Some(limit) = limit else {
+            let req = WriteRequest { mutations: vec![Mutation::DeleteByFilter(filter.clone())], preconditions };
+            let (rev, changes) = self.commit(tenant, req)?;
+            return Ok((rev, changes, true));
+        };
+        let head = self.tenant(tenant)?.head()?;
+        let mut rows: Vec<crate::model::Relationship> = head
+            .index()
+            .relationships(filter.resource_type.as_deref(), filter.resource_id.as_deref(), filter.relation.as_deref())
+            .filter(|r| filter.matches(r))
+            .collect();
+        rows.sort_by_key(crate::store::relationship_key);
+        let complete = rows.len() <= limit;
+        if !complete && !allow_partial {
+            return Err(DbError::PreconditionFailed {
+                index: preconditions.len(),
+                reason: format!(
+                    "more than {limit} relationships match {filter}; allow partial deletions or raise the limit"
+                ),
+            });
+        }
+        rows.truncate(limit);
+        let count = rows.len();
+        let req = WriteRequest { mutations: rows.into_iter().map(Mutation::Delete).collect(), preconditions };
+        let (rev, _) = self.commit(tenant, req)?;
+        Ok((rev, count, complete))
+    }
+
+    /// [`Database::write`], also returning how many changes the batch made.
+    fn commit(&self, tenant: &str, req: WriteRequest) -> Result<(Revision, usize), DbError> {
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
         let head = t.head()?;
@@ -53,8 +97,9 @@ impl Database {
         };
         drop(head);
         let view = Arc::new(View::new(commit.revision, schema, text, Arc::new(index)));
-        t.publish(view, commit.changes.len(), &self.limits)?;
-        Ok(commit.revision)
+        let changes = commit.changes.len();
+        t.publish(view, changes, &self.limits)?;
+        Ok((commit.revision, changes))
     }
 
     /// Replaces a tenant's head with the store's.

@@ -185,6 +185,17 @@ pub struct Paging<'a> {
 }
 
 impl Paging<'_> {
+    /// A cursor that resumes this lookup after `after`.
+    pub fn cursor(&self, after: &str) -> String {
+        self.key.seal(&Cursor {
+            revision: self.revision,
+            now: self.now,
+            tenant: self.tenant.to_string(),
+            query: self.query,
+            after: after.to_string(),
+        })
+    }
+
     /// The page of `items` (one more than `limit` were asked for when a limit is set: their
     /// presence means more follow, so the next cursor is sealed after the last one kept).
     pub fn finish<T>(self, mut items: Vec<T>, limit: Option<usize>, id: impl Fn(&T) -> String) -> Page<T> {

@@ -217,6 +217,12 @@ impl Snapshot {
         Ok(c.after)
     }
 
+    /// A cursor that resumes a lookup (of the query digest `query`) on this snapshot after the
+    /// id `after`: what a server sends with each streamed result.
+    pub fn cursor_after(&self, query: [u8; 16], after: &str) -> String {
+        self.paging(query, String::new()).cursor(after)
+    }
+
     fn paging(&self, query: [u8; 16], after: String) -> engine::lookup::Paging<'_> {
         engine::lookup::Paging {
             key: &self.scope.key,

@@ -95,6 +95,9 @@ impl StoreError {
 pub struct RelationshipFilter {
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
+    /// Resource ids that start with this (SpiceDB's `optional_resource_id_prefix`).
+    #[serde(default)]
+    pub resource_id_prefix: Option<String>,
     pub relation: Option<String>,
     pub subject_type: Option<String>,
     pub subject_id: Option<String>,
@@ -107,6 +110,7 @@ impl RelationshipFilter {
         let eq = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w == got);
         eq(&self.resource_type, &r.resource.ty)
             && eq(&self.resource_id, &r.resource.id)
+            && self.resource_id_prefix.as_deref().is_none_or(|p| r.resource.id.starts_with(p))
             && eq(&self.relation, &r.relation)
             && eq(&self.subject_type, &r.subject.object.ty)
             && eq(&self.subject_id, &r.subject.object.id)
@@ -121,6 +125,7 @@ impl std::fmt::Display for RelationshipFilter {
         let fields = [
             ("resource_type", self.resource_type.as_deref()),
             ("resource_id", self.resource_id.as_deref()),
+            ("resource_id_prefix", self.resource_id_prefix.as_deref()),
             ("relation", self.relation.as_deref()),
             ("subject_type", self.subject_type.as_deref()),
             ("subject_id", self.subject_id.as_deref()),

@@ -12,6 +12,7 @@ mod index;
 mod oracle;
 mod schema_errors;
 mod schema_props;
+mod server;
 mod store;
 mod tidy;
 

@@ -1,0 +1,422 @@
+//! The gRPC server in-process on `127.0.0.1:0`, used through tonic clients built from `proto/`:
+//! the RPCs a SpiceDB client makes, tenants kept apart, keys, tokens and cursors that belong to
+//! one tenant, errors with their codes, and a restart on the same directory.
+
+use std::time::Duration;
+
+use pemba::server::proto::authzed::api::v1 as api;
+use pemba::server::proto::pemba::v1 as pb;
+use pemba::server::{self, Config};
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+const SCHEMA: &str = "use expiration\ndefinition user {}\ncaveat on_network(ip ipaddress, net string) {\n  ip.in_cidr(net)\n}\ndefinition document {\n  relation viewer: user | user with on_network | user with expiration\n  permission view = viewer\n}";
+
+struct Running {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Result<(), server::ServerError>>,
+}
+
+async fn start(dir: &std::path::Path) -> Running {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.to_path_buf(),
+        keys: vec![("acme".into(), "key-acme".into()), ("globex".into(), "key-globex".into())],
+        admin_key: Some("key-admin".into()),
+        tls: None,
+        default_deadline: Duration::from_secs(10),
+    };
+    let prepared = tokio::task::spawn_blocking(move || server::prepare(&config)).await.unwrap().unwrap();
+    assert!(prepared.generated.is_none());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done =
+        tokio::spawn(server::serve(prepared.db, prepared.keys, listener, None, Duration::from_secs(10), async {
+            let _ = stopped.await;
+        }));
+    Running { addr, stop, done }
+}
+
+async fn channel(addr: std::net::SocketAddr) -> Channel {
+    for _ in 0..100 {
+        if let Ok(c) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server at {addr} did not come up");
+}
+
+fn with_key<T>(key: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    r
+}
+
+fn obj(t: &str, id: &str) -> Option<api::ObjectReference> {
+    Some(api::ObjectReference { object_type: t.into(), object_id: id.into() })
+}
+
+fn user(id: &str) -> Option<api::SubjectReference> {
+    Some(api::SubjectReference { object: obj("user", id), optional_relation: String::new() })
+}
+
+fn fully() -> Option<api::Consistency> {
+    Some(api::Consistency { requirement: Some(api::consistency::Requirement::FullyConsistent(true)) })
+}
+
+fn at_least(token: &api::ZedToken) -> Option<api::Consistency> {
+    Some(api::Consistency { requirement: Some(api::consistency::Requirement::AtLeastAsFresh(token.clone())) })
+}
+
+fn context(pairs: &[(&str, &str)]) -> Option<prost_types::Struct> {
+    Some(prost_types::Struct {
+        fields: pairs
+            .iter()
+            .map(|(k, v)| {
+                (k.to_string(), prost_types::Value { kind: Some(prost_types::value::Kind::StringValue(v.to_string())) })
+            })
+            .collect(),
+    })
+}
+
+fn rel(doc: &str, who: &str) -> api::Relationship {
+    api::Relationship {
+        resource: obj("document", doc),
+        relation: "viewer".into(),
+        subject: user(who),
+        optional_caveat: None,
+        optional_expires_at: None,
+    }
+}
+
+fn touch(r: api::Relationship) -> api::RelationshipUpdate {
+    api::RelationshipUpdate { operation: api::relationship_update::Operation::Touch as i32, relationship: Some(r) }
+}
+
+fn check(
+    key: &str,
+    doc: &str,
+    who: &str,
+    ctx: Option<prost_types::Struct>,
+    token: &api::ZedToken,
+) -> Request<api::CheckPermissionRequest> {
+    with_key(
+        key,
+        api::CheckPermissionRequest {
+            consistency: at_least(token),
+            resource: obj("document", doc),
+            permission: "view".into(),
+            subject: user(who),
+            context: ctx,
+            with_tracing: false,
+        },
+    )
+}
+
+type Perms = api::permissions_service_client::PermissionsServiceClient<Channel>;
+
+async fn lookup_all(perms: &mut Perms, key: &str, who: &str, limit: u32) -> Result<Vec<String>, tonic::Status> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let req = api::LookupResourcesRequest {
+            consistency: fully(),
+            resource_object_type: "document".into(),
+            permission: "view".into(),
+            subject: user(who),
+            context: None,
+            optional_limit: limit,
+            optional_cursor: cursor.clone(),
+            with_debug: false,
+        };
+        let mut stream = perms.lookup_resources(with_key(key, req)).await?.into_inner();
+        let mut got = 0;
+        while let Some(r) = stream.message().await? {
+            got += 1;
+            ids.push(r.resource_object_id);
+            cursor = r.after_result_cursor;
+        }
+        if limit == 0 || got < limit as usize {
+            return Ok(ids);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spicedb_clients_are_served_per_tenant() {
+    let dir = super::store::temp_dir("server");
+    let running = start(&dir).await;
+    let ch = channel(running.addr).await;
+    let mut schema = api::schema_service_client::SchemaServiceClient::new(ch.clone());
+    let mut perms = api::permissions_service_client::PermissionsServiceClient::new(ch.clone());
+
+    // No key, a wrong key: UNAUTHENTICATED.
+    let err = schema.read_schema(Request::new(api::ReadSchemaRequest {})).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = schema.read_schema(with_key("nope", api::ReadSchemaRequest {})).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    // No schema yet: FAILED_PRECONDITION naming the code.
+    let err = schema.read_schema(with_key("key-acme", api::ReadSchemaRequest {})).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.metadata().get("pemba-error-code").unwrap().to_str().unwrap()),
+        (Code::FailedPrecondition, "NO_SCHEMA")
+    );
+    // A schema that does not compile: INVALID_ARGUMENT with line and column.
+    let err = schema
+        .write_schema(with_key("key-acme", api::WriteSchemaRequest { schema: "definition {".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("schema:1:12"), "{}", err.message());
+    for key in ["key-acme", "key-globex"] {
+        schema.write_schema(with_key(key, api::WriteSchemaRequest { schema: SCHEMA.into() })).await.unwrap();
+    }
+    let read = schema.read_schema(with_key("key-acme", api::ReadSchemaRequest {})).await.unwrap().into_inner();
+    assert_eq!(read.schema_text, SCHEMA);
+
+    // Writes: plain, caveated, expiring (one long expired).
+    let mut caveated = rel("2", "bob");
+    caveated.optional_caveat = Some(api::ContextualizedCaveat {
+        caveat_name: "on_network".into(),
+        context: context(&[("net", "10.0.0.0/8")]),
+    });
+    let mut expired = rel("3", "ann");
+    expired.optional_expires_at = Some(prost_types::Timestamp { seconds: 946684800, nanos: 0 });
+    let mut updates = vec![touch(rel("1", "ann")), touch(caveated), touch(expired)];
+    updates.extend((10..15).map(|i| touch(rel(&format!("d{i}"), "ann"))));
+    let written = perms
+        .write_relationships(with_key("key-acme", api::WriteRelationshipsRequest { updates, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .written_at
+        .unwrap();
+
+    use api::check_permission_response::Permissionship as P;
+    let answer = |r: api::CheckPermissionResponse| {
+        (P::try_from(r.permissionship).unwrap(), r.partial_caveat_info.map(|p| p.missing_required_context))
+    };
+    let r = perms.check_permission(check("key-acme", "1", "ann", None, &written)).await.unwrap().into_inner();
+    assert_eq!(answer(r), (P::HasPermission, None));
+    let r = perms.check_permission(check("key-acme", "1", "bob", None, &written)).await.unwrap().into_inner();
+    assert_eq!(answer(r), (P::NoPermission, None));
+    let r = perms.check_permission(check("key-acme", "3", "ann", None, &written)).await.unwrap().into_inner();
+    assert_eq!(answer(r), (P::NoPermission, None), "an expired relationship does not exist");
+    let r = perms.check_permission(check("key-acme", "2", "bob", None, &written)).await.unwrap().into_inner();
+    assert_eq!(answer(r), (P::ConditionalPermission, Some(vec!["ip".to_string()])));
+    let r = perms
+        .check_permission(check("key-acme", "2", "bob", context(&[("ip", "10.1.2.3")]), &written))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer(r), (P::HasPermission, None));
+    // A bad field is INVALID_ARGUMENT naming it.
+    let mut bad = check("key-acme", "1", "ann", None, &written);
+    bad.get_mut().resource = obj("Document", "1");
+    let err = perms.check_permission(bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("`resource.object_type`"), "{}", err.message());
+
+    // CheckBulk, with a per-item error.
+    let item = |doc: &str, perm: &str| api::CheckBulkPermissionsRequestItem {
+        resource: obj("document", doc),
+        permission: perm.into(),
+        subject: user("ann"),
+        context: None,
+    };
+    let bulk = perms
+        .check_bulk_permissions(with_key(
+            "key-acme",
+            api::CheckBulkPermissionsRequest {
+                consistency: fully(),
+                items: vec![item("1", "view"), item("1", "nosuch")],
+                with_tracing: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    use api::check_bulk_permissions_pair::Response as R;
+    assert!(matches!(&bulk.pairs[0].response, Some(R::Item(i)) if i.permissionship == P::HasPermission as i32));
+    assert!(matches!(&bulk.pairs[1].response, Some(R::Error(s)) if s.code == Code::InvalidArgument as i32));
+
+    // LookupResources: unpaged, and in pages of 2 resumed from each page's last cursor.
+    let all = lookup_all(&mut perms, "key-acme", "ann", 0).await.unwrap();
+    assert_eq!(all, ["1", "d10", "d11", "d12", "d13", "d14"]);
+    assert_eq!(lookup_all(&mut perms, "key-acme", "ann", 2).await.unwrap(), all);
+
+    // LookupSubjects and Expand.
+    let mut subjects = perms
+        .lookup_subjects(with_key(
+            "key-acme",
+            api::LookupSubjectsRequest {
+                consistency: fully(),
+                resource: obj("document", "1"),
+                permission: "view".into(),
+                subject_object_type: "user".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut found = Vec::new();
+    while let Some(s) = subjects.message().await.unwrap() {
+        found.push(s.subject.unwrap().subject_object_id);
+    }
+    assert_eq!(found, ["ann"]);
+    let tree = perms
+        .expand_permission_tree(with_key(
+            "key-acme",
+            api::ExpandPermissionTreeRequest {
+                consistency: fully(),
+                resource: obj("document", "1"),
+                permission: "view".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // `view = viewer`: the tree is the relation's leaf, naming ann.
+    let root = tree.tree_root.unwrap();
+    assert_eq!(root.expanded_object, obj("document", "1"));
+    assert!(
+        matches!(root.tree_type, Some(api::permission_relationship_tree::TreeType::Leaf(l)) if l.subjects == vec![user("ann").unwrap()])
+    );
+
+    // ReadRelationships with a prefix filter.
+    let filter = |prefix: &str| api::RelationshipFilter {
+        resource_type: "document".into(),
+        optional_resource_id_prefix: prefix.into(),
+        ..Default::default()
+    };
+    let mut read = perms
+        .read_relationships(with_key(
+            "key-acme",
+            api::ReadRelationshipsRequest {
+                consistency: fully(),
+                relationship_filter: Some(filter("d1")),
+                optional_limit: 0,
+                optional_cursor: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while read.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 5);
+
+    // The other tenant sees nothing, and the first tenant's token and cursor mean nothing to it.
+    let r =
+        perms.check_permission(check("key-globex", "1", "ann", None, &api::ZedToken { token: String::new() })).await;
+    assert_eq!(r.unwrap_err().code(), Code::InvalidArgument, "an empty token is no token");
+    let mut req = check("key-globex", "1", "ann", None, &written);
+    let err = perms.check_permission(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("consistency.at_least_as_fresh"), "{}", err.message());
+    req = check("key-globex", "1", "ann", None, &written);
+    req.get_mut().consistency = fully();
+    let r = perms.check_permission(req).await.unwrap().into_inner();
+    assert_eq!(answer(r), (P::NoPermission, None));
+    assert!(lookup_all(&mut perms, "key-globex", "ann", 0).await.unwrap().is_empty());
+
+    // DeleteRelationships, then Watch sees a write made after it started.
+    let deleted = perms
+        .delete_relationships(with_key(
+            "key-acme",
+            api::DeleteRelationshipsRequest { relationship_filter: Some(filter("d1")), ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.relationships_deleted_count, 5);
+    let mut watch = api::watch_service_client::WatchServiceClient::new(ch.clone());
+    let mut updates = watch
+        .watch(with_key(
+            "key-acme",
+            api::WatchRequest { optional_start_cursor: deleted.deleted_at.clone(), ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let later = perms
+        .write_relationships(with_key(
+            "key-acme",
+            api::WriteRelationshipsRequest { updates: vec![touch(rel("9", "cy"))], ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .written_at
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), updates.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(seen.updates.len(), 1);
+    assert_eq!(seen.changes_through.unwrap().token, later.token);
+
+    // The tenant service needs the admin key.
+    let mut tenants = pb::tenant_service_client::TenantServiceClient::new(ch.clone());
+    let err = tenants.list_tenants(with_key("key-acme", pb::ListTenantsRequest {})).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let list = tenants.list_tenants(with_key("key-admin", pb::ListTenantsRequest {})).await.unwrap().into_inner();
+    assert_eq!(list.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["acme", "globex"]);
+    let added = tenants
+        .add_key(with_key(
+            "key-admin",
+            pb::AddKeyRequest { tenant: "globex".into(), key_id: String::new(), key: String::new() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(added.key.starts_with("pmb_"));
+    schema.read_schema(with_key(&added.key, api::ReadSchemaRequest {})).await.unwrap();
+
+    // Graceful stop, then a restart on the same directory keeps data, keys and tokens.
+    running.stop.send(()).unwrap();
+    running.done.await.unwrap().unwrap();
+    let running = start(&dir).await;
+    let ch = channel(running.addr).await;
+    let mut perms = api::permissions_service_client::PermissionsServiceClient::new(ch.clone());
+    let r = perms.check_permission(check("key-acme", "9", "cy", None, &later)).await.unwrap().into_inner();
+    assert_eq!(answer(r), (P::HasPermission, None));
+    let mut schema = api::schema_service_client::SchemaServiceClient::new(ch);
+    schema.read_schema(with_key(&added.key, api::ReadSchemaRequest {})).await.unwrap();
+    running.stop.send(()).unwrap();
+    running.done.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The Python interpreter of the virtualenv `.ci/run` makes under `target/py` (with the official
+/// `authzed` client), if present. Under `CI` it must be.
+pub fn python() -> Option<std::path::PathBuf> {
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python");
+    if py.exists() {
+        return Some(py);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{} is missing and CI is set: .ci/run installs the official Python client there", py.display());
+    }
+    eprintln!("note: {} not found; the Python client tests are skipped outside CI", py.display());
+    None
+}
+
+/// Every service, method, message, field and enum Pemba declares in `authzed.api.v1` has the
+/// names, numbers, types, labels and streaming of the descriptors in the official Python
+/// `authzed` package.
+#[test]
+fn declared_api_matches_the_official_python_package() {
+    let Some(py) = python() else { return };
+    let file = super::store::temp_dir("descriptors");
+    std::fs::write(&file, pemba::server::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/compare_descriptors.py");
+    let out = std::process::Command::new(py).arg(script).arg(&file).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(" 0 differences"), "{text}");
+}
