@@ -420,3 +420,56 @@ fn declared_api_matches_the_official_python_package() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(" 0 differences"), "{text}");
 }
+
+/// `pemba serve` as a child process, used by the official Python client (tests/py/client_e2e.py):
+/// the README's path for a SpiceDB user. Then SIGTERM stops it with exit status 0.
+#[test]
+fn the_official_python_client_works_against_pemba_serve() {
+    use std::io::BufRead;
+    let Some(py) = python() else { return };
+    let dir = super::store::temp_dir("serve-python");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pemba"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .args(["--tenant", "acme=key-acme", "--tenant", "globex=key-globex"])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log line `... serving addr=127.0.0.1:PORT tls=false` says where it listens.
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if log.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("pemba serve exited before listening:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut log, &mut rest);
+        rest
+    });
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/client_e2e.py");
+    let out = std::process::Command::new(py).arg(script).arg(&addr).output().unwrap();
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    let rest = drain.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("all steps passed"),
+        "{text}{}\nserver log:\n{seen}{rest}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(exit.success(), "pemba serve exited with {exit:?} on SIGTERM:\n{seen}{rest}");
+    assert!(rest.contains("stopped"), "{rest}");
+}
