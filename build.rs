@@ -23,6 +23,7 @@ mod server {
         "authzed/api/v1/watch_service.proto",
         "authzed/api/v1/error_reason.proto",
         "google/rpc/status.proto",
+        "google/rpc/error_details.proto",
         "pemba/v1/pemba.proto",
     ];
 

@@ -6,7 +6,7 @@ use serde_json::{Map, Number, Value};
 use tonic::{Code, Status};
 
 use super::proto::authzed::api::v1 as api;
-use crate::db::{Consistency, Database, DbError, ErrorClass};
+use crate::db::{Consistency, Database, DbError, ErrorClass, ErrorCode};
 use crate::engine::Decision;
 use crate::model::{
     CaveatRef, ObjectRef, Relationship, SubjectRef, Timestamp, valid_id, valid_relation_name, valid_type_name,
@@ -14,9 +14,27 @@ use crate::model::{
 use crate::store::RelationshipFilter;
 
 /// A database error as a gRPC status: its class picks the code, and the message carries the
-/// stable error code (`… (CODE)`) and, in metadata, `pemba-error-code`.
+/// stable error code (`… (CODE)`) and, in metadata, `pemba-error-code`. The status's details
+/// (`grpc-status-details-bin`) hold a `google.rpc.ErrorInfo` as SpiceDB sends it: the
+/// `authzed.api.v1.ErrorReason` name where one fits, in domain `authzed.com`, with Pemba's code in
+/// its metadata under `pemba_code`.
 pub fn status(e: DbError) -> Status {
-    let code = match e.class() {
+    let details = rpc_status(&e);
+    let mut s =
+        Status::with_details(grpc_code(&e), details.message.clone(), prost::Message::encode_to_vec(&details).into());
+    if let Ok(v) = e.code().as_str().parse() {
+        s.metadata_mut().insert("pemba-error-code", v);
+    }
+    s
+}
+
+fn grpc_code(e: &DbError) -> Code {
+    // A name the tenant's schema does not declare is FAILED_PRECONDITION in SpiceDB (the request
+    // is well formed; the schema it meets lacks the name), and clients retry on that basis.
+    if matches!(e.code(), ErrorCode::UnknownType | ErrorCode::UnknownMember | ErrorCode::UnknownCaveat) {
+        return Code::FailedPrecondition;
+    }
+    match e.class() {
         ErrorClass::InvalidArgument => Code::InvalidArgument,
         ErrorClass::NotFound => Code::NotFound,
         ErrorClass::AlreadyExists => Code::AlreadyExists,
@@ -27,12 +45,47 @@ pub fn status(e: DbError) -> Status {
         ErrorClass::Unknown => Code::Unknown,
         ErrorClass::DataLoss => Code::DataLoss,
         ErrorClass::Internal => Code::Internal,
-    };
-    let mut s = Status::new(code, format!("{e} ({})", e.code()));
-    if let Ok(v) = e.code().as_str().parse() {
-        s.metadata_mut().insert("pemba-error-code", v);
     }
-    s
+}
+
+/// The `google.rpc.Status` of an error, with its `ErrorInfo` (see [`status`]): what a CheckBulk
+/// item's error is, and what a failed call's details hold.
+pub fn rpc_status(e: &DbError) -> super::proto::google::rpc::Status {
+    use super::proto::google::rpc::{ErrorInfo, Status};
+    let pemba = e.code();
+    let info = ErrorInfo {
+        reason: reason(pemba).map_or(pemba.as_str(), |r| r.as_str_name()).to_string(),
+        domain: "authzed.com".to_string(),
+        metadata: [("pemba_code".to_string(), pemba.as_str().to_string())].into(),
+    };
+    let any = prost_types::Any {
+        type_url: "type.googleapis.com/google.rpc.ErrorInfo".to_string(),
+        value: prost::Message::encode_to_vec(&info),
+    };
+    Status { code: grpc_code(e) as i32, message: format!("{e} ({pemba})"), details: vec![any] }
+}
+
+/// SpiceDB's reason for a Pemba error code, where one means the same.
+fn reason(code: ErrorCode) -> Option<api::ErrorReason> {
+    use api::ErrorReason as R;
+    Some(match code {
+        ErrorCode::InvalidSchema => R::SchemaParseError,
+        ErrorCode::UnknownType => R::UnknownDefinition,
+        ErrorCode::UnknownMember => R::UnknownRelationOrPermission,
+        ErrorCode::UnknownCaveat => R::UnknownCaveat,
+        ErrorCode::TooManyMutations => R::TooManyUpdatesInRequest,
+        ErrorCode::PreconditionFailed => R::WriteOrDeletePreconditionFailure,
+        ErrorCode::ConditionFailed => R::CaveatEvaluationError,
+        ErrorCode::InvalidContext => R::CaveatParameterTypeError,
+        ErrorCode::ContextTooLarge => R::MaxRelationshipContextSize,
+        ErrorCode::InvalidCursor => R::InvalidCursor,
+        ErrorCode::RelationshipExists => R::AttemptToRecreateRelationship,
+        ErrorCode::DepthLimit => R::MaximumDepthExceeded,
+        ErrorCode::TooManyChecks => R::TooManyChecksInRequest,
+        ErrorCode::InvalidPageSize => R::ExceedsMaximumAllowableLimit,
+        ErrorCode::WriteConflict => R::SerializationFailure,
+        _ => return None,
+    })
 }
 
 /// INVALID_ARGUMENT naming the field.

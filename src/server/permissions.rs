@@ -58,8 +58,7 @@ fn preconditions(ps: &[api::Precondition]) -> Result<Vec<Precondition>, Status> 
 
 /// A `google.rpc.Status` for one CheckBulk item's error.
 fn item_error(e: EvalError) -> super::proto::google::rpc::Status {
-    let s = status(e.into());
-    super::proto::google::rpc::Status { code: s.code() as i32, message: s.message().to_string(), details: Vec::new() }
+    super::convert::rpc_status(&e.into())
 }
 
 #[tonic::async_trait]

@@ -82,6 +82,32 @@ fn context(pairs: &[(&str, &str)]) -> Option<prost_types::Struct> {
     })
 }
 
+/// The `google.rpc.ErrorInfo` reason among a status's details.
+fn error_reason(details: &[prost_types::Any]) -> String {
+    use pemba::server::proto::google::rpc::ErrorInfo;
+    let any = details.iter().find(|a| a.type_url == "type.googleapis.com/google.rpc.ErrorInfo").expect("an ErrorInfo");
+    let info: ErrorInfo = prost::Message::decode(any.value.as_slice()).unwrap();
+    assert_eq!(info.domain, "authzed.com");
+    info.reason
+}
+
+trait IntoCheck {
+    fn into_check(self) -> api::CheckPermissionRequest;
+}
+
+impl IntoCheck for api::CheckBulkPermissionsRequestItem {
+    fn into_check(self) -> api::CheckPermissionRequest {
+        api::CheckPermissionRequest {
+            consistency: None,
+            resource: self.resource,
+            permission: self.permission,
+            subject: self.subject,
+            context: self.context,
+            with_tracing: false,
+        }
+    }
+}
+
 fn rel(doc: &str, who: &str) -> api::Relationship {
     api::Relationship {
         resource: obj("document", doc),
@@ -241,7 +267,20 @@ async fn spicedb_clients_are_served_per_tenant() {
         .into_inner();
     use api::check_bulk_permissions_pair::Response as R;
     assert!(matches!(&bulk.pairs[0].response, Some(R::Item(i)) if i.permissionship == P::HasPermission as i32));
-    assert!(matches!(&bulk.pairs[1].response, Some(R::Error(s)) if s.code == Code::InvalidArgument as i32));
+    let Some(R::Error(e)) = &bulk.pairs[1].response else { panic!("{:?}", bulk.pairs[1]) };
+    assert_eq!(e.code, Code::FailedPrecondition as i32, "an unknown name is FAILED_PRECONDITION, as in SpiceDB");
+    assert_eq!(error_reason(&e.details), "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION");
+    // A failed call carries the same in its details.
+    let err = perms
+        .check_permission(with_key(
+            "key-acme",
+            api::CheckPermissionRequest { consistency: fully(), ..item("1", "nosuch").into_check() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let details: pemba::server::proto::google::rpc::Status = prost::Message::decode(err.details()).unwrap();
+    assert_eq!(error_reason(&details.details), "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION");
 
     // LookupResources: unpaged, and in pages of 2 resumed from each page's last cursor.
     let all = lookup_all(&mut perms, "key-acme", "ann", 0).await.unwrap();

@@ -13,6 +13,7 @@ import time
 import grpc
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
 from grpcutil import insecure_bearer_token_credentials
 
 from authzed.api.v1 import (
@@ -70,6 +71,19 @@ def expect_error(code, fn):
         assert e.code() == code, f"expected {code}, got {e.code()}: {e.details()}"
         return e
     raise AssertionError(f"expected {code}, the call succeeded")
+
+
+def error_reason(e):
+    """The ErrorInfo reason in a failed call's `grpc-status-details-bin`, as SpiceDB clients read it."""
+    for key, value in e.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for any_ in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if any_.Unpack(info):
+                    assert info.domain == "authzed.com", info
+                    return info.reason
+    return None
 
 
 def doc(i):
@@ -170,6 +184,12 @@ def main(addr):
     e = expect_error(grpc.StatusCode.INVALID_ARGUMENT, lambda: check("bad id!", "alice"))
     assert "object_id" in e.details(), e.details()
 
+    step("an unknown permission carries SpiceDB's ErrorInfo reason")
+    e = expect_error(grpc.StatusCode.FAILED_PRECONDITION, lambda: acme.CheckPermission(
+        CheckPermissionRequest(consistency=fresh(token), resource=doc("doc1"), permission="nope", subject=user("alice"))
+    ))
+    assert error_reason(e) == "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION", error_reason(e)
+
     step("CheckBulkPermissions with a per-item error")
     items = [
         CheckBulkPermissionsRequestItem(resource=doc("doc1"), permission="view", subject=user("alice")),
@@ -181,6 +201,9 @@ def main(addr):
     assert pairs[0].item.permissionship == HAS and pairs[1].item.permissionship == NO
     assert pairs[2].HasField("error") and pairs[2].error.code != 0 and "nope" in pairs[2].error.message, pairs[2]
     assert pairs[0].request.resource.object_id == "doc1"
+    info = error_details_pb2.ErrorInfo()
+    assert pairs[2].error.details and pairs[2].error.details[0].Unpack(info), pairs[2]
+    assert info.reason == "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION", info
 
     step("LookupResources in pages of 5")
     expected = {"doc1"} | {f"doc{i}" for i in range(10, 25)}

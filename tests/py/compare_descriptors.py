@@ -1,11 +1,13 @@
 """Compares the gRPC API Pemba declares (its compiled descriptor set, a file given as the first
 argument) with the descriptors shipped in the official Python `authzed` package: every service,
 method, message, field and enum Pemba declares in `authzed.api.v1` must exist there with the same
-names, numbers, types, labels and streaming. Prints each difference; exits 1 if there is any."""
+names, numbers, types, labels and streaming; so must its `google.rpc` messages in the
+googleapis-common-protos package the client depends on. Prints each difference; exits 1 if there is any."""
 
 import sys
 
 from google.protobuf import descriptor_pb2
+from google.rpc import error_details_pb2, status_pb2
 from authzed.api.v1 import (
     core_pb2,
     debug_pb2,
@@ -46,10 +48,13 @@ def field_facts(m, f):
 
 def main():
     ours = descriptor_pb2.FileDescriptorSet.FromString(open(sys.argv[1], "rb").read())
-    ours = [f for f in ours.file if f.package == "authzed.api.v1"]
+    ours = [f for f in ours.file if f.package in ("authzed.api.v1", "google.rpc")]
     theirs = [
         descriptor_pb2.FileDescriptorProto.FromString(m.DESCRIPTOR.serialized_pb)
         for m in (core_pb2, debug_pb2, error_reason_pb2, permission_service_pb2, schema_service_pb2, watch_service_pb2)
+    ] + [
+        descriptor_pb2.FileDescriptorProto.FromString(m.DESCRIPTOR.serialized_pb)
+        for m in (status_pb2, error_details_pb2)
     ]
     a, b = index(ours), index(theirs)
     problems = []
