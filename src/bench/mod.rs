@@ -262,7 +262,8 @@ pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -
 
 /// Writes the Drive schema and `rels` into tenant `bench` of a new store in `dir`, in revisions
 /// of 10,000, and closes it.
-fn load_store(dir: &std::path::Path, rels: &[Relationship]) -> Result<(), BenchError> {
+/// Creates tenant `bench` in a store at `dir` with the Drive schema and `rels` (the import path).
+pub fn load_store(dir: &std::path::Path, rels: &[Relationship]) -> Result<(), BenchError> {
     let store = SledStore::open(dir)?;
     store.create_tenant("bench")?;
     store.write("bench", &[Mutation::SetSchema(workload::DRIVE_SCHEMA.to_string())], Timestamp::now())?;
