@@ -364,6 +364,44 @@ async fn spicedb_clients_are_served_per_tenant() {
     let r = perms.check_permission(req).await.unwrap().into_inner();
     assert_eq!(answer(r), (P::NoPermission, None));
     assert!(lookup_all(&mut perms, "key-globex", "ann", 0).await.unwrap().is_empty());
+    // A lookup cursor of the first tenant is refused by the second, naming the field; so is its
+    // token as a Watch's start.
+    let lookup = |key: &str, cursor: Option<api::Cursor>| {
+        with_key(
+            key,
+            api::LookupResourcesRequest {
+                consistency: fully(),
+                resource_object_type: "document".into(),
+                permission: "view".into(),
+                subject: user("ann"),
+                context: None,
+                optional_limit: 1,
+                optional_cursor: cursor,
+                with_debug: false,
+            },
+        )
+    };
+    let first = perms.lookup_resources(lookup("key-acme", None)).await.unwrap().into_inner().message().await;
+    let foreign = first.unwrap().unwrap().after_result_cursor;
+    assert!(foreign.is_some());
+    let err = match perms.lookup_resources(lookup("key-globex", foreign)).await {
+        Err(e) => e,
+        Ok(stream) => stream.into_inner().message().await.expect_err("another tenant's cursor is refused"),
+    };
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("cursor"), "{}", err.message());
+    let mut watch = api::watch_service_client::WatchServiceClient::new(ch.clone());
+    let err = match watch
+        .watch(with_key(
+            "key-globex",
+            api::WatchRequest { optional_start_cursor: Some(written.clone()), ..Default::default() },
+        ))
+        .await
+    {
+        Err(e) => e,
+        Ok(stream) => stream.into_inner().message().await.expect_err("another tenant's token is refused"),
+    };
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // DeleteRelationships, then Watch sees a write made after it started.
     let deleted = perms
