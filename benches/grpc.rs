@@ -82,6 +82,7 @@ fn bench(c: &mut Criterion) {
         admin_key: None,
         tls: None,
         default_deadline: Duration::from_secs(10),
+        limits: Default::default(),
     };
     // sled's threads may hold the directory's lock a moment after the import closed it.
     let prepared = (0..200)

@@ -85,6 +85,17 @@ struct ServeArgs {
     /// Deadline of a request whose client sets none, in seconds.
     #[arg(long, default_value_t = 30)]
     default_deadline_secs: u64,
+    /// Mutations one write may hold (SpiceDB's default is 1000).
+    #[arg(long, default_value_t = 1000)]
+    max_relationships_per_write: usize,
+    /// Per-tenant quota: relationships a tenant may hold; writes past it are RESOURCE_EXHAUSTED
+    /// (`QUOTA_EXCEEDED`). Unlimited if not given.
+    #[arg(long)]
+    max_relationships_per_tenant: Option<usize>,
+    /// Per-tenant quota: bytes of heap a tenant's index may hold; past it only deletes are
+    /// accepted. Unlimited if not given.
+    #[arg(long)]
+    max_index_bytes_per_tenant: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -277,6 +288,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         admin_key: args.admin_key.clone(),
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         default_deadline: std::time::Duration::from_secs(args.default_deadline_secs.max(1)),
+        limits: crate::db::Limits {
+            max_relationships_per_write: args.max_relationships_per_write.max(1),
+            max_relationships_per_tenant: args.max_relationships_per_tenant.unwrap_or(usize::MAX),
+            max_index_bytes_per_tenant: args.max_index_bytes_per_tenant.unwrap_or(usize::MAX),
+            ..crate::db::Limits::default()
+        },
     };
     tracing::info!(data_dir = %config.data_dir.display(), "opening the database");
     let t = std::time::Instant::now();

@@ -24,6 +24,8 @@ pub enum DbError {
     InvalidMutation { index: usize, item: String, reason: String },
     #[error("the write has {count} mutations; the limit is {limit}")]
     TooManyMutations { count: usize, limit: usize },
+    #[error("tenant `{tenant}` is at its quota: {reason}")]
+    QuotaExceeded { tenant: String, reason: String },
     #[error("precondition {index} failed: {reason}")]
     PreconditionFailed { index: usize, reason: String },
     #[error("schema change refused: {count} stored item(s) would no longer fit, first: {}", blockers.join("; "))]
@@ -110,6 +112,7 @@ pub enum ErrorCode {
     SchemaChangeBlocked,
     InvalidMutation,
     TooManyMutations,
+    QuotaExceeded,
     PreconditionFailed,
     UnknownType,
     UnknownMember,
@@ -152,6 +155,7 @@ impl ErrorCode {
             ErrorCode::SchemaChangeBlocked => "SCHEMA_CHANGE_BLOCKED",
             ErrorCode::InvalidMutation => "INVALID_MUTATION",
             ErrorCode::TooManyMutations => "TOO_MANY_MUTATIONS",
+            ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorCode::PreconditionFailed => "PRECONDITION_FAILED",
             ErrorCode::UnknownType => "UNKNOWN_TYPE",
             ErrorCode::UnknownMember => "UNKNOWN_MEMBER",
@@ -181,7 +185,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::TenantNotFound,
         ErrorCode::TenantExists,
         ErrorCode::InvalidTenantName,
@@ -193,6 +197,7 @@ impl ErrorCode {
         ErrorCode::SchemaChangeBlocked,
         ErrorCode::InvalidMutation,
         ErrorCode::TooManyMutations,
+        ErrorCode::QuotaExceeded,
         ErrorCode::PreconditionFailed,
         ErrorCode::UnknownType,
         ErrorCode::UnknownMember,
@@ -245,6 +250,7 @@ impl ErrorCode {
             ErrorCode::FutureRevision | ErrorCode::OutsideWindow => C::OutOfRange,
             ErrorCode::TooManyTenants
             | ErrorCode::TooManyMutations
+            | ErrorCode::QuotaExceeded
             | ErrorCode::ContextTooLarge
             | ErrorCode::TooManyChecks
             | ErrorCode::WorkLimit
@@ -299,6 +305,7 @@ impl DbError {
             DbError::NoSchema(_) => ErrorCode::NoSchema,
             DbError::InvalidMutation { .. } => ErrorCode::InvalidMutation,
             DbError::TooManyMutations { .. } => ErrorCode::TooManyMutations,
+            DbError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             DbError::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
             DbError::SchemaChangeBlocked { .. } => ErrorCode::SchemaChangeBlocked,
             DbError::SchemaNotAlone => ErrorCode::SchemaNotAlone,

@@ -88,6 +88,14 @@ pub struct Limits {
     pub recent_view_changes: usize,
     /// Bytes of index a tenant may keep for older revisions built from the store.
     pub older_view_bytes: usize,
+    /// Per-tenant quota: relationships a tenant may hold. A write that could pass it (counting
+    /// each create and each touch of a relationship not yet held; deletes in the same write are
+    /// not subtracted) is refused with `QUOTA_EXCEEDED`. Unlimited by default.
+    pub max_relationships_per_tenant: usize,
+    /// Per-tenant quota: bytes of heap the tenant's index (its head) may hold. Once past it, writes
+    /// that add relationships or attributes are refused with `QUOTA_EXCEEDED`; deletes still
+    /// succeed. Unlimited by default.
+    pub max_index_bytes_per_tenant: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +111,8 @@ impl Default for Limits {
             recent_views: 16,
             recent_view_changes: 4096,
             older_view_bytes: 256 << 20,
+            max_relationships_per_tenant: usize::MAX,
+            max_index_bytes_per_tenant: usize::MAX,
         }
     }
 }

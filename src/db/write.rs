@@ -102,6 +102,42 @@ impl Database {
         Ok((commit.revision, changes))
     }
 
+    /// The tenant's quotas ([`super::Limits::max_relationships_per_tenant`] and
+    /// [`super::Limits::max_index_bytes_per_tenant`]) against a write that may add.
+    fn check_quota(&self, tenant: &str, req: &WriteRequest, index: &crate::index::IndexGraph) -> Result<(), DbError> {
+        let (max_rels, max_bytes) = (self.limits.max_relationships_per_tenant, self.limits.max_index_bytes_per_tenant);
+        if max_rels == usize::MAX && max_bytes == usize::MAX {
+            return Ok(());
+        }
+        let new = |r: &crate::model::Relationship| !index.has_edge(&r.resource, &r.relation, &r.subject);
+        let adds = req
+            .mutations
+            .iter()
+            .filter(|m| match m {
+                Mutation::Create(r) | Mutation::Touch(r) => new(r),
+                _ => false,
+            })
+            .count();
+        let grows = adds > 0 || req.mutations.iter().any(|m| matches!(m, Mutation::SetAttributes(..)));
+        if !grows {
+            return Ok(());
+        }
+        let quota = |reason: String| Err(DbError::QuotaExceeded { tenant: tenant.to_string(), reason });
+        let held = index.relationship_count();
+        if held.saturating_add(adds) > max_rels {
+            return quota(format!(
+                "it holds {held} relationships and this write may add {adds}; the quota is {max_rels} (delete some, or raise `--max-relationships-per-tenant`)"
+            ));
+        }
+        let bytes = index.heap_bytes();
+        if bytes > max_bytes {
+            return quota(format!(
+                "its index holds {bytes} bytes, past the quota of {max_bytes}; only deletes are accepted (raise `--max-index-bytes-per-tenant`)"
+            ));
+        }
+        Ok(())
+    }
+
     /// Replaces a tenant's head with the store's.
     fn reload(&self, tenant: &str, t: &Tenant) -> Result<(), DbError> {
         let head = self.store.head(tenant)?;
@@ -121,6 +157,7 @@ impl Database {
             return Err(DbError::TooManyMutations { count, limit: self.limits.max_relationships_per_write });
         }
         let index = head.index();
+        self.check_quota(tenant, req, index)?;
         if let Some(text) =
             req.mutations.iter().find_map(|m| if let Mutation::SetSchema(s) = m { Some(s) } else { None })
         {

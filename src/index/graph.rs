@@ -434,6 +434,11 @@ impl IndexGraph {
             .is_some_and(|set| set.contains(s))
     }
 
+    /// Relationships held (unconditional edges, wildcards, conditional and expiring edges).
+    pub fn relationship_count(&self) -> usize {
+        self.slots.iter().flat_map(|ri| &ri.kinds).map(|k| k.edges.len + k.wildcards.len() + k.side.len()).sum()
+    }
+
     /// Conditional and expiring edges held.
     pub fn side_len(&self) -> usize {
         self.slots.iter().flat_map(|ri| &ri.kinds).map(|k| k.side.len()).sum()

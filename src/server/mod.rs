@@ -112,6 +112,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The deadline of a request whose client sets none.
     pub default_deadline: Duration,
+    /// The database's limits and per-tenant quotas.
+    pub limits: crate::db::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,7 +187,7 @@ pub struct Prepared {
 /// tenant key at all, creates tenant `default` and generates a key for it (returned once: only
 /// its hash is stored).
 pub fn prepare(config: &Config) -> Result<Prepared, ServerError> {
-    let db = Arc::new(Database::open(&config.data_dir)?);
+    let db = Arc::new(Database::open_with(&config.data_dir, config.limits)?);
     let keys = Arc::new(Keys::load(db.clone(), config.admin_key.as_deref())?);
     for (tenant, key) in &config.keys {
         if !db.tenants()?.contains(tenant) {

@@ -292,3 +292,33 @@ fn a_failing_import_reader_is_an_io_error_naming_the_line() {
     assert_eq!(err.to_string(), "reading import line 1: disk gone");
     assert_eq!(db.revision("t").unwrap(), before);
 }
+
+/// The per-tenant relationship quota refuses a write that could pass it (QUOTA_EXCEEDED,
+/// resource exhausted) and changes nothing; re-touching held relationships and deleting still
+/// work, and another tenant has its own quota. The index-memory quota refuses growth once past.
+#[test]
+fn tenant_quotas_refuse_writes_past_them() {
+    let rel = |s: &str| Relationship::parse(s).unwrap();
+    let (_, db) = open(Limits { max_relationships_per_tenant: 5, ..Limits::default() });
+    let rev = tenant_with_docs(&db, "acme", 5);
+    let err = db.write("acme", WriteRequest::new(vec![Mutation::Touch(rel("doc:d9#viewer@user:bob"))])).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::QuotaExceeded);
+    assert_eq!(err.class(), ErrorClass::ResourceExhausted);
+    assert!(err.to_string().contains("acme") && err.to_string().contains("quota is 5"), "{err}");
+    assert_eq!(db.revision("acme").unwrap(), rev, "nothing was written");
+    // Touching what is held adds nothing; a delete frees room for a create.
+    db.write("acme", WriteRequest::new(vec![Mutation::Touch(rel("doc:d0#viewer@user:ann"))])).unwrap();
+    db.write("acme", WriteRequest::new(vec![Mutation::Delete(rel("doc:d0#viewer@user:ann"))])).unwrap();
+    db.write("acme", WriteRequest::new(vec![Mutation::Create(rel("doc:d9#viewer@user:bob"))])).unwrap();
+    let full = db.check("acme", Consistency::FullyConsistent, &view("d9", "bob")).unwrap().0;
+    assert_eq!(full, Decision::Has);
+    tenant_with_docs(&db, "globex", 5);
+
+    let (_, db) = open(Limits { max_index_bytes_per_tenant: 1, ..Limits::default() });
+    db.create_tenant("acme").unwrap();
+    db.write_schema("acme", SCHEMA).unwrap();
+    db.write("acme", WriteRequest::new(vec![Mutation::Touch(rel("doc:d0#viewer@user:ann"))])).unwrap();
+    let err = db.write("acme", WriteRequest::new(vec![Mutation::Touch(rel("doc:d1#viewer@user:ann"))])).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::QuotaExceeded, "{err}");
+    db.write("acme", WriteRequest::new(vec![Mutation::Delete(rel("doc:d0#viewer@user:ann"))])).unwrap();
+}

@@ -26,6 +26,7 @@ async fn start(dir: &std::path::Path) -> Running {
         admin_key: Some("key-admin".into()),
         tls: None,
         default_deadline: Duration::from_secs(10),
+        limits: Default::default(),
     };
     let prepared = tokio::task::spawn_blocking(move || server::prepare(&config)).await.unwrap().unwrap();
     assert!(prepared.generated.is_none());
