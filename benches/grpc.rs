@@ -82,6 +82,7 @@ fn bench(c: &mut Criterion) {
         admin_key: None,
         tls: None,
         default_deadline: Duration::from_secs(10),
+        slow_request: Duration::from_secs(1),
         limits: Default::default(),
     };
     // sled's threads may hold the directory's lock a moment after the import closed it.
@@ -99,9 +100,17 @@ fn bench(c: &mut Criterion) {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let done = rt.spawn(server::serve(prepared.db, prepared.keys, listener, None, Duration::from_secs(10), async {
-        let _ = stopped.await;
-    }));
+    let done = rt.spawn(server::serve(
+        prepared.db,
+        prepared.keys,
+        listener,
+        None,
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let channel = rt.block_on(async {
         for _ in 0..100 {
             if let Ok(c) = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {

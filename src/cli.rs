@@ -85,6 +85,9 @@ struct ServeArgs {
     /// Deadline of a request whose client sets none, in seconds.
     #[arg(long, default_value_t = 30)]
     default_deadline_secs: u64,
+    /// Calls taking this many milliseconds or more are logged as slow (at warn).
+    #[arg(long, default_value_t = 1000)]
+    slow_request_ms: u64,
     /// Mutations one write may hold (SpiceDB's default is 1000).
     #[arg(long, default_value_t = 1000)]
     max_relationships_per_write: usize,
@@ -288,6 +291,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         admin_key: args.admin_key.clone(),
         tls: args.tls_cert.clone().zip(args.tls_key.clone()),
         default_deadline: std::time::Duration::from_secs(args.default_deadline_secs.max(1)),
+        slow_request: std::time::Duration::from_millis(args.slow_request_ms),
         limits: crate::db::Limits {
             max_relationships_per_write: args.max_relationships_per_write.max(1),
             max_relationships_per_tenant: args.max_relationships_per_tenant.unwrap_or(usize::MAX),
@@ -335,7 +339,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = ctrl_c.await;
             tracing::info!("shutting down: finishing the calls in flight");
         };
-        server::serve(prepared.db, prepared.keys, listener, tls, config.default_deadline, shutdown).await?;
+        server::serve(
+            prepared.db,
+            prepared.keys,
+            listener,
+            tls,
+            config.default_deadline,
+            config.slow_request,
+            shutdown,
+        )
+        .await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })?;

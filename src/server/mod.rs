@@ -17,6 +17,7 @@ pub mod permissions;
 pub mod proto;
 pub mod schema;
 pub mod tenants;
+pub mod trace;
 pub mod watch;
 
 use std::future::Future;
@@ -112,6 +113,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The deadline of a request whose client sets none.
     pub default_deadline: Duration,
+    /// Calls taking this long or longer are logged as slow.
+    pub slow_request: Duration,
     /// The database's limits and per-tenant quotas.
     pub limits: crate::db::Limits,
 }
@@ -135,6 +138,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<tonic::transport::ServerTlsConfig>,
     default_deadline: Duration,
+    slow_request: Duration,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -158,6 +162,7 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).map_err(|e| ServerError::Tls(e.to_string()))?;
     }
+    let mut builder = builder.layer(trace::SlowLog { threshold: slow_request });
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     builder
         .add_service(health)

@@ -26,6 +26,7 @@ async fn start(dir: &std::path::Path) -> Running {
         admin_key: Some("key-admin".into()),
         tls: None,
         default_deadline: Duration::from_secs(10),
+        slow_request: Duration::from_secs(1),
         limits: Default::default(),
     };
     let prepared = tokio::task::spawn_blocking(move || server::prepare(&config)).await.unwrap().unwrap();
@@ -33,10 +34,17 @@ async fn start(dir: &std::path::Path) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let done =
-        tokio::spawn(server::serve(prepared.db, prepared.keys, listener, None, Duration::from_secs(10), async {
+    let done = tokio::spawn(server::serve(
+        prepared.db,
+        prepared.keys,
+        listener,
+        None,
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+        async {
             let _ = stopped.await;
-        }));
+        },
+    ));
     Running { addr, stop, done }
 }
 
@@ -509,7 +517,7 @@ fn the_official_python_client_works_against_pemba_serve() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pemba"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
-        .args(["--tenant", "acme=key-acme", "--tenant", "globex=key-globex"])
+        .args(["--tenant", "acme=key-acme", "--tenant", "globex=key-globex", "--slow-request-ms", "0"])
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
@@ -550,4 +558,9 @@ fn the_official_python_client_works_against_pemba_serve() {
     );
     assert!(exit.success(), "pemba serve exited with {exit:?} on SIGTERM:\n{seen}{rest}");
     assert!(rest.contains("stopped"), "{rest}");
+    // With a threshold of 0 ms every call is a slow request in the log, named by its method.
+    assert!(
+        rest.contains("slow request") && rest.contains("/authzed.api.v1.PermissionsService/CheckPermission"),
+        "{rest}"
+    );
 }

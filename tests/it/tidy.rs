@@ -31,6 +31,8 @@ const HOMES: &[(&str, &[&str])] = &[
     ("tonic", &["src/server/"]),
     ("prost", &["src/server/"]),
     ("prost_types", &["src/server/"]),
+    ("tower_layer", &["src/server/"]),
+    ("tower_service", &["src/server/"]),
     ("tokio", &["src/server/", "src/cli.rs"]),
     ("tracing", &["src/server/", "src/cli.rs"]),
     ("mimalloc", &["src/main.rs"]),
