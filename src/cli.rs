@@ -299,26 +299,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..crate::db::Limits::default()
         },
     };
-    tracing::info!(data_dir = %config.data_dir.display(), "opening the database");
-    let t = std::time::Instant::now();
-    let prepared = server::prepare(&config)?;
-    tracing::info!(tenants = prepared.db.tenants()?.len(), open_ms = t.elapsed().as_millis() as u64, "database open");
-    if let Some(key) = &prepared.generated {
-        // Shown once: only the key's hash is stored.
-        eprintln!(
-            "No key was configured: tenant `default` was given this key (shown once, stored only as a hash):\n\n    {key}\n"
-        );
-    }
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_config(cert, key)?),
         None => None,
     };
+    let tls_for_serve = tls.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on `{}`", config.listen))?;
-        tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "listening; health is NOT_SERVING until the database is open");
+        let open_config = config.clone();
+        let open = async move {
+            tracing::info!(data_dir = %open_config.data_dir.display(), "opening the database");
+            let t = std::time::Instant::now();
+            let prepared = tokio::task::spawn_blocking(move || server::prepare(&open_config))
+                .await
+                .map_err(|e| server::ServerError::Transport(format!("opening the database: {e}")))??;
+            let tenants = prepared.db.tenants()?.len();
+            tracing::info!(tenants, open_ms = t.elapsed().as_millis() as u64, "database open");
+            if let Some(key) = &prepared.generated {
+                // Shown once: only the key's hash is stored.
+                eprintln!(
+                    "No key was configured: tenant `default` was given this key (shown once, stored only as a hash):\n\n    {key}\n"
+                );
+            }
+            tracing::info!(%addr, tls = tls.is_some(), "serving");
+            Ok(prepared)
+        };
         let shutdown = async {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
@@ -339,16 +349,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = ctrl_c.await;
             tracing::info!("shutting down: finishing the calls in flight");
         };
-        server::serve(
-            prepared.db,
-            prepared.keys,
-            listener,
-            tls,
-            config.default_deadline,
-            config.slow_request,
-            shutdown,
-        )
-        .await?;
+        server::serve_opening(open, listener, tls_for_serve, config.default_deadline, config.slow_request, shutdown)
+            .await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })?;

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Status};
 
 use self::keys::Keys;
@@ -131,11 +130,112 @@ pub enum ServerError {
     Transport(String),
 }
 
+/// Connections accepted on a listener, as a server's incoming stream.
+type Incoming = tokio_stream::wrappers::ReceiverStream<std::io::Result<tokio::net::TcpStream>>;
+
+/// Accepts on `listener` (no delay set on each connection) and hands each connection to the
+/// `opening` stream until `opened` is set, then to the `open` stream. Ends when the stream it
+/// would hand to is gone.
+fn accept(
+    listener: tokio::net::TcpListener,
+    opened: Arc<std::sync::atomic::AtomicBool>,
+) -> (Incoming, Incoming, tokio::task::JoinHandle<()>) {
+    let (opening_tx, opening_rx) = tokio::sync::mpsc::channel(64);
+    let (open_tx, open_rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(async move {
+        loop {
+            let conn = match listener.accept().await {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    // Out of descriptors and the like: wait, do not stop serving.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = conn.set_nodelay(true);
+            let to = if opened.load(std::sync::atomic::Ordering::Acquire) { &open_tx } else { &opening_tx };
+            if to.send(Ok(conn)).await.is_err() && opened.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+        }
+    });
+    (Incoming::new(opening_rx), Incoming::new(open_rx), task)
+}
+
 /// Serves `db` on `listener` until `shutdown` completes: in-flight calls finish, then it returns.
 pub async fn serve(
     db: Arc<Database>,
     keys: Arc<Keys>,
     listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    default_deadline: Duration,
+    slow_request: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let (_, incoming, acceptor) = accept(listener, Arc::new(std::sync::atomic::AtomicBool::new(true)));
+    let r = serve_incoming(db, keys, incoming, tls, default_deadline, slow_request, shutdown).await;
+    acceptor.abort();
+    r
+}
+
+/// Listens at once, while `open` opens the database (building every tenant's index): until it
+/// has, `grpc.health.v1` answers NOT_SERVING (for the server and each service) and nothing else
+/// is served. Then the opening server says GOAWAY to its connections (clients reconnect) and the
+/// full server takes over the listener until `shutdown`. A failed open is returned.
+pub async fn serve_opening(
+    open: impl Future<Output = Result<Prepared, ServerError>> + Send,
+    listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    default_deadline: Duration,
+    slow_request: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Option<Prepared>, ServerError> {
+    let opened = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (opening, incoming, acceptor) = accept(listener, opened.clone());
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_not_serving::<PermissionsServiceServer<permissions::Permissions>>().await;
+    reporter.set_not_serving::<SchemaServiceServer<schema::Schema>>().await;
+    reporter.set_not_serving::<WatchServiceServer<watch::Watch>>().await;
+    reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    let (stop_opening, opening_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls.clone() {
+        builder = builder.tls_config(tls).map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    let early = tokio::spawn(builder.add_service(health).serve_with_incoming_shutdown(opening, async {
+        let _ = opening_stopped.await;
+    }));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let prepared = tokio::select! {
+        p = open => p,
+        () = &mut shutdown => {
+            let _ = stop_opening.send(());
+            let _ = early.await;
+            acceptor.abort();
+            return Ok(None);
+        }
+    };
+    opened.store(true, std::sync::atomic::Ordering::Release);
+    let _ = stop_opening.send(());
+    let _ = early.await;
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            acceptor.abort();
+            return Err(e);
+        }
+    };
+    let (db, keys) = (prepared.db.clone(), prepared.keys.clone());
+    let r = serve_incoming(db, keys, incoming, tls, default_deadline, slow_request, shutdown).await;
+    acceptor.abort();
+    r.map(|()| Some(prepared))
+}
+
+async fn serve_incoming(
+    db: Arc<Database>,
+    keys: Arc<Keys>,
+    incoming: Incoming,
     tls: Option<tonic::transport::ServerTlsConfig>,
     default_deadline: Duration,
     slow_request: Duration,
@@ -163,7 +263,6 @@ pub async fn serve(
         builder = builder.tls_config(tls).map_err(|e| ServerError::Tls(e.to_string()))?;
     }
     let mut builder = builder.layer(trace::SlowLog { threshold: slow_request });
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     builder
         .add_service(health)
         .add_service(reflection)

@@ -26,7 +26,17 @@ impl SchemaService for Schema {
     ) -> Result<Response<api::ReadSchemaResponse>, Status> {
         let t = tenant(&request)?;
         let at = self.db.revision(&t.0).map_err(status)?;
-        let text = self.db.schema_text(&t.0).map_err(status)?.ok_or_else(|| status(DbError::NoSchema(t.0.clone())))?;
+        // No schema yet is NOT_FOUND here, as SpiceDB answers ReadSchema (elsewhere it is
+        // FAILED_PRECONDITION).
+        let text = self.db.schema_text(&t.0).map_err(status)?.ok_or_else(|| {
+            let s = status(DbError::NoSchema(t.0.clone()));
+            Status::with_details_and_metadata(
+                tonic::Code::NotFound,
+                s.message().to_string(),
+                s.details().to_vec().into(),
+                s.metadata().clone(),
+            )
+        })?;
         Ok(Response::new(api::ReadSchemaResponse {
             schema_text: text,
             read_at: Some(convert::zed_token(&self.db, &t.0, at)),

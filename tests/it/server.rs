@@ -193,11 +193,11 @@ async fn spicedb_clients_are_served_per_tenant() {
     assert_eq!(err.code(), Code::Unauthenticated);
     let err = schema.read_schema(with_key("nope", api::ReadSchemaRequest {})).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    // No schema yet: FAILED_PRECONDITION naming the code.
+    // No schema yet: NOT_FOUND (as SpiceDB answers ReadSchema) naming the code.
     let err = schema.read_schema(with_key("key-acme", api::ReadSchemaRequest {})).await.unwrap_err();
     assert_eq!(
         (err.code(), err.metadata().get("pemba-error-code").unwrap().to_str().unwrap()),
-        (Code::FailedPrecondition, "NO_SCHEMA")
+        (Code::NotFound, "NO_SCHEMA")
     );
     // A schema that does not compile: INVALID_ARGUMENT with line and column.
     let err = schema
@@ -523,7 +523,7 @@ fn the_official_python_client_works_against_pemba_serve() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The log line `... serving addr=127.0.0.1:PORT tls=false` says where it listens.
+    // The log line `... serving addr=127.0.0.1:PORT tls=false` says where it serves, once open.
     let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     let addr = loop {
@@ -533,6 +533,9 @@ fn the_official_python_client_works_against_pemba_serve() {
             panic!("pemba serve exited before listening:\n{seen}");
         }
         seen.push_str(&line);
+        if !line.contains(" serving") {
+            continue;
+        }
         if let Some(rest) = line.split("addr=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
@@ -563,4 +566,75 @@ fn the_official_python_client_works_against_pemba_serve() {
         rest.contains("slow request") && rest.contains("/authzed.api.v1.PermissionsService/CheckPermission"),
         "{rest}"
     );
+}
+
+/// The server listens before the database is open: health says NOT_SERVING (and nothing else is
+/// served) until it is, then SERVING, and the API answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_until_the_database_is_open() {
+    use tonic_health::ServingStatus;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let dir = super::store::temp_dir("serve-opening");
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.clone(),
+        keys: vec![("acme".into(), "key-acme".into())],
+        admin_key: None,
+        tls: None,
+        default_deadline: Duration::from_secs(10),
+        slow_request: Duration::from_secs(1),
+        limits: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let open = async move {
+        let _ = released.await;
+        tokio::task::spawn_blocking(move || server::prepare(&config)).await.unwrap()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(server::serve_opening(
+        open,
+        listener,
+        None,
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let status = |service: &str| {
+        let service = service.to_string();
+        async move {
+            let mut health = HealthClient::new(channel(addr).await);
+            health.check(HealthCheckRequest { service }).await.map(|r| r.into_inner().status)
+        }
+    };
+    let permissions = "authzed.api.v1.PermissionsService";
+    assert_eq!(status("").await.unwrap(), ServingStatus::NotServing as i32);
+    assert_eq!(status(permissions).await.unwrap(), ServingStatus::NotServing as i32);
+    let mut schema = api::schema_service_client::SchemaServiceClient::new(channel(addr).await);
+    let early = schema.read_schema(with_key("key-acme", api::ReadSchemaRequest {})).await.unwrap_err();
+    assert_eq!(early.code(), Code::Unimplemented, "{early:?}");
+
+    release.send(()).unwrap();
+    let mut serving = None;
+    for _ in 0..250 {
+        if let Ok(s) = status(permissions).await
+            && s == ServingStatus::Serving as i32
+        {
+            serving = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(serving.is_some(), "health never said SERVING");
+    assert_eq!(status("").await.unwrap(), ServingStatus::Serving as i32);
+    let mut schema = api::schema_service_client::SchemaServiceClient::new(channel(addr).await);
+    let err = schema.read_schema(with_key("key-acme", api::ReadSchemaRequest {})).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "a tenant with no schema yet: {err:?}");
+    stop.send(()).unwrap();
+    assert!(done.await.unwrap().unwrap().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
 }
