@@ -21,7 +21,7 @@ pub struct Watch {
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
-/// How often a watch looks for new writes once it has caught up.
+/// How often a watch that has caught up looks at the head's revision (in memory) for new writes.
 const POLL: Duration = Duration::from_millis(20);
 
 /// Batches one changelog read returns.
@@ -69,12 +69,24 @@ impl WatchService for Watch {
                     }
                 };
                 if commits.is_empty() {
-                    if tx.is_closed() {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(POLL) => {}
-                        _ = stopping.changed() => return,
+                    // Caught up: wait for the head to move past `after`, looking at the head's
+                    // revision in memory (no store read, no thread hop) every POLL.
+                    loop {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(POLL) => {}
+                            _ = stopping.changed() => return,
+                        }
+                        match db.revision(&t.0) {
+                            Ok(head) if head > after => break,
+                            Ok(_) => {}
+                            Err(e) => {
+                                let _ = tx.send(Err(status(e))).await;
+                                return;
+                            }
+                        }
                     }
                     continue;
                 }
