@@ -162,6 +162,10 @@ pub struct Database {
 }
 
 /// The query digest tokens carry: no lookup's digest equals it, so a cursor is never a token.
+fn read_query(what: &str, filter: &crate::store::RelationshipFilter) -> [u8; 16] {
+    crate::engine::cursor::query_digest(&["read", what, &filter.to_string()])
+}
+
 fn token_query() -> [u8; 16] {
     crate::engine::cursor::query_digest(&["zedtoken"])
 }
@@ -323,6 +327,39 @@ impl Database {
             .open(token, token_query(), tenant)
             .map(|c| c.revision)
             .map_err(|e| DbError::InvalidToken(e.to_string()))
+    }
+
+    /// A cursor continuing a relationship read (ReadRelationships, export) after the
+    /// relationship with store key `after`: sealed like a lookup cursor, it names the tenant, the
+    /// revision the read is pinned to, and the filter (`what` tells reads from exports apart).
+    pub fn read_cursor(
+        &self,
+        tenant: &str,
+        revision: Revision,
+        what: &str,
+        filter: &crate::store::RelationshipFilter,
+        after: &str,
+    ) -> String {
+        self.key.seal(&crate::engine::cursor::Cursor {
+            revision,
+            now: crate::model::Timestamp(0),
+            tenant: tenant.to_string(),
+            query: read_query(what, filter),
+            after: after.to_string(),
+        })
+    }
+
+    /// The revision and store key a cursor of [`Database::read_cursor`] continues from; one that
+    /// was altered, belongs to another tenant or continues another filter is `INVALID_CURSOR`.
+    pub fn open_read_cursor(
+        &self,
+        tenant: &str,
+        what: &str,
+        filter: &crate::store::RelationshipFilter,
+        cursor: &str,
+    ) -> Result<(Revision, String), DbError> {
+        let c = self.key.open(cursor, read_query(what, filter), tenant).map_err(crate::engine::EvalError::Cursor)?;
+        Ok((c.revision, c.after))
     }
 
     /// Counters of a tenant's lookup cache.

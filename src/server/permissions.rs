@@ -294,7 +294,14 @@ impl PermissionsService for Permissions {
         let consistency = convert::consistency(&self.db, &t.0, r.consistency.as_ref())?;
         let filter = convert::filter("relationship_filter", r.relationship_filter.as_ref())?;
         let max = (r.optional_limit > 0).then_some(r.optional_limit as usize);
-        let after = r.optional_cursor.map(|c| c.token).filter(|c| !c.is_empty());
+        // A cursor pins the revision its first page read (as SpiceDB's does).
+        let (consistency, after) = match r.optional_cursor.map(|c| c.token).filter(|c| !c.is_empty()) {
+            Some(c) => {
+                let (rev, after) = self.db.open_read_cursor(&t.0, "relationships", &filter, &c).map_err(status)?;
+                (Consistency::AtExactSnapshot(rev), Some(after))
+            }
+            None => (consistency, None),
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
@@ -320,7 +327,9 @@ impl PermissionsService for Permissions {
                     let response = api::ReadRelationshipsResponse {
                         read_at: Some(convert::zed_token(&db, &t.0, at)),
                         relationship: Some(convert::to_relationship(&rel)),
-                        after_result_cursor: Some(api::Cursor { token: key.clone() }),
+                        after_result_cursor: Some(api::Cursor {
+                            token: db.read_cursor(&t.0, at, "relationships", &filter, &key),
+                        }),
                     };
                     if tx.blocking_send(Ok(response)).is_err() {
                         return;
@@ -431,7 +440,13 @@ impl PermissionsService for Permissions {
             0 => 1000,
             n => (n as usize).min(self.db.limits().max_page_size),
         };
-        let after = r.optional_cursor.map(|c| c.token).filter(|c| !c.is_empty());
+        let (consistency, after) = match r.optional_cursor.map(|c| c.token).filter(|c| !c.is_empty()) {
+            Some(c) => {
+                let (rev, after) = self.db.open_read_cursor(&t.0, "export", &filter, &c).map_err(status)?;
+                (Consistency::AtExactSnapshot(rev), Some(after))
+            }
+            None => (consistency, None),
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
@@ -450,7 +465,7 @@ impl PermissionsService for Permissions {
                 let key = crate::store::relationship_key(last);
                 let full = rels.len() == page;
                 let response = api::ExportBulkRelationshipsResponse {
-                    after_result_cursor: Some(api::Cursor { token: key.clone() }),
+                    after_result_cursor: Some(api::Cursor { token: db.read_cursor(&t.0, at, "export", &filter, &key) }),
                     relationships: rels.iter().map(convert::to_relationship).collect(),
                 };
                 if tx.blocking_send(Ok(response)).is_err() || !full {

@@ -359,6 +359,48 @@ async fn spicedb_clients_are_served_per_tenant() {
         n += 1;
     }
     assert_eq!(n, 5);
+    // In pages of 2, each resumed from the last cursor: the same 5, in order. The cursor is
+    // sealed: altered, or given with another filter or by another tenant, it is INVALID_ARGUMENT.
+    let read_page = |key: &str, prefix: &str, cursor: Option<api::Cursor>| {
+        with_key(
+            key,
+            api::ReadRelationshipsRequest {
+                consistency: fully(),
+                relationship_filter: Some(filter(prefix)),
+                optional_limit: 2,
+                optional_cursor: cursor,
+            },
+        )
+    };
+    let (mut seen, mut cursor) = (Vec::new(), None);
+    loop {
+        let mut page =
+            perms.read_relationships(read_page("key-acme", "d1", cursor.clone())).await.unwrap().into_inner();
+        let mut got = 0;
+        while let Some(r) = page.message().await.unwrap() {
+            got += 1;
+            let rel = r.relationship.unwrap();
+            seen.push((rel.resource.unwrap().object_id, rel.subject.unwrap().object.unwrap().object_id));
+            cursor = r.after_result_cursor;
+        }
+        if got < 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    let cursor = cursor.unwrap();
+    let mut altered = cursor.clone();
+    altered.token.replace_range(10..11, if &altered.token[10..11] == "0" { "1" } else { "0" });
+    for (key, prefix, c) in
+        [("key-acme", "d1", altered), ("key-acme", "d", cursor.clone()), ("key-globex", "d1", cursor.clone())]
+    {
+        let err = match perms.read_relationships(read_page(key, prefix, Some(c))).await {
+            Err(e) => e,
+            Ok(s) => s.into_inner().message().await.expect_err("the cursor is refused"),
+        };
+        assert_eq!(err.code(), Code::InvalidArgument, "{key} {prefix}: {err:?}");
+    }
 
     // The other tenant sees nothing, and the first tenant's token and cursor mean nothing to it.
     let r =
