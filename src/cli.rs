@@ -305,7 +305,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some((cert, key)) => Some(server::tls_config(cert, key)?),
         None => None,
     };
-    let tls_for_serve = tls.clone();
+    let tls_on = tls.is_some();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -328,7 +328,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     "No key was configured: tenant `default` was given this key (shown once, stored only as a hash):\n\n    {key}\n"
                 );
             }
-            tracing::info!(%addr, tls = tls.is_some(), "serving");
+            tracing::info!(%addr, tls = tls_on, "serving");
             Ok(prepared)
         };
         let shutdown = async {
@@ -351,7 +351,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = ctrl_c.await;
             tracing::info!("shutting down: finishing the calls in flight");
         };
-        server::serve_opening(open, listener, tls_for_serve, config.default_deadline, config.slow_request, shutdown)
+        server::serve_opening(open, listener, tls, config.default_deadline, config.slow_request, shutdown)
             .await?;
         tracing::info!("stopped");
         anyhow::Ok(())

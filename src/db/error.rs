@@ -234,16 +234,18 @@ impl ErrorCode {
             | ErrorCode::InvalidSchema
             | ErrorCode::SchemaNotAlone
             | ErrorCode::InvalidMutation
-            | ErrorCode::UnknownType
-            | ErrorCode::UnknownMember
-            | ErrorCode::UnknownCaveat
             | ErrorCode::ConditionFailed
             | ErrorCode::InvalidContext
             | ErrorCode::InvalidPageSize
             | ErrorCode::InvalidCursor
             | ErrorCode::InvalidToken
             | ErrorCode::ImportInvalid => C::InvalidArgument,
+            // A name the tenant's schema lacks: the request is well formed, the schema it meets
+            // is not the one it expects (SpiceDB answers FAILED_PRECONDITION too).
             ErrorCode::NoSchema
+            | ErrorCode::UnknownType
+            | ErrorCode::UnknownMember
+            | ErrorCode::UnknownCaveat
             | ErrorCode::SchemaChangeBlocked
             | ErrorCode::PreconditionFailed
             | ErrorCode::ExclusionCycle => C::FailedPrecondition,

@@ -162,7 +162,9 @@ pub struct Database {
 }
 
 /// The query digest tokens carry: no lookup's digest equals it, so a cursor is never a token.
-fn read_query(what: &str, filter: &crate::store::RelationshipFilter) -> [u8; 16] {
+/// What a relationship-read cursor continues: the kind of read (`what`: "relationships",
+/// "export") and its filter.
+pub fn read_query(what: &str, filter: &crate::store::RelationshipFilter) -> [u8; 16] {
     crate::engine::cursor::query_digest(&["read", what, &filter.to_string()])
 }
 
@@ -331,34 +333,21 @@ impl Database {
 
     /// A cursor continuing a relationship read (ReadRelationships, export) after the
     /// relationship with store key `after`: sealed like a lookup cursor, it names the tenant, the
-    /// revision the read is pinned to, and the filter (`what` tells reads from exports apart).
-    pub fn read_cursor(
-        &self,
-        tenant: &str,
-        revision: Revision,
-        what: &str,
-        filter: &crate::store::RelationshipFilter,
-        after: &str,
-    ) -> String {
+    /// revision the read is pinned to, and the read's `query` ([`read_query`]).
+    pub fn read_cursor(&self, tenant: &str, revision: Revision, query: [u8; 16], after: &str) -> String {
         self.key.seal(&crate::engine::cursor::Cursor {
             revision,
             now: crate::model::Timestamp(0),
             tenant: tenant.to_string(),
-            query: read_query(what, filter),
+            query,
             after: after.to_string(),
         })
     }
 
     /// The revision and store key a cursor of [`Database::read_cursor`] continues from; one that
-    /// was altered, belongs to another tenant or continues another filter is `INVALID_CURSOR`.
-    pub fn open_read_cursor(
-        &self,
-        tenant: &str,
-        what: &str,
-        filter: &crate::store::RelationshipFilter,
-        cursor: &str,
-    ) -> Result<(Revision, String), DbError> {
-        let c = self.key.open(cursor, read_query(what, filter), tenant).map_err(crate::engine::EvalError::Cursor)?;
+    /// was altered, belongs to another tenant or continues another query is `INVALID_CURSOR`.
+    pub fn open_read_cursor(&self, tenant: &str, query: [u8; 16], cursor: &str) -> Result<(Revision, String), DbError> {
+        let c = self.key.open(cursor, query, tenant).map_err(crate::engine::EvalError::Cursor)?;
         Ok((c.revision, c.after))
     }
 

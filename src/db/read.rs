@@ -218,37 +218,27 @@ impl Database {
     }
 
     /// LookupResources from the request's cursor to the end (or `max` results), a page at a
-    /// time, each result handed to `emit` with a cursor that resumes after it (`emit` returning
-    /// false stops). Returns the revision read.
+    /// time, each result handed to `emit` with a cursor that resumes after it and the revision
+    /// the lookup reads (`emit` returning false stops). Returns that revision.
     pub fn lookup_resources_each(
         &self,
         tenant: &str,
         consistency: Consistency,
         req: &LookupResourcesRequest,
         max: Option<usize>,
-        emit: &mut dyn FnMut(ResourceResult, String) -> bool,
+        emit: &mut dyn FnMut(ResourceResult, String, Revision) -> bool,
     ) -> Result<Revision, DbError> {
         self.check_context(&req.context)?;
         let s = self.lookup_snapshot(tenant, consistency, req.cursor.as_deref())?;
         let query = crate::engine::lookup::resources_query(s.schema(), req);
+        let first = req.cursor.clone();
         let mut req = req.clone();
-        let mut left = max.unwrap_or(usize::MAX);
-        while left > 0 {
-            req.limit = Some(left.min(self.limits.max_page_size));
-            let page = s.lookup_resources(&req)?;
-            for item in page.items {
-                left -= 1;
-                let cursor = s.cursor_after(query, &item.id);
-                if !emit(item, cursor) {
-                    return Ok(s.revision());
-                }
-            }
-            match page.cursor {
-                Some(c) => req.cursor = Some(c),
-                None => break,
-            }
-        }
-        Ok(s.revision())
+        let page = |limit, cursor| {
+            req.limit = Some(limit);
+            req.cursor = cursor;
+            s.lookup_resources(&req)
+        };
+        self.each(&s, query, first, max, page, |r: &ResourceResult| &r.id, emit)
     }
 
     /// LookupSubjects as [`Database::lookup_resources_each`] does LookupResources.
@@ -258,25 +248,46 @@ impl Database {
         consistency: Consistency,
         req: &LookupSubjectsRequest,
         max: Option<usize>,
-        emit: &mut dyn FnMut(SubjectResult, String) -> bool,
+        emit: &mut dyn FnMut(SubjectResult, String, Revision) -> bool,
     ) -> Result<Revision, DbError> {
         self.check_context(&req.context)?;
         let s = self.lookup_snapshot(tenant, consistency, req.cursor.as_deref())?;
         let query = crate::engine::lookup::subjects_query(s.schema(), req);
+        let first = req.cursor.clone();
         let mut req = req.clone();
+        let page = |limit, cursor| {
+            req.limit = Some(limit);
+            req.cursor = cursor;
+            s.lookup_subjects(&req)
+        };
+        self.each(&s, query, first, max, page, |r: &SubjectResult| &r.subject.object.id, emit)
+    }
+
+    /// The paging loop of the `_each` lookups: pages of at most the page limit, from `cursor`
+    /// (the request's own) until the end or `max` results.
+    #[expect(clippy::too_many_arguments, reason = "one private loop shared by the two lookups")]
+    fn each<T>(
+        &self,
+        s: &Snapshot,
+        query: [u8; 16],
+        mut cursor: Option<String>,
+        max: Option<usize>,
+        mut page: impl FnMut(usize, Option<String>) -> Result<Page<T>, EvalError>,
+        id: impl Fn(&T) -> &str,
+        emit: &mut dyn FnMut(T, String, Revision) -> bool,
+    ) -> Result<Revision, DbError> {
         let mut left = max.unwrap_or(usize::MAX);
         while left > 0 {
-            req.limit = Some(left.min(self.limits.max_page_size));
-            let page = s.lookup_subjects(&req)?;
-            for item in page.items {
+            let p = page(left.min(self.limits.max_page_size), cursor.take())?;
+            for item in p.items {
                 left -= 1;
-                let cursor = s.cursor_after(query, &item.subject.object.id);
-                if !emit(item, cursor) {
+                let after = s.cursor_after(query, id(&item));
+                if !emit(item, after, s.revision()) {
                     return Ok(s.revision());
                 }
             }
-            match page.cursor {
-                Some(c) => req.cursor = Some(c),
+            match p.cursor {
+                Some(c) => cursor = Some(c),
                 None => break,
             }
         }

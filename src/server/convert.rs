@@ -29,11 +29,6 @@ pub fn status(e: DbError) -> Status {
 }
 
 fn grpc_code(e: &DbError) -> Code {
-    // A name the tenant's schema does not declare is FAILED_PRECONDITION in SpiceDB (the request
-    // is well formed; the schema it meets lacks the name), and clients retry on that basis.
-    if matches!(e.code(), ErrorCode::UnknownType | ErrorCode::UnknownMember | ErrorCode::UnknownCaveat) {
-        return Code::FailedPrecondition;
-    }
     match e.class() {
         ErrorClass::InvalidArgument => Code::InvalidArgument,
         ErrorClass::NotFound => Code::NotFound,

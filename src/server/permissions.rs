@@ -176,13 +176,13 @@ impl PermissionsService for Permissions {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let token = |rev| convert::zed_token(&db, &t.0, rev);
-            let mut at = None;
-            let result = db.lookup_resources_each(&t.0, consistency, &req, max, &mut |item, cursor| {
+            // The token of the revision the lookup reads, sealed once.
+            let mut at: Option<api::ZedToken> = None;
+            let result = db.lookup_resources_each(&t.0, consistency, &req, max, &mut |item, cursor, rev| {
                 let (permissionship, partial_caveat_info) = convert::lookup_permissionship(&item.decision);
-                let looked_up_at = at.get_or_insert_with(|| db.revision(&t.0).ok()).map(token);
+                let looked_up_at = at.get_or_insert_with(|| convert::zed_token(&db, &t.0, rev)).clone();
                 tx.blocking_send(Ok(api::LookupResourcesResponse {
-                    looked_up_at,
+                    looked_up_at: Some(looked_up_at),
                     resource_object_id: item.id,
                     permissionship: permissionship as i32,
                     partial_caveat_info,
@@ -230,8 +230,8 @@ impl PermissionsService for Permissions {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let at = db.revision(&t.0).ok().map(|rev| convert::zed_token(&db, &t.0, rev));
-            let result = db.lookup_subjects_each(&t.0, consistency, &req, None, &mut |item, cursor| {
+            let mut at: Option<api::ZedToken> = None;
+            let result = db.lookup_subjects_each(&t.0, consistency, &req, None, &mut |item, cursor, rev| {
                 let wildcard = item.subject.is_wildcard();
                 if wildcard && exclude_wildcards {
                     return true;
@@ -263,7 +263,7 @@ impl PermissionsService for Permissions {
                     .collect();
                 #[allow(deprecated)]
                 let response = api::LookupSubjectsResponse {
-                    looked_up_at: at.clone(),
+                    looked_up_at: Some(at.get_or_insert_with(|| convert::zed_token(&db, &t.0, rev)).clone()),
                     subject_object_id: item.subject.object.id.clone(),
                     excluded_subject_ids: excluded.iter().map(|s| s.subject_object_id.clone()).collect(),
                     permissionship: permissionship as i32,
@@ -295,9 +295,10 @@ impl PermissionsService for Permissions {
         let filter = convert::filter("relationship_filter", r.relationship_filter.as_ref())?;
         let max = (r.optional_limit > 0).then_some(r.optional_limit as usize);
         // A cursor pins the revision its first page read (as SpiceDB's does).
+        let query = crate::db::read_query("relationships", &filter);
         let (consistency, after) = match r.optional_cursor.map(|c| c.token).filter(|c| !c.is_empty()) {
             Some(c) => {
-                let (rev, after) = self.db.open_read_cursor(&t.0, "relationships", &filter, &c).map_err(status)?;
+                let (rev, after) = self.db.open_read_cursor(&t.0, query, &c).map_err(status)?;
                 (Consistency::AtExactSnapshot(rev), Some(after))
             }
             None => (consistency, None),
@@ -321,15 +322,14 @@ impl PermissionsService for Permissions {
                 // Later pages read the first page's revision.
                 consistency = Consistency::AtExactSnapshot(at);
                 let full = rels.len() == left.min(page_size);
+                let read_at = convert::zed_token(&db, &t.0, at);
                 for rel in rels {
                     left -= 1;
                     let key = crate::store::relationship_key(&rel);
                     let response = api::ReadRelationshipsResponse {
-                        read_at: Some(convert::zed_token(&db, &t.0, at)),
+                        read_at: Some(read_at.clone()),
                         relationship: Some(convert::to_relationship(&rel)),
-                        after_result_cursor: Some(api::Cursor {
-                            token: db.read_cursor(&t.0, at, "relationships", &filter, &key),
-                        }),
+                        after_result_cursor: Some(api::Cursor { token: db.read_cursor(&t.0, at, query, &key) }),
                     };
                     if tx.blocking_send(Ok(response)).is_err() {
                         return;
@@ -440,9 +440,10 @@ impl PermissionsService for Permissions {
             0 => 1000,
             n => (n as usize).min(self.db.limits().max_page_size),
         };
+        let query = crate::db::read_query("export", &filter);
         let (consistency, after) = match r.optional_cursor.map(|c| c.token).filter(|c| !c.is_empty()) {
             Some(c) => {
-                let (rev, after) = self.db.open_read_cursor(&t.0, "export", &filter, &c).map_err(status)?;
+                let (rev, after) = self.db.open_read_cursor(&t.0, query, &c).map_err(status)?;
                 (Consistency::AtExactSnapshot(rev), Some(after))
             }
             None => (consistency, None),
@@ -465,7 +466,7 @@ impl PermissionsService for Permissions {
                 let key = crate::store::relationship_key(last);
                 let full = rels.len() == page;
                 let response = api::ExportBulkRelationshipsResponse {
-                    after_result_cursor: Some(api::Cursor { token: db.read_cursor(&t.0, at, "export", &filter, &key) }),
+                    after_result_cursor: Some(api::Cursor { token: db.read_cursor(&t.0, at, query, &key) }),
                     relationships: rels.iter().map(convert::to_relationship).collect(),
                 };
                 if tx.blocking_send(Ok(response)).is_err() || !full {

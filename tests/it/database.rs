@@ -262,7 +262,7 @@ fn every_error_code_is_distinct_and_documented() {
     let unknown = db
         .check("t", Consistency::FullyConsistent, &CheckRequest { permission: "edit".into(), ..view("d0", "ann") })
         .unwrap_err();
-    assert_eq!((unknown.code(), unknown.class()), (ErrorCode::UnknownMember, ErrorClass::InvalidArgument));
+    assert_eq!((unknown.code(), unknown.class()), (ErrorCode::UnknownMember, ErrorClass::FailedPrecondition));
     let future = db.check("t", Consistency::AtLeastAsFresh(Revision(99)), &view("d0", "ann")).unwrap_err();
     assert_eq!((future.code(), future.class()), (ErrorCode::FutureRevision, ErrorClass::OutOfRange));
     let exists = db.create_tenant("t").unwrap_err();

@@ -486,6 +486,28 @@ async fn spicedb_clients_are_served_per_tenant() {
     let seen = tokio::time::timeout(Duration::from_secs(10), updates.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(seen.updates.len(), 1);
     assert_eq!(seen.changes_through.unwrap().token, later.token);
+    // A lookup at an older revision says it looked up at that revision, not at the head.
+    let mut old = perms
+        .lookup_resources(with_key(
+            "key-acme",
+            api::LookupResourcesRequest {
+                consistency: Some(api::Consistency {
+                    requirement: Some(api::consistency::Requirement::AtExactSnapshot(written.clone())),
+                }),
+                resource_object_type: "document".into(),
+                permission: "view".into(),
+                subject: user("ann"),
+                context: None,
+                optional_limit: 0,
+                optional_cursor: None,
+                with_debug: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = old.message().await.unwrap().expect("ann saw documents at that revision");
+    assert_eq!(first.looked_up_at.unwrap().token, written.token);
 
     // The tenant service needs the admin key.
     let mut tenants = pb::tenant_service_client::TenantServiceClient::new(ch.clone());
