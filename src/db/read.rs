@@ -173,6 +173,20 @@ impl Database {
         Ok((s.check(req)?, s.revision()))
     }
 
+    /// [`Database::check`], with the time until which the answer holds absent writes (the
+    /// earliest expiration among the expiring relationships it read; `None`: none).
+    pub fn check_until(
+        &self,
+        tenant: &str,
+        consistency: Consistency,
+        req: &CheckRequest,
+    ) -> Result<(Decision, Option<Timestamp>, Revision), DbError> {
+        self.check_context(&req.context)?;
+        let s = self.snapshot(tenant, consistency)?;
+        let (d, until) = s.check_until(req)?;
+        Ok((d, until, s.revision()))
+    }
+
     /// Many Checks at one revision and one `now`; each item gets its own answer or error.
     pub fn check_bulk(
         &self,

@@ -21,7 +21,7 @@ use serde_json::Map;
 use super::data::Membership;
 use super::{CheckRequest, Ctx, Decision, EvalError, Tri};
 use crate::conditions::{self, Outcome};
-use crate::model::{ObjectRef, Relationship, SubjectRef};
+use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 use crate::scc;
 use crate::schema::ast::ArrowKind;
 use crate::schema::{CompiledSchema, Member, Relation, Rewrite};
@@ -54,6 +54,8 @@ pub(crate) struct Equations<'a> {
     pub(crate) values: Vec<Tri>,
     /// Each node's upper estimate: equal to its value exactly when the node has an answer.
     high: Vec<Tri>,
+    /// The earliest expiration among the unexpired expiring relationships explored.
+    expires_at: std::cell::Cell<Option<Timestamp>>,
 }
 
 /// Most nodes an exclusion-cycle error names.
@@ -78,6 +80,7 @@ impl<'a> Equations<'a> {
             equations: Vec::new(),
             values: Vec::new(),
             high: Vec::new(),
+            expires_at: std::cell::Cell::new(None),
         }
     }
 
@@ -147,8 +150,16 @@ impl<'a> Equations<'a> {
         self.ctx.data.edges(object, relation)
     }
 
+    /// Whether a relationship has expired at `now`; an unexpired one's expiration is recorded.
     fn expired(&self, r: &Relationship) -> bool {
-        r.expiration.is_some_and(|e| e <= self.ctx.env.now)
+        match r.expiration {
+            Some(e) if e <= self.ctx.env.now => true,
+            Some(e) => {
+                self.expires_at.set(Some(self.expires_at.get().map_or(e, |x| x.min(e))));
+                false
+            }
+            None => false,
+        }
     }
 
     fn equation(&mut self, object: &ObjectRef, member: &str, queue: &mut Vec<usize>) -> Result<Term, EvalError> {
@@ -199,7 +210,7 @@ impl<'a> Equations<'a> {
             Some(Membership::Yes) => Some(Tri::True),
             Some(Membership::Conditional(rels)) => {
                 let mut acc = Tri::False;
-                for rel in &rels {
+                for rel in rels.iter().filter(|r| !self.expired(r)) {
                     acc = acc.or(self.caveat(rel)?);
                 }
                 Some(acc)
@@ -627,9 +638,15 @@ fn solve_with<'a>(
 
 /// Decides one Check with the reference evaluator.
 pub fn check(ctx: &Ctx<'_>, req: &CheckRequest) -> Result<Decision, EvalError> {
+    check_until(ctx, req).map(|(d, _)| d)
+}
+
+/// [`check`], with the earliest expiration among the unexpired expiring relationships the
+/// evaluation explored: absent writes, the answer holds until then (`None`: it read none).
+pub fn check_until(ctx: &Ctx<'_>, req: &CheckRequest) -> Result<(Decision, Option<Timestamp>), EvalError> {
     validate_request(ctx.schema, &req.resource, &req.permission, &req.subject)?;
-    let (_, value) = solve(*ctx, &req.resource, &req.permission, &req.subject, &req.context)?;
-    Ok(Decision::from_tri(&value))
+    let (g, value) = solve(*ctx, &req.resource, &req.permission, &req.subject, &req.context)?;
+    Ok((Decision::from_tri(&value), g.expires_at.get()))
 }
 
 /// Decides many Checks at one `now`; each item gets its own answer or error.

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-pub use check::{check, check_bulk, validate_request};
+pub use check::{check, check_bulk, check_until, validate_request};
 pub use data::{History, Membership, Relations, Tuples};
 pub use tri::Tri;
 

@@ -4,16 +4,24 @@
 use super::Snapshot;
 use crate::engine::{self, CheckRequest, Decision, EvalError, validate_request};
 use crate::index::eval::{Point, subject_id};
+use crate::model::Timestamp;
 
 impl Snapshot {
     /// Decides one Check. Equal to the reference evaluator's answer (tested against it on
     /// random schemas and data).
     pub fn check(&self, req: &CheckRequest) -> Result<Decision, EvalError> {
+        self.check_until(req).map(|(d, _)| d)
+    }
+
+    /// [`Snapshot::check`], with the time until which the answer holds absent writes: the
+    /// earliest expiration among the unexpired expiring relationships the evaluation read
+    /// (`None`: it read none, so no expiration can change it).
+    pub fn check_until(&self, req: &CheckRequest) -> Result<(Decision, Option<Timestamp>), EvalError> {
         validate_request(&self.schema, &req.resource, &req.permission, &req.subject)?;
         let mut point = Point::new(self.fast(), &req.subject, &req.context);
         match point.check(&req.resource, &req.permission)? {
-            Some(v) => Ok(Decision::from_tri(&v)),
-            None => engine::check(&self.reference(), req),
+            Some(v) => Ok((Decision::from_tri(&v), point.expires_at())),
+            None => engine::check_until(&self.reference(), req),
         }
     }
 

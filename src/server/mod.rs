@@ -11,6 +11,7 @@
 //! it knows gRPC.
 
 pub mod convert;
+pub mod deadline;
 mod expand;
 pub mod keys;
 pub mod permissions;
@@ -74,13 +75,15 @@ fn bearer<T>(request: &Request<T>) -> Result<String, Status> {
 
 /// Resolves a tenant key to its tenant.
 #[derive(Clone)]
-pub struct TenantAuth(Arc<Keys>);
+pub struct TenantAuth(Arc<Keys>, Duration);
 
 impl tonic::service::Interceptor for TenantAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let key = bearer(&request)?;
         let tenant = self.0.tenant_of(&key).ok_or_else(|| Status::unauthenticated("unknown key"))?;
+        let deadline = deadline::Deadline::of(&request, self.1);
         request.extensions_mut().insert(Tenant(tenant));
+        request.extensions_mut().insert(deadline);
         Ok(request)
     }
 }
@@ -246,8 +249,8 @@ async fn serve_incoming(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Transport(e.to_string()))?;
-    let auth = TenantAuth(keys.clone());
-    let permissions = PermissionsServiceServer::new(permissions::Permissions { db: db.clone() });
+    let auth = TenantAuth(keys.clone(), default_deadline);
+    let permissions = PermissionsServiceServer::new(permissions::Permissions { db: db.clone(), default_deadline });
     let schema = SchemaServiceServer::new(schema::Schema { db: db.clone() });
     let (stop_watches, stopping) = tokio::sync::watch::channel(false);
     let watch = WatchServiceServer::new(watch::Watch { db: db.clone(), stopping });

@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, invalid, status};
+use super::deadline::Deadline;
 use super::proto::authzed::api::v1::{self as api, permissions_service_server::PermissionsService};
 use super::{blocking, tenant};
 use crate::db::{Consistency, Database, Precondition, WriteRequest};
@@ -18,12 +19,17 @@ use crate::store::Mutation;
 
 pub struct Permissions {
     pub db: Arc<Database>,
+    /// The deadline of a call whose client sets none (streams end with DEADLINE_EXCEEDED there).
+    pub default_deadline: std::time::Duration,
 }
 
 /// Results a streaming call buffers ahead of a slow client.
 const STREAM_BUFFER: usize = 256;
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
+
+/// A lookup's or read's stream, ended at the call's deadline.
+type Bounded<T> = super::deadline::Bounded<T>;
 
 fn check_request(
     field: &str,
@@ -63,9 +69,9 @@ fn item_error(e: EvalError) -> super::proto::google::rpc::Status {
 
 #[tonic::async_trait]
 impl PermissionsService for Permissions {
-    type ReadRelationshipsStream = Stream<api::ReadRelationshipsResponse>;
-    type LookupResourcesStream = Stream<api::LookupResourcesResponse>;
-    type LookupSubjectsStream = Stream<api::LookupSubjectsResponse>;
+    type ReadRelationshipsStream = Bounded<api::ReadRelationshipsResponse>;
+    type LookupResourcesStream = Bounded<api::LookupResourcesResponse>;
+    type LookupSubjectsStream = Bounded<api::LookupSubjectsResponse>;
     type ExportBulkRelationshipsStream = Stream<api::ExportBulkRelationshipsResponse>;
 
     async fn check_permission(
@@ -76,14 +82,14 @@ impl PermissionsService for Permissions {
         let r = request.get_ref();
         let req = check_request("", r.resource.as_ref(), &r.permission, r.subject.as_ref(), r.context.as_ref())?;
         let consistency = convert::consistency(&self.db, &t.0, r.consistency.as_ref())?;
-        let (decision, at) = self.db.check(&t.0, consistency, &req).map_err(status)?;
+        let (decision, until, at) = self.db.check_until(&t.0, consistency, &req).map_err(status)?;
         let (permissionship, partial_caveat_info) = convert::permissionship(&decision);
         Ok(Response::new(api::CheckPermissionResponse {
             checked_at: Some(convert::zed_token(&self.db, &t.0, at)),
             permissionship: permissionship as i32,
             partial_caveat_info,
             debug_trace: None,
-            optional_expires_at: None,
+            optional_expires_at: until.map(convert::to_timestamp),
         }))
     }
 
@@ -157,6 +163,7 @@ impl PermissionsService for Permissions {
         request: Request<api::LookupResourcesRequest>,
     ) -> Result<Response<Self::LookupResourcesStream>, Status> {
         let t = tenant(&request)?;
+        let deadline = Deadline::get(&request, self.default_deadline);
         let r = request.into_inner();
         let consistency = convert::consistency(&self.db, &t.0, r.consistency.as_ref())?;
         let req = LookupResourcesRequest {
@@ -194,7 +201,7 @@ impl PermissionsService for Permissions {
                 let _ = tx.blocking_send(Err(status(e)));
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Bounded::new(rx, deadline)))
     }
 
     async fn lookup_subjects(
@@ -203,6 +210,7 @@ impl PermissionsService for Permissions {
     ) -> Result<Response<Self::LookupSubjectsStream>, Status> {
         use api::lookup_subjects_request::WildcardOption;
         let t = tenant(&request)?;
+        let deadline = Deadline::get(&request, self.default_deadline);
         let r = request.into_inner();
         let consistency = convert::consistency(&self.db, &t.0, r.consistency.as_ref())?;
         let resource = convert::object("resource", r.resource.as_ref(), false)?;
@@ -282,7 +290,7 @@ impl PermissionsService for Permissions {
                 let _ = tx.blocking_send(Err(status(e)));
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Bounded::new(rx, deadline)))
     }
 
     async fn read_relationships(
@@ -290,6 +298,7 @@ impl PermissionsService for Permissions {
         request: Request<api::ReadRelationshipsRequest>,
     ) -> Result<Response<Self::ReadRelationshipsStream>, Status> {
         let t = tenant(&request)?;
+        let deadline = Deadline::get(&request, self.default_deadline);
         let r = request.into_inner();
         let consistency = convert::consistency(&self.db, &t.0, r.consistency.as_ref())?;
         let filter = convert::filter("relationship_filter", r.relationship_filter.as_ref())?;
@@ -341,7 +350,7 @@ impl PermissionsService for Permissions {
                 }
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Bounded::new(rx, deadline)))
     }
 
     async fn write_relationships(

@@ -19,13 +19,18 @@ struct Running {
 }
 
 async fn start(dir: &std::path::Path) -> Running {
+    start_with(dir, Duration::from_secs(10)).await
+}
+
+/// [`start`] with a default deadline.
+async fn start_with(dir: &std::path::Path, default_deadline: Duration) -> Running {
     let config = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
         keys: vec![("acme".into(), "key-acme".into()), ("globex".into(), "key-globex".into())],
         admin_key: Some("key-admin".into()),
         tls: None,
-        default_deadline: Duration::from_secs(10),
+        default_deadline,
         slow_request: Duration::from_secs(1),
         limits: Default::default(),
     };
@@ -39,7 +44,7 @@ async fn start(dir: &std::path::Path) -> Running {
         prepared.keys,
         listener,
         None,
-        Duration::from_secs(10),
+        default_deadline,
         Duration::from_secs(1),
         async {
             let _ = stopped.await;
@@ -220,7 +225,10 @@ async fn spicedb_clients_are_served_per_tenant() {
     });
     let mut expired = rel("3", "ann");
     expired.optional_expires_at = Some(prost_types::Timestamp { seconds: 946684800, nanos: 0 });
-    let mut updates = vec![touch(rel("1", "ann")), touch(caveated), touch(expired)];
+    let mut expiring = rel("4", "ann");
+    let until = prost_types::Timestamp { seconds: 32503680000, nanos: 0 }; // 3000-01-01
+    expiring.optional_expires_at = Some(until);
+    let mut updates = vec![touch(rel("1", "ann")), touch(caveated), touch(expired), touch(expiring)];
     updates.extend((10..15).map(|i| touch(rel(&format!("d{i}"), "ann"))));
     let written = perms
         .write_relationships(with_key("key-acme", api::WriteRelationshipsRequest { updates, ..Default::default() }))
@@ -235,6 +243,10 @@ async fn spicedb_clients_are_served_per_tenant() {
         (P::try_from(r.permissionship).unwrap(), r.partial_caveat_info.map(|p| p.missing_required_context))
     };
     let r = perms.check_permission(check("key-acme", "1", "ann", None, &written)).await.unwrap().into_inner();
+    assert_eq!(r.optional_expires_at, None, "no expiring relationship decided it");
+    assert_eq!(answer(r), (P::HasPermission, None));
+    let r = perms.check_permission(check("key-acme", "4", "ann", None, &written)).await.unwrap().into_inner();
+    assert_eq!(r.optional_expires_at, Some(until), "the grant's expiration bounds the answer");
     assert_eq!(answer(r), (P::HasPermission, None));
     let r = perms.check_permission(check("key-acme", "1", "bob", None, &written)).await.unwrap().into_inner();
     assert_eq!(answer(r), (P::NoPermission, None));
@@ -293,7 +305,7 @@ async fn spicedb_clients_are_served_per_tenant() {
 
     // LookupResources: unpaged, and in pages of 2 resumed from each page's last cursor.
     let all = lookup_all(&mut perms, "key-acme", "ann", 0).await.unwrap();
-    assert_eq!(all, ["1", "d10", "d11", "d12", "d13", "d14"]);
+    assert_eq!(all, ["1", "4", "d10", "d11", "d12", "d13", "d14"]);
     assert_eq!(lookup_all(&mut perms, "key-acme", "ann", 2).await.unwrap(), all);
 
     // LookupSubjects and Expand.
@@ -701,4 +713,56 @@ async fn health_is_not_serving_until_the_database_is_open() {
     stop.send(()).unwrap();
     assert!(done.await.unwrap().unwrap().is_some());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A stream that has started answering still ends at the server's default deadline (tonic's
+/// timeout only bounds the wait for the first answer); the lookup behind it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_at_the_default_deadline() {
+    let dir = super::store::temp_dir("serve-deadline");
+    let total = 30_000;
+    // The data, written with the usual deadline.
+    let running = start(&dir).await;
+    let ch = channel(running.addr).await;
+    let mut schema = api::schema_service_client::SchemaServiceClient::new(ch.clone());
+    let mut perms = api::permissions_service_client::PermissionsServiceClient::new(ch);
+    schema.write_schema(with_key("key-acme", api::WriteSchemaRequest { schema: SCHEMA.into() })).await.unwrap();
+    for chunk in 0..total / 1000 {
+        let updates = (0..1000).map(|i| touch(rel(&format!("d{:05}", chunk * 1000 + i), "ann"))).collect();
+        let req = api::WriteRelationshipsRequest { updates, ..Default::default() };
+        perms.write_relationships(with_key("key-acme", req)).await.unwrap();
+    }
+    let _ = running.stop.send(());
+    running.done.await.unwrap().unwrap();
+    // Served again with a short default deadline.
+    let running = start_with(&dir, Duration::from_millis(500)).await;
+    let mut perms = api::permissions_service_client::PermissionsServiceClient::new(channel(running.addr).await);
+    // A client that reads one result and then stalls past the deadline gets DEADLINE_EXCEEDED
+    // (after what was already in flight), not the rest.
+    let req = api::LookupResourcesRequest {
+        consistency: fully(),
+        resource_object_type: "document".into(),
+        permission: "view".into(),
+        subject: user("ann"),
+        context: None,
+        optional_limit: 0,
+        optional_cursor: None,
+        with_debug: false,
+    };
+    let mut stream = perms.lookup_resources(with_key("key-acme", req)).await.unwrap().into_inner();
+    assert!(stream.message().await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut got = 1;
+    let end = loop {
+        match stream.message().await {
+            Ok(Some(_)) => got += 1,
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    let err = end.unwrap_or_else(|| panic!("the stream ended without an error after {got} results"));
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(got < total, "{got} results arrived");
+    let _ = running.stop.send(());
+    running.done.await.unwrap().unwrap();
 }

@@ -20,7 +20,7 @@ use crate::index::graph::WILDCARD;
 use crate::index::hash::{FastMap, FastSet};
 use crate::index::idset::IdSet;
 use crate::index::relation::RelationIndex;
-use crate::model::{CaveatRef, ObjectRef, SubjectRef};
+use crate::model::{CaveatRef, ObjectRef, SubjectRef, Timestamp};
 use crate::schema::ast::ArrowKind;
 use crate::schema::{ArrowId, MemberId, Permission, PermissionId, Relation, Rewrite};
 
@@ -116,6 +116,9 @@ pub struct Point<'a> {
     /// Per permission with a summary: the objects where one of its relations holds for this
     /// subject (`None` when conditional edges or exclusions concern the subject).
     grants: FastMap<PermissionId, Grants>,
+    /// The earliest expiration among the unexpired expiring edges read since the last
+    /// [`Point::check_id`]: absent writes, the answer holds until then.
+    expires_at: Option<Timestamp>,
 }
 
 impl<'a> Point<'a> {
@@ -134,6 +137,26 @@ impl<'a> Point<'a> {
             membership_asks: FastMap::default(),
             summary_no: FastSet::default(),
             grants: FastMap::default(),
+            expires_at: None,
+        }
+    }
+
+    /// The earliest expiration among the unexpired expiring relationships the last Check read
+    /// (`None`: it read none). Edges a short-circuit skipped cannot change its answer: losing
+    /// an edge only makes relations smaller, and an unread edge supported nothing.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.expires_at
+    }
+
+    /// Whether a side edge is unexpired at `now`; records its expiration when it has one.
+    fn live(&mut self, e: &SideEdge) -> bool {
+        match e.expiration {
+            Some(x) if x <= self.ctx.env.now => false,
+            Some(x) => {
+                self.expires_at = Some(self.expires_at.map_or(x, |y| y.min(x)));
+                true
+            }
+            None => true,
         }
     }
 
@@ -182,6 +205,7 @@ impl<'a> Point<'a> {
         self.started = Instant::now();
         self.work = 0;
         self.frames = 0;
+        self.expires_at = None;
         match self.node(member, id) {
             Ok(v) => Ok(Some(v)),
             Err(Stop::Fallback) => {
@@ -568,7 +592,7 @@ impl<'a> Point<'a> {
         }
         for (pos, k) in ri.kinds.iter().enumerate() {
             for e in k.side.of_resource(id) {
-                if e.expiration.is_some_and(|x| x <= self.ctx.env.now) {
+                if !self.live(e) {
                     continue;
                 }
                 self.step(1)?;
@@ -633,7 +657,7 @@ impl<'a> Point<'a> {
             let Some(resources) = k.side.naming(who) else { continue };
             for res in resources.iter().filter(|x| reaches(*x)) {
                 for e in k.side.of_resource(res).iter().filter(|e| e.subject == who) {
-                    if e.expiration.is_some_and(|x| x <= self.ctx.env.now) {
+                    if !self.live(e) {
                         continue;
                     }
                     self.step(1)?;
@@ -827,7 +851,7 @@ impl<'a> Point<'a> {
                 }
             }
             for e in k.side.of_resource(id) {
-                if e.expiration.is_some_and(|x| x <= self.ctx.env.now) {
+                if !self.live(e) {
                     continue;
                 }
                 self.step(1)?;
