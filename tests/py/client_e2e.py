@@ -178,7 +178,11 @@ def main(addr):
     assert list(conditional.partial_caveat_info.missing_required_context) == ["ip"], conditional
     assert check("doc2", "bob", struct(ip="10.1.2.3")).permissionship == HAS
     assert check("doc2", "bob", struct(ip="192.168.1.1")).permissionship == NO
-    assert check("doc3", "dave").permissionship == HAS
+    expiring = check("doc3", "dave")
+    assert expiring.permissionship == HAS
+    assert expiring.HasField("optional_expires_at"), expiring
+    assert expiring.optional_expires_at.seconds == in_an_hour.seconds, expiring
+    assert not check("doc1", "alice").HasField("optional_expires_at")
 
     step("check with an invalid field is INVALID_ARGUMENT naming it")
     e = expect_error(grpc.StatusCode.INVALID_ARGUMENT, lambda: check("bad id!", "alice"))
