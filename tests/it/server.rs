@@ -766,3 +766,64 @@ async fn a_stream_ends_at_the_default_deadline() {
     let _ = running.stop.send(());
     running.done.await.unwrap().unwrap();
 }
+
+/// `--tls-cert` / `--tls-key`: a client trusting the certificate's CA is served over TLS; a
+/// plaintext client is not. (The files under tests/it/tls are a test CA and a `localhost`
+/// certificate it signed, valid until 2126; the CA's key was not kept.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_served_with_the_configured_certificate() {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    let tls_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls");
+    let tls = server::tls_config(&tls_dir.join("server.crt"), &tls_dir.join("server.key")).unwrap();
+    let dir = super::store::temp_dir("serve-tls");
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.clone(),
+        keys: vec![("acme".into(), "key-acme".into())],
+        admin_key: None,
+        tls: None,
+        default_deadline: Duration::from_secs(10),
+        slow_request: Duration::from_secs(1),
+        limits: Default::default(),
+    };
+    let prepared = tokio::task::spawn_blocking(move || server::prepare(&config)).await.unwrap().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(server::serve(
+        prepared.db,
+        prepared.keys,
+        listener,
+        Some(tls),
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let ca = Certificate::from_pem(std::fs::read(tls_dir.join("ca.crt")).unwrap());
+    let client_tls = ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
+    let endpoint =
+        Channel::from_shared(format!("https://localhost:{}", addr.port())).unwrap().tls_config(client_tls).unwrap();
+    let mut ch = None;
+    for _ in 0..100 {
+        if let Ok(c) = endpoint.connect().await {
+            ch = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut schema = api::schema_service_client::SchemaServiceClient::new(ch.expect("a TLS connection"));
+    schema.write_schema(with_key("key-acme", api::WriteSchemaRequest { schema: SCHEMA.into() })).await.unwrap();
+    let read = schema.read_schema(with_key("key-acme", api::ReadSchemaRequest {})).await.unwrap().into_inner();
+    assert_eq!(read.schema_text, SCHEMA);
+    // Plaintext to the TLS port: no answer.
+    let plain = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await;
+    if let Ok(plain) = plain {
+        let mut schema = api::schema_service_client::SchemaServiceClient::new(plain);
+        assert!(schema.read_schema(with_key("key-acme", api::ReadSchemaRequest {})).await.is_err());
+    }
+    let _ = stop.send(());
+    done.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
