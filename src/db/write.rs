@@ -40,9 +40,17 @@ impl Database {
         preconditions: Vec<Precondition>,
         limit: Option<usize>,
         allow_partial: bool,
+        metadata: Map<String, Value>,
     ) -> Result<(Revision, usize, bool), DbError> {
+        let with_metadata = |mut mutations: Vec<Mutation>| {
+            if !metadata.is_empty() {
+                mutations.push(Mutation::Metadata(metadata.clone()));
+            }
+            mutations
+        };
         let Some(limit) = limit else {
-            let req = WriteRequest { mutations: vec![Mutation::DeleteByFilter(filter.clone())], preconditions };
+            let mutations = with_metadata(vec![Mutation::DeleteByFilter(filter.clone())]);
+            let req = WriteRequest { mutations, preconditions };
             let (rev, changes) = self.commit(tenant, req)?;
             return Ok((rev, changes, true));
         };
@@ -64,12 +72,14 @@ impl Database {
         }
         rows.truncate(limit);
         let count = rows.len();
-        let req = WriteRequest { mutations: rows.into_iter().map(Mutation::Delete).collect(), preconditions };
+        let req =
+            WriteRequest { mutations: with_metadata(rows.into_iter().map(Mutation::Delete).collect()), preconditions };
         let (rev, _) = self.commit(tenant, req)?;
         Ok((rev, count, complete))
     }
 
-    /// [`Database::write`], also returning how many changes the batch made.
+    /// [`Database::write`], also returning how many changes the batch made (its transaction
+    /// metadata not counted).
     fn commit(&self, tenant: &str, req: WriteRequest) -> Result<(Revision, usize), DbError> {
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
@@ -97,7 +107,7 @@ impl Database {
         };
         drop(head);
         let view = Arc::new(View::new(commit.revision, schema, text, Arc::new(index)));
-        let changes = commit.changes.len();
+        let changes = commit.changes.iter().filter(|c| !matches!(c, Change::Metadata(_))).count();
         t.publish(view, changes, &self.limits)?;
         Ok((commit.revision, changes))
     }
@@ -212,6 +222,15 @@ impl Database {
                     check_attributes(schema, o, attrs).map_err(|e| invalid(o.to_string(), e))?
                 }
                 Mutation::SetSchema(_) => {}
+                Mutation::Metadata(m) => {
+                    let size = Value::Object(m.clone()).to_string().len();
+                    if size > self.limits.max_context_bytes {
+                        return Err(invalid(
+                            "transaction metadata".into(),
+                            format!("{size} bytes; the limit is {}", self.limits.max_context_bytes),
+                        ));
+                    }
+                }
             }
         }
         let now = Timestamp::now();
@@ -273,7 +292,7 @@ fn apply_changes(index: &mut IndexGraph, changes: &[Change]) {
             Change::DeleteAttributes { object } => {
                 index.remove_attributes(object);
             }
-            Change::Schema(_) => {}
+            Change::Schema(_) | Change::Metadata(_) => {}
         }
     }
 }

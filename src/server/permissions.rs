@@ -370,6 +370,9 @@ impl PermissionsService for Permissions {
                 _ => return Err(invalid(&format!("updates[{i}].operation"), "must be CREATE, TOUCH or DELETE")),
             });
         }
+        if let Some(m) = r.optional_transaction_metadata.as_ref() {
+            mutations.push(Mutation::Metadata(convert::context(Some(m))));
+        }
         let req = WriteRequest { mutations, preconditions: preconditions(&r.optional_preconditions)? };
         let db = self.db.clone();
         let tenant = t.0.clone();
@@ -391,10 +394,12 @@ impl PermissionsService for Permissions {
         let preconditions = preconditions(&r.optional_preconditions)?;
         let limit = (r.optional_limit > 0).then_some(r.optional_limit as usize);
         let partial = r.optional_allow_partial_deletions;
+        let metadata = convert::context(r.optional_transaction_metadata.as_ref());
         let db = self.db.clone();
         let tenant = t.0.clone();
         let (rev, deleted, progress) =
-            blocking(move || db.delete_relationships(&tenant, &filter, preconditions, limit, partial)).await?;
+            blocking(move || db.delete_relationships(&tenant, &filter, preconditions, limit, partial, metadata))
+                .await?;
         Ok(Response::new(api::DeleteRelationshipsResponse {
             deleted_at: Some(convert::zed_token(&self.db, &t.0, rev)),
             deletion_progress: if progress { DeletionProgress::Complete } else { DeletionProgress::Partial } as i32,

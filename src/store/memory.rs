@@ -107,6 +107,7 @@ fn apply(head: &TenantSnapshot, batch: &[Mutation]) -> Result<(TenantSnapshot, V
                 next.schema = Some(s.clone());
                 changes.push(Change::Schema(s.clone()));
             }
+            Mutation::Metadata(m) => changes.push(Change::Metadata(m.clone())),
         }
     }
     next.relationships.sort_by_key(relationship_key);

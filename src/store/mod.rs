@@ -152,6 +152,9 @@ pub enum Mutation {
     DeleteAttributes(ObjectRef),
     /// Stores a new schema text.
     SetSchema(String),
+    /// Transaction metadata (SpiceDB's `optional_transaction_metadata`): kept with the commit in
+    /// the changelog, where Watch reports it; changes no data.
+    Metadata(Map<String, Value>),
 }
 
 /// What a committed batch changed, resolved to single rows (the changelog's entries, and what
@@ -171,6 +174,8 @@ pub enum Change {
         object: ObjectRef,
     },
     Schema(String),
+    /// The batch's transaction metadata.
+    Metadata(Map<String, Value>),
 }
 
 /// One committed batch: its revision and what it changed.

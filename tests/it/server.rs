@@ -827,3 +827,151 @@ async fn tls_is_served_with_the_configured_certificate() {
     done.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Watch's options, as SpiceDB's: update kinds (relationship updates by default; schema updates
+/// and checkpoints on request), relationship filters or object types (not both), and each
+/// write's transaction metadata on its response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_selects_kinds_and_filters_and_carries_transaction_metadata() {
+    use api::WatchKind;
+    let dir = super::store::temp_dir("serve-watch");
+    let running = start(&dir).await;
+    let ch = channel(running.addr).await;
+    let mut schema = api::schema_service_client::SchemaServiceClient::new(ch.clone());
+    let mut perms = api::permissions_service_client::PermissionsServiceClient::new(ch.clone());
+    let mut watch = api::watch_service_client::WatchServiceClient::new(ch);
+    let start_at =
+        schema.write_schema(with_key("key-acme", api::WriteSchemaRequest { schema: SCHEMA.into() })).await.unwrap();
+    let start_at = start_at.into_inner().written_at;
+    let open = |req: api::WatchRequest| {
+        with_key("key-acme", api::WatchRequest { optional_start_cursor: start_at.clone(), ..req })
+    };
+    let ann_only = api::RelationshipFilter {
+        resource_type: "document".into(),
+        optional_subject_filter: Some(api::SubjectFilter {
+            subject_type: "user".into(),
+            optional_subject_id: "ann".into(),
+            optional_relation: None,
+        }),
+        ..Default::default()
+    };
+    // Refused at once: both selections, or an unknown kind.
+    let both = api::WatchRequest {
+        optional_object_types: vec!["document".into()],
+        optional_relationship_filters: vec![ann_only.clone()],
+        ..Default::default()
+    };
+    let err = watch.watch(open(both)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("optional_relationship_filters"), "{}", err.message());
+    let err = watch
+        .watch(open(api::WatchRequest { optional_update_kinds: vec![99], ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("optional_update_kinds[0]"), "{}", err.message());
+
+    let mut plain = watch.watch(open(api::WatchRequest::default())).await.unwrap().into_inner();
+    let mut selective = watch
+        .watch(open(api::WatchRequest {
+            optional_relationship_filters: vec![ann_only],
+            optional_update_kinds: vec![
+                WatchKind::IncludeRelationshipUpdates as i32,
+                WatchKind::IncludeSchemaUpdates as i32,
+                WatchKind::IncludeCheckpoints as i32,
+            ],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let metadata = |k: &str, v: &str| context(&[(k, v)]);
+    let write = |updates: Vec<api::RelationshipUpdate>, meta: Option<prost_types::Struct>| {
+        with_key(
+            "key-acme",
+            api::WriteRelationshipsRequest { updates, optional_transaction_metadata: meta, ..Default::default() },
+        )
+    };
+    perms.write_relationships(write(vec![touch(rel("1", "ann"))], metadata("ticket", "T-1"))).await.unwrap();
+    perms.write_relationships(write(vec![touch(rel("2", "bob"))], None)).await.unwrap();
+    let deleted = perms
+        .delete_relationships(with_key(
+            "key-acme",
+            api::DeleteRelationshipsRequest {
+                relationship_filter: Some(api::RelationshipFilter {
+                    resource_type: "document".into(),
+                    optional_resource_id: "2".into(),
+                    ..Default::default()
+                }),
+                optional_transaction_metadata: metadata("reason", "cleanup"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.relationships_deleted_count, 1, "the metadata is not a deleted relationship");
+    let last =
+        schema.write_schema(with_key("key-acme", api::WriteSchemaRequest { schema: SCHEMA.into() })).await.unwrap();
+    let last = last.into_inner().written_at.unwrap();
+
+    let described = |r: &api::WatchResponse| {
+        let ups: Vec<String> = r
+            .updates
+            .iter()
+            .map(|u| {
+                let rel = u.relationship.as_ref().unwrap();
+                format!("{}:{}", u.operation, rel.resource.as_ref().unwrap().object_id)
+            })
+            .collect();
+        let meta = r.optional_transaction_metadata.as_ref().map(|m| m.fields.keys().cloned().collect::<Vec<_>>());
+        (ups, meta, r.schema_updated, r.is_checkpoint)
+    };
+    let (touch_op, delete_op) =
+        (api::relationship_update::Operation::Touch as i32, api::relationship_update::Operation::Delete as i32);
+    // By default: the three relationship changes, each with its metadata; no schema update.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(described(&next_watched(&mut plain).await));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (vec![format!("{touch_op}:1")], Some(vec!["ticket".to_string()]), false, false),
+            (vec![format!("{touch_op}:2")], None, false, false),
+            (vec![format!("{delete_op}:2")], Some(vec!["reason".to_string()]), false, false),
+        ]
+    );
+    // Selected: ann's write and the schema update, with checkpoints whenever it caught up.
+    let mut changes = Vec::new();
+    let mut checkpoints = 0;
+    loop {
+        let r = next_watched(&mut selective).await;
+        if r.is_checkpoint {
+            assert!(r.updates.is_empty() && !r.schema_updated);
+            checkpoints += 1;
+            continue;
+        }
+        let done = r.schema_updated;
+        let through = r.changes_through.clone().unwrap();
+        changes.push(described(&r));
+        if done {
+            assert_eq!(through.token, last.token);
+            break;
+        }
+    }
+    assert_eq!(
+        changes,
+        vec![
+            (vec![format!("{touch_op}:1")], Some(vec!["ticket".to_string()]), false, false),
+            (vec![], None, true, false),
+        ]
+    );
+    assert!(checkpoints >= 1, "a checkpoint once caught up at the start");
+    let _ = running.stop.send(());
+    running.done.await.unwrap().unwrap();
+}
+
+async fn next_watched(s: &mut tonic::Streaming<api::WatchResponse>) -> api::WatchResponse {
+    tokio::time::timeout(Duration::from_secs(10), s.message()).await.unwrap().unwrap().unwrap()
+}

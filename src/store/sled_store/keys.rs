@@ -50,6 +50,7 @@ pub(super) enum ChangeRow {
     SetAttributes { object: String, attributes: Map<String, Value> },
     DeleteAttributes { object: String },
     Schema(String),
+    Metadata(Map<String, Value>),
 }
 
 impl ChangeRow {
@@ -62,6 +63,7 @@ impl ChangeRow {
             }
             Change::DeleteAttributes { object } => ChangeRow::DeleteAttributes { object: object_key(object) },
             Change::Schema(s) => ChangeRow::Schema(s.clone()),
+            Change::Metadata(m) => ChangeRow::Metadata(m.clone()),
         }
     }
 
@@ -74,6 +76,7 @@ impl ChangeRow {
             }
             ChangeRow::DeleteAttributes { object } => Change::DeleteAttributes { object: parse_object_key(&object)? },
             ChangeRow::Schema(s) => Change::Schema(s),
+            ChangeRow::Metadata(m) => Change::Metadata(m),
         })
     }
 }

@@ -140,6 +140,10 @@ impl Writer<'_> {
                 self.changes.push(Change::Schema(s.clone()));
                 Ok(())
             }
+            Mutation::Metadata(m) => {
+                self.changes.push(Change::Metadata(m.clone()));
+                Ok(())
+            }
         }
     }
 
