@@ -13,6 +13,21 @@ use crate::db::{Database, DbError};
 /// The setting the key hashes live in.
 const SETTING: &str = "server/keys";
 
+/// Why a key could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key belongs to another tenant: a key maps to exactly one tenant")]
+    OtherTenant,
+    #[error("the tenant holds this key already, as `{0}`")]
+    Held(String),
+    #[error("the tenant has a key `{0}` already")]
+    IdTaken(String),
+    #[error("`{0}` is not a key id (1 to 64 characters of `a-z A-Z 0-9 _ -`)")]
+    BadId(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredKey {
     /// A short public name for the key (revoking names it).
@@ -98,14 +113,41 @@ impl Keys {
         self.admin.is_some_and(|a| same(&a, &hash(key)))
     }
 
-    /// Adds a key for a tenant (a key already held by any tenant is kept as it is); returns its id.
-    pub fn add(&self, tenant: &str, key: &str) -> Result<String, DbError> {
+    /// Adds a key for a tenant; returns its id. Adding a key the tenant holds already returns
+    /// its id (and keeps it as it is).
+    pub fn add(&self, tenant: &str, key: &str) -> Result<String, KeyError> {
+        self.add_as(tenant, key, None)
+    }
+
+    /// [`Keys::add`] with an id of the caller's choice (1 to 64 characters of `a-z A-Z 0-9 _
+    /// -`; unique within the tenant). A key held by another tenant is refused: a key maps to
+    /// exactly one tenant.
+    pub fn add_as(&self, tenant: &str, key: &str, id: Option<&str>) -> Result<String, KeyError> {
+        if let Some(id) = id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            return Err(KeyError::BadId(id.chars().take(64).collect()));
+        }
         let sha = hex(&hash(key));
         let mut keys = self.keys.write().map_err(poisoned)?;
         if let Some(k) = keys.iter().find(|k| k.sha256 == sha) {
+            if k.tenant != tenant {
+                return Err(KeyError::OtherTenant);
+            }
+            if id.is_some_and(|id| id != k.id) {
+                return Err(KeyError::Held(k.id.clone()));
+            }
             return Ok(k.id.clone());
         }
-        let id = format!("k{}", sha.get(..12).unwrap_or(&sha));
+        let id = match id {
+            Some(id) if keys.iter().any(|k| k.tenant == tenant && k.id == id) => {
+                return Err(KeyError::IdTaken(id.to_string()));
+            }
+            Some(id) => id.to_string(),
+            None => format!("k{}", sha.get(..12).unwrap_or(&sha)),
+        };
         let created = crate::model::Timestamp::now().0 / 1_000_000_000;
         let mut next = keys.clone();
         next.push(StoredKey { id: id.clone(), tenant: tenant.to_string(), sha256: sha, created: created as i64 });

@@ -10,6 +10,7 @@
 //! Architecture invariant: the only module that knows tonic, prost and gRPC codes; nothing below
 //! it knows gRPC.
 
+pub mod client;
 pub mod convert;
 pub mod deadline;
 mod expand;
@@ -125,6 +126,8 @@ pub struct Config {
 pub enum ServerError {
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("tenant `{tenant}`: {error}")]
+    Key { tenant: String, error: keys::KeyError },
     #[error("cannot listen on `{addr}`: {message}")]
     Listen { addr: String, message: String },
     #[error("TLS: {0}")]
@@ -300,7 +303,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ServerError> {
         if !db.tenants()?.contains(tenant) {
             db.create_tenant(tenant)?;
         }
-        keys.add(tenant, key)?;
+        keys.add(tenant, key).map_err(|error| ServerError::Key { tenant: tenant.clone(), error })?;
     }
     let mut generated = None;
     if keys.is_empty() {
@@ -308,7 +311,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ServerError> {
             db.create_tenant("default")?;
         }
         let key = keys::generate();
-        keys.add("default", &key)?;
+        keys.add("default", &key).map_err(|error| ServerError::Key { tenant: "default".into(), error })?;
         generated = Some(key);
     }
     Ok(Prepared { db, keys, generated })

@@ -83,13 +83,19 @@ impl TenantService for Tenants {
             return Err(Status::not_found(format!("tenant `{}` does not exist (TENANT_NOT_FOUND)", r.tenant)));
         }
         let key = if r.key.is_empty() { keys::generate() } else { r.key.clone() };
-        let id = self.keys.add(&r.tenant, &key).map_err(status)?;
+        let id = (!r.key_id.is_empty()).then_some(r.key_id.as_str());
+        let id = self.keys.add_as(&r.tenant, &key, id).map_err(|e| match e {
+            keys::KeyError::Db(e) => status(e),
+            keys::KeyError::BadId(_) => convert::invalid("key_id", e),
+            keys::KeyError::OtherTenant | keys::KeyError::Held(_) => Status::already_exists(format!("key: {e}")),
+            keys::KeyError::IdTaken(_) => Status::already_exists(format!("key_id: {e}")),
+        })?;
         let info = self.keys.of_tenant(&r.tenant).into_iter().find(|k| k.id == id);
         Ok(Response::new(pb::AddKeyResponse {
             tenant: r.tenant,
             key_info: info.as_ref().map(key_info),
             // The key is shown once: only its hash is stored.
-            key: if r.key.is_empty() { key } else { String::new() },
+            key,
         }))
     }
 

@@ -10,15 +10,15 @@ use pemba::server::{self, Config};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-const SCHEMA: &str = "use expiration\ndefinition user {}\ncaveat on_network(ip ipaddress, net string) {\n  ip.in_cidr(net)\n}\ndefinition document {\n  relation viewer: user | user with on_network | user with expiration\n  permission view = viewer\n}";
+pub const SCHEMA: &str = "use expiration\ndefinition user {}\ncaveat on_network(ip ipaddress, net string) {\n  ip.in_cidr(net)\n}\ndefinition document {\n  relation viewer: user | user with on_network | user with expiration\n  permission view = viewer\n}";
 
-struct Running {
-    addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<Result<(), server::ServerError>>,
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub done: tokio::task::JoinHandle<Result<(), server::ServerError>>,
 }
 
-async fn start(dir: &std::path::Path) -> Running {
+pub async fn start(dir: &std::path::Path) -> Running {
     start_with(dir, Duration::from_secs(10)).await
 }
 

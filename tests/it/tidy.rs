@@ -23,8 +23,8 @@ fn root() -> PathBuf {
 const HOMES: &[(&str, &[&str])] = &[
     ("rhai", &["src/conditions.rs"]),
     ("petgraph", &["src/scc.rs"]),
-    ("clap", &["src/cli.rs"]),
-    ("anyhow", &["src/cli.rs"]),
+    ("clap", &["src/cli/"]),
+    ("anyhow", &["src/cli/"]),
     ("serde_yaml_ng", &["src/validation/"]),
     ("sled", &["src/store/sled_store/"]),
     ("roaring", &["src/index/"]),
@@ -33,8 +33,8 @@ const HOMES: &[(&str, &[&str])] = &[
     ("prost_types", &["src/server/"]),
     ("tower_layer", &["src/server/"]),
     ("tower_service", &["src/server/"]),
-    ("tokio", &["src/server/", "src/cli.rs"]),
-    ("tracing", &["src/server/", "src/cli.rs"]),
+    ("tokio", &["src/server/", "src/cli/"]),
+    ("tracing", &["src/server/", "src/cli/"]),
     ("mimalloc", &["src/main.rs"]),
 ];
 

@@ -41,6 +41,76 @@ enum Command {
     /// Serve the gRPC API (SpiceDB's `authzed.api.v1`, and `pemba.v1`) on an embedded store.
     #[cfg(feature = "server")]
     Serve(ServeArgs),
+    /// Check a permission on a server: `check document:1 view user:ann` (or
+    /// `document:1#view@user:ann`). Exit code 0 allowed, 1 denied, 3 conditional, 2 error.
+    #[cfg(feature = "server")]
+    Check {
+        #[arg(required = true, num_args = 1..=3)]
+        request: Vec<String>,
+        /// Request context for caveats, a JSON object.
+        #[arg(long)]
+        context: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: remote::At,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Write, read and delete relationships on a server.
+    #[cfg(feature = "server")]
+    Relationship {
+        #[command(subcommand)]
+        command: remote::RelationshipCommand,
+    },
+    /// LookupResources and LookupSubjects on a server.
+    #[cfg(feature = "server")]
+    Lookup {
+        #[command(subcommand)]
+        command: remote::LookupCommand,
+    },
+    /// Load relationships (SpiceDB's text form, one per line) into a server, or into a data
+    /// directory with `--data-dir`. A progress line shows on a terminal.
+    #[cfg(feature = "server")]
+    Import {
+        /// The file (`-` for standard input).
+        file: PathBuf,
+        /// Relationships per message (server) or per write (data directory, at most the write
+        /// limit).
+        #[arg(long, default_value_t = 1000)]
+        chunk: usize,
+        #[command(flatten)]
+        local: remote::Local,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Print every relationship of a server's tenant, one per line (SpiceDB's text form).
+    #[cfg(feature = "server")]
+    Export {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Print a tenant's writes as they happen (from now, or from `--from TOKEN`).
+    #[cfg(feature = "server")]
+    Watch {
+        /// Only these resource types.
+        types: Vec<String>,
+        /// Start after this ZedToken.
+        #[arg(long)]
+        from: Option<String>,
+        /// Stop after this many writes.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Manage a server's tenants and keys (with the admin key).
+    #[cfg(feature = "server")]
+    Tenant {
+        #[command(subcommand)]
+        command: remote::TenantCommand,
+    },
     /// Run validation files in SpiceDB's `zed validate` format.
     Validate {
         /// Print one JSON object instead of text.
@@ -190,6 +260,19 @@ enum SchemaCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write a schema to a server; prints its ZedToken.
+    #[cfg(feature = "server")]
+    Write {
+        file: PathBuf,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Print a server's schema for the tenant.
+    #[cfg(feature = "server")]
+    Read {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
 }
 
 /// Writes to standard output, ignoring a closed pipe (`pemba … | head` must not panic).
@@ -199,6 +282,9 @@ macro_rules! out {
         let _ = write!(std::io::stdout().lock(), $($arg)*);
     }};
 }
+
+#[cfg(feature = "server")]
+mod remote;
 
 /// Runs the command line; the process exit code follows.
 pub fn main() -> ExitCode {
@@ -257,6 +343,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve(args),
+        #[cfg(feature = "server")]
+        Command::Schema { command: SchemaCommand::Write { file, remote } } => remote::schema_write(&file, &remote),
+        #[cfg(feature = "server")]
+        Command::Schema { command: SchemaCommand::Read { remote } } => remote::schema_read(&remote),
+        #[cfg(feature = "server")]
+        Command::Check { request, context, json, at, remote } => {
+            remote::check(&request, context.as_deref(), json, &at, &remote)
+        }
+        #[cfg(feature = "server")]
+        Command::Relationship { command } => remote::relationship(command),
+        #[cfg(feature = "server")]
+        Command::Lookup { command } => remote::lookup(command),
+        #[cfg(feature = "server")]
+        Command::Import { file, chunk, local, remote } => remote::import(&file, Some(&local), chunk, &remote),
+        #[cfg(feature = "server")]
+        Command::Export { remote } => remote::export(&remote),
+        #[cfg(feature = "server")]
+        Command::Watch { types, from, count, remote } => remote::watch(&types, from.as_deref(), count, &remote),
+        #[cfg(feature = "server")]
+        Command::Tenant { command } => remote::tenant(command),
     }
 }
 
