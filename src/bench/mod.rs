@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+#[cfg(feature = "server")]
+pub mod grpc;
 pub mod workload;
 
 use std::sync::Arc;
@@ -301,7 +303,7 @@ fn fresh_process_open_ms(dir: &std::path::Path) -> Result<f64, BenchError> {
 }
 
 /// Opens a database just closed in this process (sled's threads may hold the lock a moment).
-fn open_retrying(dir: &std::path::Path) -> Result<Database, BenchError> {
+pub(crate) fn open_retrying(dir: &std::path::Path) -> Result<Database, BenchError> {
     let mut last = None;
     for _ in 0..200 {
         match Database::open(dir) {

@@ -212,6 +212,34 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Load on `pemba serve` (a child process on loopback): closed and open loop Check against
+    /// the health check, LookupResources against a streaming floor, writes and import against
+    /// the embedded figures of the same run.
+    #[cfg(feature = "server")]
+    Grpc {
+        /// Data set size: `s` (about 50k relationships) or `m` (about 1M).
+        #[arg(long, default_value = "s")]
+        size: String,
+        /// Closed-loop concurrencies, comma-separated.
+        #[arg(long, default_value = "1,8,64", value_delimiter = ',')]
+        concurrency: Vec<usize>,
+        /// Open-loop rate per second (default: 10,000 if the floor sustains it, else 70% of the
+        /// floor's best closed-loop throughput).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// HTTP/2 connections the callers share.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Scratch directory (removed afterwards).
+        #[arg(long, default_value = "./pemba-bench-grpc")]
+        dir: PathBuf,
+        /// Print the figures as one JSON object (the only output format).
+        #[arg(long)]
+        json: bool,
+    },
     /// The reference evaluator on the Drive data set.
     Reference {
         /// Data set size: `s` (about 50k relationships) or `m` (about 1M).
@@ -329,6 +357,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}\n",
                 serde_json::to_string_pretty(&crate::bench::embedded(&size, drive, iterations.max(1), &dir)?)?
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "server")]
+        Command::Bench {
+            command: BenchCommand::Grpc { size, concurrency, rate, seconds, connections, dir, json: _ },
+        } => {
+            let drive = crate::bench::workload::DriveSize::by_name(&size)
+                .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            anyhow::ensure!(seconds > 0.0 && seconds.is_finite(), "`--seconds` must be positive");
+            anyhow::ensure!(rate.is_none_or(|r| r > 0.0 && r.is_finite()), "`--rate` must be positive");
+            let opts = crate::bench::grpc::GrpcOptions {
+                size_name: size.clone(),
+                size: drive,
+                dir,
+                concurrency: concurrency.into_iter().map(|n| n.max(1)).collect(),
+                rate,
+                seconds,
+                connections,
+            };
+            out!("{}\n", serde_json::to_string_pretty(&crate::bench::grpc::grpc(&opts)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),

@@ -291,11 +291,15 @@ impl Database {
         emit: &mut dyn FnMut(T, String, Revision) -> bool,
     ) -> Result<Revision, DbError> {
         let mut left = max.unwrap_or(usize::MAX);
+        let prefix = s.cursor_prefix(query);
         while left > 0 {
             let p = page(left.min(self.limits.max_page_size), cursor.take())?;
             for item in p.items {
                 left -= 1;
-                let after = s.cursor_after(query, id(&item));
+                let id = id(&item);
+                let mut after = String::with_capacity(prefix.len() + 2 * id.len());
+                after.push_str(&prefix);
+                crate::engine::cursor::push_hex(&mut after, id.as_bytes());
                 if !emit(item, after, s.revision()) {
                     return Ok(s.revision());
                 }

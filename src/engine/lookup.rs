@@ -185,6 +185,17 @@ pub struct Paging<'a> {
 }
 
 impl Paging<'_> {
+    /// Every cursor of this lookup begins with this; append an id to resume after it.
+    pub fn cursor_prefix(&self) -> String {
+        self.key.seal_prefix(&Cursor {
+            revision: self.revision,
+            now: self.now,
+            tenant: self.tenant.to_string(),
+            query: self.query,
+            after: String::new(),
+        })
+    }
+
     /// A cursor that resumes this lookup after `after`.
     pub fn cursor(&self, after: &str) -> String {
         self.key.seal(&Cursor {

@@ -217,10 +217,10 @@ impl Snapshot {
         Ok(c.after)
     }
 
-    /// A cursor that resumes a lookup (of the query digest `query`) on this snapshot after the
-    /// id `after`: what a server sends with each streamed result.
-    pub fn cursor_after(&self, query: [u8; 16], after: &str) -> String {
-        self.paging(query, String::new()).cursor(after)
+    /// What every cursor of a lookup at this snapshot begins with: append a result's id for the
+    /// cursor after it (one tag per stream, not one per result).
+    pub fn cursor_prefix(&self, query: [u8; 16]) -> String {
+        self.paging(query, String::new()).cursor_prefix()
     }
 
     fn paging(&self, query: [u8; 16], after: String) -> engine::lookup::Paging<'_> {

@@ -466,6 +466,40 @@ impl Client {
         Ok(())
     }
 
+    /// LookupResources streamed to its end, counting what arrives (the load benchmark): the
+    /// results (all must be HAS or CONDITIONAL), their encoded bytes, and the last message (a
+    /// template of a result's size for the floor).
+    pub async fn lookup_resources_counted(
+        &self,
+        resource_type: &str,
+        permission: &str,
+        subject: &SubjectRef,
+        at: &ReadAt,
+    ) -> Result<Streamed, ClientError> {
+        let req = api::LookupResourcesRequest {
+            consistency: Some(consistency(at)),
+            resource_object_type: resource_type.to_string(),
+            permission: permission.to_string(),
+            subject: Some(convert::subject_ref(subject)),
+            context: None,
+            optional_limit: 0,
+            optional_cursor: None,
+            with_debug: false,
+        };
+        let stream = self.permissions().lookup_resources(self.req(req)).await?.into_inner();
+        counted(stream).await
+    }
+
+    /// The streaming floor (admin key): `count` copies of `template`, counted as
+    /// [`Client::lookup_resources_counted`] counts a lookup.
+    pub async fn stream_floor(&self, count: u32, template: &FloorTemplate) -> Result<Streamed, ClientError> {
+        let mut floor =
+            pb::floor_service_client::FloorServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20);
+        let req = pb::StreamFloorRequest { count, template: Some(template.0.clone()) };
+        let stream = floor.stream_floor(self.req(req)).await?.into_inner();
+        counted(stream).await
+    }
+
     /// The health check's answer for the whole server (`true`: SERVING). The no-op floor of
     /// the load benchmark.
     pub async fn health(&self) -> Result<bool, ClientError> {
@@ -474,6 +508,42 @@ impl Client {
         let r = h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await?;
         Ok(r.into_inner().status == ServingStatus::Serving as i32)
     }
+}
+
+/// A LookupResources result as a template for the streaming floor.
+#[derive(Debug, Clone, Default)]
+pub struct FloorTemplate(api::LookupResourcesResponse);
+
+impl FloorTemplate {
+    /// Its encoded size in bytes.
+    pub fn bytes(&self) -> usize {
+        prost::Message::encoded_len(&self.0)
+    }
+}
+
+/// What a counted stream delivered.
+#[derive(Debug, Clone, Default)]
+pub struct Streamed {
+    pub messages: u64,
+    /// Encoded bytes of the messages.
+    pub bytes: u64,
+    /// The last message, as a template for the floor.
+    pub last: Option<FloorTemplate>,
+}
+
+async fn counted(mut stream: tonic::Streaming<api::LookupResourcesResponse>) -> Result<Streamed, ClientError> {
+    let mut out = Streamed::default();
+    let mut last = None;
+    while let Some(r) = stream.message().await? {
+        out.messages += 1;
+        out.bytes += prost::Message::encoded_len(&r) as u64;
+        if r.permissionship == api::LookupPermissionship::Unspecified as i32 {
+            return Err(ClientError::Answer("a result without a permissionship".into()));
+        }
+        last = Some(r);
+    }
+    out.last = last.map(FloorTemplate);
+    Ok(out)
 }
 
 /// An error and its sources on one line (tonic's transport errors say little at the top).

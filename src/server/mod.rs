@@ -14,6 +14,7 @@ pub mod client;
 pub mod convert;
 pub mod deadline;
 mod expand;
+pub mod floor;
 pub mod keys;
 pub mod permissions;
 pub mod proto;
@@ -35,7 +36,10 @@ use self::proto::authzed::api::v1::{
     permissions_service_server::PermissionsServiceServer, schema_service_server::SchemaServiceServer,
     watch_service_server::WatchServiceServer,
 };
-use self::proto::pemba::v1::{export_service_server::ExportServiceServer, tenant_service_server::TenantServiceServer};
+use self::proto::pemba::v1::{
+    export_service_server::ExportServiceServer, floor_service_server::FloorServiceServer,
+    tenant_service_server::TenantServiceServer,
+};
 use crate::db::{Database, DbError};
 
 /// The tenant a request's key names (set by the interceptor, read by every handler).
@@ -259,6 +263,7 @@ async fn serve_incoming(
     let watch = WatchServiceServer::new(watch::Watch { db: db.clone(), stopping });
     let export = ExportServiceServer::new(tenants::Export { db: db.clone() });
     let tenants = TenantServiceServer::new(tenants::Tenants { db: db.clone(), keys: keys.clone() });
+    let floor = FloorServiceServer::new(floor::Floor { default_deadline });
     // Every tenant's index was built when the database opened: the services serve from now on.
     health_reporter.set_serving::<PermissionsServiceServer<permissions::Permissions>>().await;
     health_reporter.set_serving::<SchemaServiceServer<schema::Schema>>().await;
@@ -276,7 +281,8 @@ async fn serve_incoming(
         .add_service(InterceptedService::new(schema, auth.clone()))
         .add_service(InterceptedService::new(watch, auth.clone()))
         .add_service(InterceptedService::new(export, auth))
-        .add_service(InterceptedService::new(tenants, AdminAuth(keys)))
+        .add_service(InterceptedService::new(tenants, AdminAuth(keys.clone())))
+        .add_service(InterceptedService::new(floor, AdminAuth(keys)))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             // Watches never end by themselves: end them, so the calls in flight can finish.

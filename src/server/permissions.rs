@@ -24,7 +24,7 @@ pub struct Permissions {
 }
 
 /// Results a streaming call buffers ahead of a slow client.
-const STREAM_BUFFER: usize = 256;
+pub(super) const STREAM_BUFFER: usize = 256;
 
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 

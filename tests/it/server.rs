@@ -975,3 +975,28 @@ async fn watch_selects_kinds_and_filters_and_carries_transaction_metadata() {
 async fn next_watched(s: &mut tonic::Streaming<api::WatchResponse>) -> api::WatchResponse {
     tokio::time::timeout(Duration::from_secs(10), s.message()).await.unwrap().unwrap().unwrap()
 }
+
+/// The load benchmark's streaming floor: the admin key only; `count` copies of the template;
+/// a count past the limit is INVALID_ARGUMENT naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streaming_floor_is_for_the_admin_and_sends_what_was_asked() {
+    let dir = super::store::temp_dir("serve-floor");
+    let running = start(&dir).await;
+    let mut floor = pb::floor_service_client::FloorServiceClient::new(channel(running.addr).await);
+    let template = api::LookupResourcesResponse { resource_object_id: "doc-1".into(), ..Default::default() };
+    let req = |n: u32| pb::StreamFloorRequest { count: n, template: Some(template.clone()) };
+    let err = floor.stream_floor(with_key("key-acme", req(3))).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let mut stream = floor.stream_floor(with_key("key-admin", req(1000))).await.unwrap().into_inner();
+    let mut n = 0;
+    while let Some(m) = stream.message().await.unwrap() {
+        assert_eq!(m, template);
+        n += 1;
+    }
+    assert_eq!(n, 1000);
+    let err = floor.stream_floor(with_key("key-admin", req(u32::MAX))).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("count"), "{}", err.message());
+    let _ = running.stop.send(());
+    running.done.await.unwrap().unwrap();
+}

@@ -33,7 +33,7 @@ const HOMES: &[(&str, &[&str])] = &[
     ("prost_types", &["src/server/"]),
     ("tower_layer", &["src/server/"]),
     ("tower_service", &["src/server/"]),
-    ("tokio", &["src/server/", "src/cli/"]),
+    ("tokio", &["src/server/", "src/cli/", "src/bench/grpc.rs"]),
     ("tracing", &["src/server/", "src/cli/"]),
     ("mimalloc", &["src/main.rs"]),
 ];
