@@ -159,17 +159,21 @@ pub struct Database {
     /// to look up or insert an entry, never across the store's I/O, so queries and writes of
     /// other tenants go on while a tenant is created.
     admin: Mutex<()>,
+    /// The last token sealed per tenant. Sealing is deterministic (a tenant and a revision always
+    /// give the same text), so this only spares each Check's answer a MAC.
+    tokens: RwLock<HashMap<String, (Revision, Arc<str>)>>,
 }
 
-/// The query digest tokens carry: no lookup's digest equals it, so a cursor is never a token.
 /// What a relationship-read cursor continues: the kind of read (`what`: "relationships",
 /// "export") and its filter.
 pub fn read_query(what: &str, filter: &crate::store::RelationshipFilter) -> [u8; 16] {
     crate::engine::cursor::query_digest(&["read", what, &filter.to_string()])
 }
 
+/// The query digest tokens carry: no lookup's digest equals it, so a cursor is never a token.
 fn token_query() -> [u8; 16] {
-    crate::engine::cursor::query_digest(&["zedtoken"])
+    static DIGEST: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    *DIGEST.get_or_init(|| crate::engine::cursor::query_digest(&["zedtoken"]))
 }
 
 impl std::fmt::Debug for Database {
@@ -197,6 +201,7 @@ impl Database {
             limits: Limits::default(),
             tenants: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
+            tokens: RwLock::new(HashMap::new()),
         }
     }
 
@@ -222,6 +227,7 @@ impl Database {
             limits,
             tenants: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
+            tokens: RwLock::new(HashMap::new()),
         };
         let mut loaded = HashMap::new();
         for name in db.store.tenants()? {
@@ -277,6 +283,7 @@ impl Database {
         let _writer = t.writer.lock().map_err(poisoned)?;
         self.store.drop_tenant(name)?;
         self.tenants.write().map_err(poisoned)?.remove(name);
+        self.tokens.write().map_err(poisoned)?.remove(name);
         Ok(())
     }
 
@@ -313,13 +320,31 @@ impl Database {
 
     /// An opaque, signed consistency token for `revision` of `tenant` (a ZedToken).
     pub fn token(&self, tenant: &str, revision: Revision) -> String {
-        self.key.seal(&crate::engine::cursor::Cursor {
+        if let Ok(tokens) = self.tokens.read()
+            && let Some((r, text)) = tokens.get(tenant)
+            && *r == revision
+        {
+            return text.to_string();
+        }
+        let text = self.key.seal(&crate::engine::cursor::Cursor {
             revision,
             now: crate::model::Timestamp(0),
             tenant: tenant.to_string(),
             query: token_query(),
             after: String::new(),
-        })
+        });
+        // Only a newer revision replaces an entry (readers at older ones do not thrash it); the
+        // map holds one entry per tenant that ever asked (at most `max_tenants` and the dropped).
+        if let Ok(mut tokens) = self.tokens.write() {
+            match tokens.get_mut(tenant) {
+                Some(e) if e.0 >= revision => {}
+                Some(e) => *e = (revision, Arc::from(text.as_str())),
+                None => {
+                    tokens.insert(tenant.to_string(), (revision, Arc::from(text.as_str())));
+                }
+            }
+        }
+        text
     }
 
     /// The revision a token of [`Database::token`] names; an altered token, or one of another
