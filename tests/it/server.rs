@@ -817,6 +817,25 @@ async fn tls_is_served_with_the_configured_certificate() {
     schema.write_schema(with_key("key-acme", api::WriteSchemaRequest { schema: SCHEMA.into() })).await.unwrap();
     let read = schema.read_schema(with_key("key-acme", api::ReadSchemaRequest {})).await.unwrap().into_inner();
     assert_eq!(read.schema_text, SCHEMA);
+    // The client commands over TLS: trusting the CA, then refused without it (`https://` with
+    // the system's roots, which do not hold the test CA).
+    let endpoint = format!("localhost:{}", addr.port());
+    let ca = tls_dir.join("ca.crt");
+    let (trusted, untrusted) = tokio::task::spawn_blocking(move || {
+        let run = |extra: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_pemba"))
+                .args(["schema", "read", "--endpoint", &endpoint, "--token", "key-acme"])
+                .args(extra)
+                .output()
+                .unwrap()
+        };
+        (run(&["--ca-cert", ca.to_str().unwrap()]), run(&["--tls"]))
+    })
+    .await
+    .unwrap();
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert_eq!(String::from_utf8_lossy(&trusted.stdout).trim_end(), SCHEMA);
+    assert_eq!(untrusted.status.code(), Some(2));
     // Plaintext to the TLS port: no answer.
     let plain = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await;
     if let Ok(plain) = plain {
