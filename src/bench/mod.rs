@@ -199,27 +199,42 @@ pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -
     let schema = workload::DRIVE_SCHEMA;
     let small = workload::generate(DriveSize::small()).relationships;
 
-    // Durable writes through the Database (validation, store, flush, visibility).
-    let db_dir = dir.join("writes");
-    let db = Database::open(&db_dir)?;
-    db.create_tenant("bench")?;
-    db.write_schema("bench", schema)?;
-    let mut single = Vec::with_capacity(iterations);
+    // Durable writes through the Database (validation, store, flush, visibility), on two
+    // databases in turn: the default (power-loss durable: fsync before the acknowledgement)
+    // and `Durability::ProcessCrash` (sled's flush alone), so both see the same machine.
+    let open = |name: &str, durability| -> Result<Database, BenchError> {
+        let limits = crate::db::Limits { durability, ..crate::db::Limits::default() };
+        let db = Database::open_with(&dir.join(name), limits)?;
+        db.create_tenant("bench")?;
+        db.write_schema("bench", schema)?;
+        Ok(db)
+    };
+    let synced = open("writes", crate::store::Durability::PowerLoss)?;
+    let unsynced = open("writes_unsynced", crate::store::Durability::ProcessCrash)?;
+    let (mut single, mut single_unsynced) = (Vec::with_capacity(iterations), Vec::with_capacity(iterations));
     for r in small.iter().take(iterations) {
-        let t = Instant::now();
-        db.write("bench", WriteRequest::new(vec![Mutation::Touch(r.clone())]))?;
-        single.push(t.elapsed());
+        for (db, out) in [(&synced, &mut single), (&unsynced, &mut single_unsynced)] {
+            let t = Instant::now();
+            db.write("bench", WriteRequest::new(vec![Mutation::Touch(r.clone())]))?;
+            out.push(t.elapsed());
+        }
     }
-    let mut batches = Vec::new();
+    let (mut batches, mut batches_unsynced) = (Vec::new(), Vec::new());
     let chunks: Vec<&[Relationship]> = small.chunks(1000).skip(1).take(20).collect();
     for chunk in &chunks {
-        let t = Instant::now();
-        db.write("bench", WriteRequest::new(chunk.iter().cloned().map(Mutation::Touch).collect()))?;
-        batches.push(t.elapsed());
+        for (db, out) in [(&synced, &mut batches), (&unsynced, &mut batches_unsynced)] {
+            let t = Instant::now();
+            db.write("bench", WriteRequest::new(chunk.iter().cloned().map(Mutation::Touch).collect()))?;
+            out.push(t.elapsed());
+        }
     }
-    let batch_total: f64 = batches.iter().map(Duration::as_secs_f64).sum();
-    let batch_rate = (chunks.iter().map(|c| c.len()).sum::<usize>() as f64) / batch_total;
-    drop(db);
+    let rate = |b: &[Duration]| {
+        let total: f64 = b.iter().map(Duration::as_secs_f64).sum();
+        (chunks.iter().map(|c| c.len()).sum::<usize>() as f64) / total
+    };
+    let (batch_rate, batch_rate_unsynced) = (rate(&batches), rate(&batches_unsynced));
+    drop(synced);
+    drop(unsynced);
 
     // Bulk import into the store in one revision, against raw sled on the same rows, same run.
     let import_dir = dir.join("import");
@@ -249,6 +264,11 @@ pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -
         "single_durable_write": summarize(&mut single),
         "batch_1000_durable": summarize(&mut batches),
         "batch_1000_relationships_per_s": batch_rate,
+        "process_crash_durability_only": {
+            "single_write": summarize(&mut single_unsynced),
+            "batch_1000": summarize(&mut batches_unsynced),
+            "batch_1000_relationships_per_s": batch_rate_unsynced,
+        },
         "bulk_import": {
             "relationships": small.len(),
             "import_s": import,

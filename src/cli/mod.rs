@@ -152,6 +152,11 @@ struct ServeArgs {
     /// PEM private key for TLS (with `--tls-cert`).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// What an acknowledged write survives: `power-loss` (fsync of sled's files and the
+    /// directories before each acknowledgement) or `process-crash` (sled's flush alone: faster,
+    /// survives kill -9 but not a power loss).
+    #[arg(long, default_value = "power-loss")]
+    durability: String,
     /// Deadline of a request whose client sets none, in seconds.
     #[arg(long, default_value_t = 30)]
     default_deadline_secs: u64,
@@ -452,6 +457,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_relationships_per_write: args.max_relationships_per_write.max(1),
             max_relationships_per_tenant: args.max_relationships_per_tenant.unwrap_or(usize::MAX),
             max_index_bytes_per_tenant: args.max_index_bytes_per_tenant.unwrap_or(usize::MAX),
+            durability: match args.durability.as_str() {
+                "power-loss" => crate::store::Durability::PowerLoss,
+                "process-crash" => crate::store::Durability::ProcessCrash,
+                other => anyhow::bail!("`--durability {other}`: use power-loss or process-crash"),
+            },
             ..crate::db::Limits::default()
         },
     };

@@ -96,6 +96,10 @@ pub struct Limits {
     /// that add relationships or attributes are refused with `QUOTA_EXCEEDED`; deletes still
     /// succeed. Unlimited by default.
     pub max_index_bytes_per_tenant: usize,
+    /// What an acknowledged write survives on the sled store (`Database::open_with`): a power
+    /// loss (the default: files and directories `fsync`ed before the acknowledgement) or only a
+    /// crash of the process.
+    pub durability: store::Durability,
 }
 
 impl Default for Limits {
@@ -113,6 +117,7 @@ impl Default for Limits {
             older_view_bytes: 256 << 20,
             max_relationships_per_tenant: usize::MAX,
             max_index_bytes_per_tenant: usize::MAX,
+            durability: store::Durability::PowerLoss,
         }
     }
 }
@@ -189,7 +194,19 @@ impl Database {
     }
 
     pub fn open_with(dir: &Path, limits: Limits) -> Result<Database, DbError> {
-        Self::with_store(Arc::new(SledStore::open(dir)?), limits)
+        let store = Arc::new(SledStore::open_with(dir, limits.durability)?);
+        // Loading reads every row: a panic inside sled on a damaged directory is damage, not a
+        // crash of the caller.
+        let loaded = crate::store::sled_store::quiet_panics(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::with_store(store, limits)))
+        });
+        loaded.unwrap_or_else(|_| {
+            Err(StoreError::Damaged {
+                dir: dir.display().to_string(),
+                detail: "sled failed while its rows were loaded".into(),
+            }
+            .into())
+        })
     }
 
     /// A database that lives only in memory (tests, ephemeral uses).

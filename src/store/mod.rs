@@ -20,7 +20,7 @@ use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 
 pub use crate::model::Revision;
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{Durability, SledStore};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u64 = 1;
@@ -45,6 +45,10 @@ pub enum StoreError {
     UnknownFormat { found: String },
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
+    #[error("the data directory `{dir}` is damaged: {detail}. Pemba will not serve from it; restore it from a backup")]
+    Damaged { dir: String, detail: String },
+    #[error("`{dir}` is not a Pemba data directory: {detail}")]
+    NotAStore { dir: String, detail: String },
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     #[error("the store could not confirm that the write is durable: {0}")]
@@ -80,7 +84,10 @@ impl StoreError {
             }
             StoreError::Unavailable(_) | StoreError::Conflict(_) => StoreErrorKind::Retryable,
             StoreError::OutcomeUnknown(_) => StoreErrorKind::OutcomeUnknown,
-            StoreError::UnknownFormat { .. } | StoreError::Corrupt(_) => StoreErrorKind::DataLoss,
+            StoreError::UnknownFormat { .. } | StoreError::Corrupt(_) | StoreError::Damaged { .. } => {
+                StoreErrorKind::DataLoss
+            }
+            StoreError::NotAStore { .. } => StoreErrorKind::Invalid,
         }
     }
 

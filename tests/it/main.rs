@@ -9,6 +9,7 @@ mod conditions;
 mod conformance;
 mod database;
 mod engine_props;
+mod faults;
 mod index;
 mod oracle;
 mod schema_errors;

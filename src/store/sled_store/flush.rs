@@ -21,8 +21,8 @@ impl GroupFlush {
         s.0
     }
 
-    /// Waits until `ticket` is flushed, running the flush itself when none is running.
-    pub(super) fn wait(&self, db: &sled::Db, ticket: u64) -> Result<(), StoreError> {
+    /// Waits until `ticket` is flushed, running the flush (`flush`) itself when none is running.
+    pub(super) fn wait(&self, ticket: u64, flush: &dyn Fn() -> Result<(), StoreError>) -> Result<(), StoreError> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if s.1 >= ticket {
@@ -32,7 +32,7 @@ impl GroupFlush {
                 s.2 = true;
                 let target = s.0;
                 drop(s);
-                let result = db.flush().map(|_| ()).map_err(super::io);
+                let result = flush();
                 s = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 s.2 = false;
                 if result.is_ok() {

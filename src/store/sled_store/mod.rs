@@ -5,14 +5,16 @@
 //! Architecture invariant: the only module that knows sled.
 
 mod flush;
+mod integrity;
 mod keys;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use self::flush::GroupFlush;
+use self::integrity::{Fingerprint, Found, Record, TenantRecord, damaged};
 use self::keys::*;
 use self::writer::Writer;
 use super::*;
@@ -29,6 +31,14 @@ struct TenantTree {
     tree: sled::Tree,
     /// One writer per tenant: a batch reads, resolves and applies under it.
     lock: Mutex<()>,
+    /// The head and live rows sled holds (applied; durable after the next flush).
+    state: Mutex<TenantRecord>,
+}
+
+impl TenantTree {
+    fn new(tree: sled::Tree, state: TenantRecord) -> TenantTree {
+        TenantTree { tree, lock: Mutex::new(()), state: Mutex::new(state) }
+    }
 }
 
 pub struct SledStore {
@@ -39,6 +49,30 @@ pub struct SledStore {
     /// Serializes creating and dropping tenants (never held by reads or writes).
     admin: Mutex<()>,
     flush: GroupFlush,
+    dir: PathBuf,
+    /// The record file; its lock serializes the record's updates: the state is read, sled
+    /// flushed, the record written.
+    record_io: Mutex<integrity::RecordFile>,
+    durability: Durability,
+    /// Blob files already synced (sled writes a large value to its own file and never syncs it).
+    synced_blobs: Mutex<std::collections::HashSet<std::ffi::OsString>>,
+    /// Called with each path synced on the acknowledgement path (tests watch the order).
+    on_sync: RwLock<Option<SyncHook>>,
+}
+
+/// A hook told of each file or directory synced before a write is acknowledged.
+pub type SyncHook = Arc<dyn Fn(&Path) + Send + Sync>;
+
+/// What an acknowledged write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A power loss or a kernel crash: after sled's flush (which on Linux uses
+    /// `sync_file_range`, durable against a process crash only), `fsync` of sled's log file, of
+    /// new blob files, and of the directories, before the acknowledgement.
+    #[default]
+    PowerLoss,
+    /// A crash of the process (kill -9) but not necessarily a power loss: sled's flush alone.
+    ProcessCrash,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -52,30 +86,163 @@ fn poisoned<T>(_: T) -> StoreError {
 }
 
 impl SledStore {
-    /// Opens (or creates) a store in `dir`, checking its format version.
+    /// Opens (or creates) a store in `dir`, checking its format version and that it holds
+    /// every acknowledged write (the integrity record). Never panics: a panic inside sled while
+    /// reading a damaged directory is reported as damage.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        Self::open_with(dir, Durability::default())
+    }
+
+    /// [`SledStore::open`] with a durability setting.
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<SledStore, StoreError> {
+        let opened = quiet_panics(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_checked(dir, durability)))
+        });
+        match opened {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(damaged(dir, format!("sled failed while reading it ({what})")))
+            }
+        }
+    }
+
+    fn open_checked(dir: &Path, durability: Durability) -> Result<SledStore, StoreError> {
+        let found = integrity::inspect(dir)?;
+        let at_open = |e: sled::Error| match e {
+            sled::Error::Corruption { .. } => damaged(dir, e),
+            e => StoreError::Unavailable(format!("cannot open `{}`: {e}", dir.display())),
+        };
         // Every write is flushed by its writer (group commit), so sled's periodic background
         // flush would only add I/O; without its thread, dropping the store also releases the
         // directory's lock at once.
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(io)?;
-        let meta = db.open_tree(META_TREE).map_err(io)?;
-        match meta.get(FORMAT_KEY).map_err(io)? {
-            None => {
-                meta.insert(FORMAT_KEY, FORMAT_VERSION.to_string().as_bytes()).map_err(io)?;
-                db.flush().map_err(io)?;
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(at_open)?;
+        let meta = db.open_tree(META_TREE).map_err(at_open)?;
+        match (meta.get(FORMAT_KEY).map_err(at_open)?, &found) {
+            (None, Found::New) => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION.to_string().as_bytes()).map_err(at_open)?;
+                db.flush().map_err(at_open)?;
             }
-            Some(v) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
-            Some(v) => return Err(StoreError::UnknownFormat { found: String::from_utf8_lossy(&v).into_owned() }),
+            (None, Found::Unmarked) => {
+                return Err(StoreError::NotAStore {
+                    dir: dir.display().to_string(),
+                    detail: "it holds sled's files but no Pemba store: its creation was interrupted; remove it and \
+                             start again"
+                        .into(),
+                });
+            }
+            (None, Found::Store) => return Err(damaged(dir, "its format version is missing")),
+            (Some(v), _) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
+            (Some(v), _) => return Err(StoreError::UnknownFormat { found: String::from_utf8_lossy(&v).into_owned() }),
         }
         let mut tenants = HashMap::new();
         for item in meta.scan_prefix(TENANT_PREFIX) {
-            let (k, _) = item.map_err(io)?;
-            let key = std::str::from_utf8(&k).map_err(|_| corrupt("tenant key is not UTF-8"))?;
+            let (k, _) = item.map_err(at_open)?;
+            let key = std::str::from_utf8(&k).map_err(|_| damaged(dir, "a tenant key is not UTF-8"))?;
             let name = key.trim_start_matches(TENANT_PREFIX).to_string();
-            let tree = db.open_tree(key).map_err(io)?;
-            tenants.insert(name, Arc::new(TenantTree { tree, lock: Mutex::new(()) }));
+            let tree = db.open_tree(key).map_err(at_open)?;
+            let head = Self::meta_u64(&tree, HEAD_KEY).map_err(|e| damaged(dir, e))?;
+            let rows = fingerprint(&tree, None).map_err(|e| damaged(dir, e))?;
+            tenants.insert(name, Arc::new(TenantTree::new(tree, TenantRecord { head: head.0, rows })));
         }
-        Ok(SledStore { db, meta, tenants: RwLock::new(tenants), admin: Mutex::new(()), flush: GroupFlush::default() })
+        let last = match (integrity::load(dir)?, &found) {
+            (Some((record, seq)), _) => {
+                verify(dir, &record, &tenants)?;
+                seq
+            }
+            (None, Found::Store) => {
+                return Err(damaged(dir, format!("its integrity record `{}` is missing", integrity::RECORD)));
+            }
+            // A new store, or one of a build before the record: the record starts now.
+            (None, Found::New | Found::Unmarked) => 0,
+        };
+        let store = SledStore {
+            db,
+            meta,
+            tenants: RwLock::new(tenants),
+            admin: Mutex::new(()),
+            flush: GroupFlush::default(),
+            dir: dir.to_path_buf(),
+            record_io: Mutex::new(integrity::RecordFile::open(dir, last)?),
+            durability,
+            synced_blobs: Mutex::new(Default::default()),
+            on_sync: RwLock::new(None),
+        };
+        store.durable()?;
+        if !matches!(found, Found::Store) {
+            // Last: a directory without the marker was never a complete store.
+            integrity::write_marker(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot write the marker in `{}`: {e}", dir.display())))?;
+        }
+        Ok(store)
+    }
+
+    /// Flushes sled and then records every tenant's state as of before the flush (so the record
+    /// never claims more than sled made durable): the acknowledgement path of every write.
+    fn durable(&self) -> Result<(), StoreError> {
+        let mut file = self.record_io.lock().map_err(poisoned)?;
+        let mut record = Record::default();
+        for (name, t) in self.tenants.read().map_err(poisoned)?.iter() {
+            record.tenants.insert(name.clone(), *t.state.lock().map_err(poisoned)?);
+        }
+        self.db.flush().map_err(io)?;
+        if self.durability == Durability::PowerLoss {
+            self.sync_files()?;
+        }
+        file.save(&self.dir, &record, self.durability == Durability::PowerLoss)
+    }
+
+    /// `fsync` of what sled's flush left in the page cache: its log file, blob files not
+    /// synced yet, and the directories that name them.
+    fn sync_files(&self) -> Result<(), StoreError> {
+        let fail = |p: &Path, e: std::io::Error| StoreError::Unavailable(format!("cannot sync `{}`: {e}", p.display()));
+        let hook = self.on_sync.read().map_err(poisoned)?.clone();
+        let synced = |p: &Path| {
+            if let Some(h) = &hook {
+                h(p);
+            }
+        };
+        let log = self.dir.join("db");
+        std::fs::File::open(&log).and_then(|f| f.sync_all()).map_err(|e| fail(&log, e))?;
+        synced(&log);
+        let blobs = self.dir.join("blobs");
+        if let Ok(entries) = std::fs::read_dir(&blobs) {
+            let mut known = self.synced_blobs.lock().map_err(poisoned)?;
+            let mut new = false;
+            for e in entries.flatten() {
+                if known.contains(&e.file_name()) {
+                    continue;
+                }
+                let p = e.path();
+                // A blob sled removed meanwhile needs no sync.
+                match std::fs::File::open(&p).and_then(|f| f.sync_all()) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(fail(&p, err)),
+                }
+                synced(&p);
+                known.insert(e.file_name());
+                new = true;
+            }
+            if new {
+                integrity::sync_dir(&blobs).map_err(|e| fail(&blobs, e))?;
+                synced(&blobs);
+            }
+        }
+        integrity::sync_dir(&self.dir).map_err(|e| fail(&self.dir, e))?;
+        synced(&self.dir);
+        Ok(())
+    }
+
+    /// Sets the hook told of each path synced on the acknowledgement path (tests).
+    pub fn on_sync(&self, hook: Option<SyncHook>) {
+        if let Ok(mut h) = self.on_sync.write() {
+            *h = hook;
+        }
     }
 
     fn tenant(&self, tenant: &str) -> Result<Arc<TenantTree>, StoreError> {
@@ -112,11 +279,12 @@ impl SledStore {
         // A tenant without relationship rows (a fresh restore) needs no per-row lookups in the
         // tree: only the batch's own earlier writes can match.
         let fresh = tree.scan_prefix([RELATIONSHIPS]).next().is_none();
-        let mut w = Writer { tree, fresh, rev, overlay: BTreeMap::new(), changes: Vec::new() };
+        let rows = t.state.lock().map_err(poisoned)?.rows;
+        let mut w = Writer { tree, fresh, rev, overlay: BTreeMap::new(), changes: Vec::new(), rows };
         for m in batch {
             w.mutation(m)?;
         }
-        let Writer { overlay, changes, .. } = w;
+        let Writer { overlay, changes, rows: live, .. } = w;
         let mut b = sled::Batch::default();
         for (k, v) in overlay {
             b.insert(k, v);
@@ -126,6 +294,7 @@ impl SledStore {
         b.insert(revision_key(CHANGELOG, rev), serde_json::to_vec(&rows).map_err(corrupt)?);
         b.insert(revision_key(COMMIT_TIMES, rev), now.0.to_be_bytes().to_vec());
         tree.apply_batch(b).map_err(io)?;
+        *t.state.lock().map_err(poisoned)? = TenantRecord { head: rev.0, rows: live };
         Ok((Commit { revision: rev, changes }, self.flush.ticket()))
     }
 
@@ -159,8 +328,7 @@ impl Datastore for SledStore {
 
     fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(key, value).map_err(io)?;
-        self.db.flush().map_err(io)?;
-        Ok(())
+        self.durable()
     }
 
     fn create_tenant(&self, name: &str) -> Result<(), StoreError> {
@@ -176,10 +344,9 @@ impl Datastore for SledStore {
         let tree = self.db.open_tree(&key).map_err(io)?;
         tree.clear().map_err(io)?;
         self.meta.insert(key, b"".to_vec()).map_err(io)?;
-        self.db.flush().map_err(io)?;
-        let t = Arc::new(TenantTree { tree, lock: Mutex::new(()) });
+        let t = Arc::new(TenantTree::new(tree, TenantRecord::default()));
         self.tenants.write().map_err(poisoned)?.insert(name.to_string(), t);
-        Ok(())
+        self.durable()
     }
 
     fn drop_tenant(&self, name: &str) -> Result<(), StoreError> {
@@ -190,7 +357,7 @@ impl Datastore for SledStore {
         let _writer = t.lock.lock().map_err(poisoned)?;
         let key = format!("{TENANT_PREFIX}{name}");
         self.meta.remove(&key).map_err(io)?;
-        self.db.flush().map_err(io)?;
+        self.durable()?;
         self.db.drop_tree(key).map_err(io)?;
         self.db.flush().map_err(io)?;
         Ok(())
@@ -210,7 +377,7 @@ impl Datastore for SledStore {
         let (commit, ticket) = self.apply(tenant, batch, now)?;
         // The batch is in sled's memory; until the flush confirms it, its outcome after a crash
         // is unknown.
-        self.flush.wait(&self.db, ticket).map_err(|e| StoreError::OutcomeUnknown(e.to_string()))?;
+        self.flush.wait(ticket, &|| self.durable()).map_err(|e| StoreError::OutcomeUnknown(e.to_string()))?;
         Ok(commit)
     }
 
@@ -352,12 +519,16 @@ impl Datastore for SledStore {
         }
         let oldest = Self::meta_u64(tree, OLDEST_KEY)?.max(keep_from.min(head));
         let mut b = sled::Batch::default();
+        let mut state = *t.state.lock().map_err(poisoned)?;
         for item in tree.scan_prefix([RELATIONSHIPS]) {
             let (k, v) = item.map_err(io)?;
             let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
             let gone = row.deleted.is_some_and(|d| d <= oldest.0)
                 || parse_relationship(&row.text)?.expiration.is_some_and(|e| e <= cutoff);
             if gone {
+                if row.deleted.is_none() {
+                    state.rows.remove(split_versioned(&k)?.0.as_bytes(), &row.text);
+                }
                 b.remove(k);
             }
         }
@@ -391,11 +562,88 @@ impl Datastore for SledStore {
         }
         b.insert(OLDEST_KEY.to_vec(), be(oldest.0).to_vec());
         tree.apply_batch(b).map_err(io)?;
-        self.db.flush().map_err(io)?;
+        *t.state.lock().map_err(poisoned)? = state;
+        self.durable()?;
         Ok(oldest)
     }
 
     fn oldest_readable(&self, tenant: &str) -> Result<Revision, StoreError> {
         Self::meta_u64(&self.tenant(tenant)?.tree, OLDEST_KEY)
     }
+}
+
+/// A tenant tree's live relationship rows at `at` (`None`: the head, rows not deleted).
+fn fingerprint(tree: &sled::Tree, at: Option<Revision>) -> Result<Fingerprint, StoreError> {
+    let mut fp = Fingerprint::default();
+    for item in tree.scan_prefix([RELATIONSHIPS]) {
+        let (k, v) = item.map_err(io)?;
+        let (identity, created) = split_versioned(&k)?;
+        let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
+        let live = match at {
+            None => row.deleted.is_none(),
+            Some(r) => visible(created, row.deleted, r),
+        };
+        if live {
+            fp.add(identity.as_bytes(), &row.text);
+        }
+    }
+    Ok(fp)
+}
+
+/// Compares what sled holds with the integrity record: every recorded tenant is there, not
+/// behind its acknowledged head, with the recorded rows at that head.
+fn verify(dir: &Path, record: &Record, tenants: &HashMap<String, Arc<TenantTree>>) -> Result<(), StoreError> {
+    for (name, acked) in &record.tenants {
+        let Some(t) = tenants.get(name) else {
+            return Err(damaged(dir, format!("tenant `{name}`, acknowledged up to revision {}, is missing", acked.head)));
+        };
+        let now = *t.state.lock().map_err(poisoned)?;
+        if now.head < acked.head {
+            return Err(damaged(
+                dir,
+                format!("tenant `{name}` is at revision {} but revision {} was acknowledged", now.head, acked.head),
+            ));
+        }
+        // Writes after the last record were flushed but never acknowledged (a crash between the
+        // two): the acknowledged revision is compared, as it is still readable.
+        let rows = if now.head == acked.head {
+            now.rows
+        } else {
+            fingerprint(&t.tree, Some(Revision(acked.head))).map_err(|e| damaged(dir, e))?
+        };
+        if rows != acked.rows {
+            return Err(damaged(
+                dir,
+                format!(
+                    "tenant `{name}` at revision {} holds {} relationship rows that do not match the {} recorded",
+                    acked.head, rows.live, acked.rows.live
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// Set while this thread opens a store: a panic inside sled is then reported as damage, so
+    /// the panic hook stays silent for it.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with panics on this thread kept off standard error (they are caught and reported
+/// by the caller). The hook installed once delegates every other panic to the previous hook.
+pub(crate) fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let out = f();
+    QUIET.with(|q| q.set(false));
+    out
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::integrity::Fingerprint;
 use super::io;
 use super::keys::{
     ATTRIBUTES, AttrRow, RELATIONSHIPS, RelRow, SCHEMAS, corrupt, parse_relationship, revision_key, row_prefix,
@@ -21,6 +22,9 @@ pub(super) struct Writer<'a> {
     pub(super) rev: Revision,
     pub(super) overlay: BTreeMap<Vec<u8>, Vec<u8>>,
     pub(super) changes: Vec<Change>,
+    /// The tenant's live rows, kept up to date with the batch (the integrity record's count
+    /// and hash).
+    pub(super) rows: Fingerprint,
 }
 
 impl Writer<'_> {
@@ -56,7 +60,8 @@ impl Writer<'_> {
     /// Marks a live row deleted at this revision; returns the relationship it held.
     fn delete_rel(&mut self, key: Vec<u8>, mut row: RelRow) -> Result<Relationship, StoreError> {
         row.deleted = Some(self.rev.0);
-        let (_, created) = split_versioned(&key)?;
+        let (identity, created) = split_versioned(&key)?;
+        self.rows.remove(identity.as_bytes(), &row.text);
         let gone = parse_relationship(&row.text)?;
         if created == self.rev.0 {
             // Created and deleted in the same batch: never visible, drop it.
@@ -69,8 +74,10 @@ impl Writer<'_> {
 
     fn put_rel(&mut self, r: &Relationship) -> Result<(), StoreError> {
         let row = RelRow { deleted: None, text: r.to_string() };
+        let identity = relationship_key(r);
+        self.rows.add(identity.as_bytes(), &row.text);
         self.overlay.insert(
-            versioned_key(RELATIONSHIPS, &relationship_key(r), self.rev.0),
+            versioned_key(RELATIONSHIPS, &identity, self.rev.0),
             serde_json::to_vec(&row).map_err(corrupt)?,
         );
         self.changes.push(Change::Upsert(r.clone()));

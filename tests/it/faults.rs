@@ -1,0 +1,265 @@
+//! Fault injection on data directories, as an operator's accidents and a failing disk would
+//! do them: truncations at many points, bit flips in every file, deleted files, a foreign file,
+//! a directory whose creation was interrupted. Every case must end in a clear error naming the
+//! directory, or in exactly the acknowledged state; never a panic, and never a different state.
+//! The table of outcomes is printed (`cargo test faults -- --nocapture`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pemba::db::{Consistency, Database, WriteRequest};
+use pemba::model::Relationship;
+use pemba::store::{Mutation, RelationshipFilter};
+
+const SCHEMA: &str = "definition user {}\ndefinition doc {\n  relation viewer: user\n  relation editor: user\n  permission view = viewer + editor\n}";
+
+/// What a tenant holds, as compared after a fault.
+#[derive(Debug, PartialEq)]
+struct State {
+    tenants: Vec<String>,
+    schema: Option<String>,
+    relationships: Vec<String>,
+}
+
+fn state(db: &Database) -> State {
+    let tenants = db.tenants().unwrap();
+    let mut relationships = Vec::new();
+    let mut schema = None;
+    if tenants.contains(&"t".to_string()) {
+        schema = db.schema_text("t").unwrap();
+        let filter = RelationshipFilter::default();
+        let mut after: Option<String> = None;
+        loop {
+            let (page, _) =
+                db.read_relationships("t", Consistency::FullyConsistent, &filter, 1000, after.as_deref()).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(pemba::store::relationship_key);
+            relationships.extend(page.iter().map(ToString::to_string));
+        }
+    }
+    State { tenants, schema, relationships }
+}
+
+/// A store with several revisions: creates, replacements, deletes.
+fn build(dir: &Path) -> State {
+    let db = Database::open(dir).unwrap();
+    db.create_tenant("t").unwrap();
+    db.create_tenant("u").unwrap();
+    db.write_schema("t", SCHEMA).unwrap();
+    for b in 0..40 {
+        let batch = (0..100)
+            .map(|i| Mutation::Touch(Relationship::parse(&format!("doc:d{b}_{i}#viewer@user:u{}", i % 13)).unwrap()))
+            .collect();
+        db.write("t", WriteRequest::new(batch)).unwrap();
+    }
+    for b in 0..10 {
+        let batch = (0..50)
+            .map(|i| Mutation::Delete(Relationship::parse(&format!("doc:d{b}_{i}#viewer@user:u{}", i % 13)).unwrap()))
+            .collect();
+        db.write("t", WriteRequest::new(batch)).unwrap();
+    }
+    let s = state(&db);
+    drop(db);
+    s
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    /// Opened with exactly the acknowledged state.
+    Exact,
+    /// Refused with an error naming the directory.
+    ClearError,
+    /// Bad: opened with another state, an error without the directory, or a panic.
+    Silent,
+    Unnamed,
+    Panic,
+}
+
+fn open_outcome(dir: &Path, want: &State) -> (Outcome, String) {
+    let opened = std::panic::catch_unwind(|| Database::open(dir));
+    match opened {
+        Err(_) => (Outcome::Panic, "panicked".into()),
+        Ok(Ok(db)) => {
+            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state(&db)));
+            match got {
+                Ok(got) if &got == want => (Outcome::Exact, String::new()),
+                Ok(got) => (
+                    Outcome::Silent,
+                    format!("{} tenants, {} relationships", got.tenants.len(), got.relationships.len()),
+                ),
+                Err(_) => (Outcome::Panic, "panicked reading".into()),
+            }
+        }
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            let name = dir.display().to_string();
+            if text.contains(&name) { (Outcome::ClearError, text) } else { (Outcome::Unnamed, text) }
+        }
+    }
+}
+
+#[test]
+fn damaged_directories_are_clear_errors_or_the_exact_state() {
+    let root = super::store::temp_dir("faults");
+    let base = root.join("base");
+    let want = build(&base);
+    assert_eq!(want.relationships.len(), 3500);
+    let mut table: BTreeMap<String, BTreeMap<Outcome, usize>> = BTreeMap::new();
+    let mut bad = Vec::new();
+    let mut n = 0;
+    let mut trial = |fault: &str, what: String, damage: &dyn Fn(&Path)| {
+        n += 1;
+        let dir = root.join(format!("case{n}"));
+        copy_dir(&base, &dir);
+        damage(&dir);
+        let (outcome, detail) = open_outcome(&dir, &want);
+        *table.entry(fault.to_string()).or_default().entry(outcome).or_default() += 1;
+        if outcome > Outcome::ClearError {
+            bad.push(format!("{fault} {what}: {outcome:?} {detail}"));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    };
+    let all = files(&base);
+    // More trials on sled's log, where the data is; `PEMBA_FAULT_TRIALS` multiplies them.
+    let scale: u64 = std::env::var("PEMBA_FAULT_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let points = |f: &Path| if f == Path::new("db") { 40 * scale } else { 10 * scale };
+    // Truncations at many points of every file.
+    for f in &all {
+        let len = std::fs::metadata(base.join(f)).unwrap().len();
+        let n = points(f);
+        for i in 0..n {
+            let (pct, cut) = (i * 100 / n, len * i / n);
+            trial("truncate", format!("{} to {pct}% ({cut} bytes)", f.display()), &|d: &Path| {
+                let file = std::fs::OpenOptions::new().write(true).open(d.join(f)).unwrap();
+                file.set_len(cut).unwrap();
+            });
+        }
+    }
+    // Bit flips spread over every file.
+    for f in &all {
+        let len = std::fs::metadata(base.join(f)).unwrap().len();
+        let n = 2 * points(f);
+        for k in 0..n {
+            let at = (len * (2 * k + 1) / (2 * n)) as usize;
+            trial("bit flip", format!("{} at {at}", f.display()), &|d: &Path| {
+                let p = d.join(f);
+                let mut bytes = std::fs::read(&p).unwrap();
+                if let Some(b) = bytes.get_mut(at) {
+                    *b ^= 1 << (k % 8);
+                }
+                std::fs::write(&p, bytes).unwrap();
+            });
+        }
+    }
+    // Deleted files.
+    for f in &all {
+        trial("deleted file", f.display().to_string(), &|d: &Path| std::fs::remove_file(d.join(f)).unwrap());
+    }
+    print_table(&table);
+    assert!(bad.is_empty(), "{} bad outcomes:\n{}", bad.len(), bad.join("\n"));
+
+    // A foreign directory: refused, and left exactly as it was.
+    let foreign = root.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("db"), b"my own database, not sled's").unwrap();
+    let err = Database::open(&foreign).unwrap_err().to_string();
+    assert!(err.contains("is not a Pemba data directory") && err.contains(&foreign.display().to_string()), "{err}");
+    assert_eq!(std::fs::read(foreign.join("db")).unwrap(), b"my own database, not sled's");
+    assert_eq!(files(&foreign), [PathBuf::from("db")], "nothing was added");
+
+    // A creation interrupted before the format was written: sled's files, no marker, no format.
+    let half = root.join("half");
+    {
+        let db = sled::Config::new().path(&half).open().unwrap();
+        db.flush().unwrap();
+    }
+    let err = Database::open(&half).unwrap_err().to_string();
+    assert!(err.contains("creation was interrupted"), "{err}");
+
+    // A store whose marker is missing but which is complete (a build before the marker, or a
+    // crash just before it was written) opens, and is marked.
+    let unmarked = root.join("unmarked");
+    copy_dir(&base, &unmarked);
+    std::fs::remove_file(unmarked.join("PEMBA")).unwrap();
+    let db = Database::open(&unmarked).unwrap();
+    assert_eq!(state(&db), want);
+    drop(db);
+    assert!(unmarked.join("PEMBA").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn print_table(table: &BTreeMap<String, BTreeMap<Outcome, usize>>) {
+    eprintln!("| fault | trials | exact state | clear error | other |");
+    eprintln!("|---|---|---|---|---|");
+    for (fault, outcomes) in table {
+        let get = |o: Outcome| outcomes.get(&o).copied().unwrap_or(0);
+        let total: usize = outcomes.values().sum();
+        let other = total - get(Outcome::Exact) - get(Outcome::ClearError);
+        eprintln!("| {fault} | {total} | {} | {} | {other} |", get(Outcome::Exact), get(Outcome::ClearError));
+    }
+}
+
+/// Power-loss durability: before a write is acknowledged, sled's log file and the directory are
+/// synced (a power loss cannot be simulated here, so a hook watches the calls and their order);
+/// with `Durability::ProcessCrash` they are not.
+#[test]
+fn writes_are_synced_before_they_are_acknowledged() {
+    use pemba::store::{Datastore, Durability, SledStore};
+    use std::sync::{Arc, Mutex};
+    for durability in [Durability::PowerLoss, Durability::ProcessCrash] {
+        let dir = super::store::temp_dir("synced");
+        let store = SledStore::open_with(&dir, durability).unwrap();
+        store.create_tenant("t").unwrap();
+        let events = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = events.clone();
+        store.on_sync(Some(Arc::new(move |p: &Path| seen.lock().unwrap().push(p.display().to_string()))));
+        let r = Relationship::parse("doc:1#viewer@user:ann").unwrap();
+        store.write("t", &[Mutation::Touch(r)], pemba::model::Timestamp::now()).unwrap();
+        events.lock().unwrap().push("acknowledged".into());
+        let got = events.lock().unwrap().clone();
+        let log = dir.join("db").display().to_string();
+        let folder = dir.display().to_string();
+        match durability {
+            Durability::PowerLoss => {
+                let at = |name: &str| got.iter().position(|e| e == name).unwrap_or(usize::MAX);
+                assert!(at(&log) < at(&folder) && at(&folder) < at("acknowledged"), "{got:?}");
+            }
+            Durability::ProcessCrash => assert_eq!(got, ["acknowledged"]),
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
