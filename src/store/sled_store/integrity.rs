@@ -144,7 +144,8 @@ impl RecordFile {
     /// Writes the record over the older slot; synced (data only) when `sync`.
     pub(super) fn save(&mut self, dir: &Path, record: &Record, sync: bool) -> Result<(), StoreError> {
         use std::os::unix::fs::FileExt;
-        let fail = |e: std::io::Error| StoreError::Unavailable(format!("cannot write `{}`: {e}", dir.join(RECORD).display()));
+        let fail =
+            |e: std::io::Error| StoreError::Unavailable(format!("cannot write `{}`: {e}", dir.join(RECORD).display()));
         let body = serde_json::to_vec(record).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         if body.len() + HEADER > SLOT as usize {
             return Err(StoreError::Unavailable(format!("the integrity record outgrew its {SLOT}-byte slot")));
@@ -203,7 +204,8 @@ pub(super) fn inspect(dir: &Path) -> Result<Found, StoreError> {
     };
     let mut names = Vec::new();
     for e in entries {
-        let e = e.map_err(|e| StoreError::Unavailable(format!("cannot read the directory `{}`: {e}", dir.display())))?;
+        let e =
+            e.map_err(|e| StoreError::Unavailable(format!("cannot read the directory `{}`: {e}", dir.display())))?;
         names.push(e.file_name().to_string_lossy().into_owned());
     }
     if names.is_empty() {

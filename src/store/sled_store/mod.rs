@@ -32,12 +32,61 @@ struct TenantTree {
     /// One writer per tenant: a batch reads, resolves and applies under it.
     lock: Mutex<()>,
     /// The head and live rows sled holds (applied; durable after the next flush).
-    state: Mutex<TenantRecord>,
+    state: Mutex<TenantState>,
+}
+
+/// A tenant's head and live rows, as sled holds them.
+#[derive(Debug, Clone, Copy)]
+struct TenantState {
+    head: u64,
+    /// Live rows at `head`: `None` until counted (by the load of the head at open, which reads
+    /// every row anyway, or else by the first write).
+    rows: Option<Fingerprint>,
+    /// The integrity record's entry the count must equal (at `head`), until it is checked.
+    expected: Option<TenantRecord>,
 }
 
 impl TenantTree {
-    fn new(tree: sled::Tree, state: TenantRecord) -> TenantTree {
+    fn new(tree: sled::Tree, state: TenantState) -> TenantTree {
         TenantTree { tree, lock: Mutex::new(()), state: Mutex::new(state) }
+    }
+
+    /// The live rows at the head, counted now if they were not (and checked against the
+    /// record).
+    fn rows(&self, dir: &Path) -> Result<TenantRecord, StoreError> {
+        let mut s = self.state.lock().map_err(poisoned)?;
+        if let Some(rows) = s.rows {
+            return Ok(TenantRecord { head: s.head, rows });
+        }
+        let rows = fingerprint(&self.tree, None)?;
+        check(dir, &self.name(), s.expected, s.head, rows)?;
+        s.rows = Some(rows);
+        s.expected = None;
+        Ok(TenantRecord { head: s.head, rows })
+    }
+
+    fn name(&self) -> String {
+        String::from_utf8_lossy(&self.tree.name()).trim_start_matches(TENANT_PREFIX).to_string()
+    }
+}
+
+/// Whether rows counted at `head` agree with the record's entry (when it is for that head).
+fn check(
+    dir: &Path,
+    name: &str,
+    expected: Option<TenantRecord>,
+    head: u64,
+    rows: Fingerprint,
+) -> Result<(), StoreError> {
+    match expected {
+        Some(acked) if acked.head == head && acked.rows != rows => Err(damaged(
+            dir,
+            format!(
+                "tenant `{name}` at revision {head} holds {} relationship rows that do not match the {} recorded",
+                rows.live, acked.rows.live
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -146,19 +195,26 @@ impl SledStore {
             let name = key.trim_start_matches(TENANT_PREFIX).to_string();
             let tree = db.open_tree(key).map_err(at_open)?;
             let head = Self::meta_u64(&tree, HEAD_KEY).map_err(|e| damaged(dir, e))?;
-            let rows = fingerprint(&tree, None).map_err(|e| damaged(dir, e))?;
-            tenants.insert(name, Arc::new(TenantTree::new(tree, TenantRecord { head: head.0, rows })));
+            let state = TenantState { head: head.0, rows: None, expected: None };
+            tenants.insert(name, Arc::new(TenantTree::new(tree, state)));
         }
         let last = match (integrity::load(dir)?, &found) {
             (Some((record, seq)), _) => {
                 verify(dir, &record, &tenants)?;
                 seq
             }
+            (None, Found::Unmarked) => {
+                // A store of a build before the record: count every tenant's rows now.
+                for t in tenants.values() {
+                    t.rows(dir).map_err(|e| damaged(dir, e))?;
+                }
+                0
+            }
             (None, Found::Store) => {
                 return Err(damaged(dir, format!("its integrity record `{}` is missing", integrity::RECORD)));
             }
-            // A new store, or one of a build before the record: the record starts now.
-            (None, Found::New | Found::Unmarked) => 0,
+            // A new store: the record starts now.
+            (None, Found::New) => 0,
         };
         let store = SledStore {
             db,
@@ -187,7 +243,14 @@ impl SledStore {
         let mut file = self.record_io.lock().map_err(poisoned)?;
         let mut record = Record::default();
         for (name, t) in self.tenants.read().map_err(poisoned)?.iter() {
-            record.tenants.insert(name.clone(), *t.state.lock().map_err(poisoned)?);
+            let s = *t.state.lock().map_err(poisoned)?;
+            let entry = match (s.rows, s.expected) {
+                (Some(rows), _) => TenantRecord { head: s.head, rows },
+                // Not counted yet, and nothing written since the record said so.
+                (None, Some(acked)) if acked.head == s.head => acked,
+                (None, _) => t.rows(&self.dir)?,
+            };
+            record.tenants.insert(name.clone(), entry);
         }
         self.db.flush().map_err(io)?;
         if self.durability == Durability::PowerLoss {
@@ -279,7 +342,7 @@ impl SledStore {
         // A tenant without relationship rows (a fresh restore) needs no per-row lookups in the
         // tree: only the batch's own earlier writes can match.
         let fresh = tree.scan_prefix([RELATIONSHIPS]).next().is_none();
-        let rows = t.state.lock().map_err(poisoned)?.rows;
+        let rows = t.rows(&self.dir)?.rows;
         let mut w = Writer { tree, fresh, rev, overlay: BTreeMap::new(), changes: Vec::new(), rows };
         for m in batch {
             w.mutation(m)?;
@@ -294,7 +357,7 @@ impl SledStore {
         b.insert(revision_key(CHANGELOG, rev), serde_json::to_vec(&rows).map_err(corrupt)?);
         b.insert(revision_key(COMMIT_TIMES, rev), now.0.to_be_bytes().to_vec());
         tree.apply_batch(b).map_err(io)?;
-        *t.state.lock().map_err(poisoned)? = TenantRecord { head: rev.0, rows: live };
+        *t.state.lock().map_err(poisoned)? = TenantState { head: rev.0, rows: Some(live), expected: None };
         Ok((Commit { revision: rev, changes }, self.flush.ticket()))
     }
 
@@ -344,7 +407,10 @@ impl Datastore for SledStore {
         let tree = self.db.open_tree(&key).map_err(io)?;
         tree.clear().map_err(io)?;
         self.meta.insert(key, b"".to_vec()).map_err(io)?;
-        let t = Arc::new(TenantTree::new(tree, TenantRecord::default()));
+        let t = Arc::new(TenantTree::new(
+            tree,
+            TenantState { head: 0, rows: Some(Fingerprint::default()), expected: None },
+        ));
         self.tenants.write().map_err(poisoned)?.insert(name.to_string(), t);
         self.durable()
     }
@@ -398,12 +464,21 @@ impl Datastore for SledStore {
         let t = self.tenant(tenant)?;
         let tree = &t.tree;
         Self::check_readable(tree, revision)?;
+        // Reading the head before its rows were counted (the load at open): count them here.
+        let counting = {
+            let s = t.state.lock().map_err(poisoned)?;
+            s.rows.is_none() && s.head == revision.0
+        };
+        let mut fp = Fingerprint::default();
         let mut batch = Vec::with_capacity(BATCH);
         for item in tree.scan_prefix([RELATIONSHIPS]) {
             let (k, v) = item.map_err(io)?;
-            let (_, created) = split_versioned(&k)?;
+            let (identity, created) = split_versioned(&k)?;
             let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if visible(created, row.deleted, revision) {
+                if counting {
+                    fp.add(identity.as_bytes(), &row.text);
+                }
                 batch.push(parse_relationship(&row.text)?);
                 if batch.len() == BATCH {
                     sink(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
@@ -430,6 +505,15 @@ impl Datastore for SledStore {
         // Garbage collection may have run during the scan (sled iterators are not snapshots):
         // if the revision fell out of the window meanwhile, the scan may have missed rows.
         Self::check_readable(tree, revision)?;
+        if counting {
+            let mut s = t.state.lock().map_err(poisoned)?;
+            // A write meanwhile counted the rows itself.
+            if s.rows.is_none() && s.head == revision.0 {
+                check(&self.dir, tenant, s.expected, s.head, fp)?;
+                s.rows = Some(fp);
+                s.expected = None;
+            }
+        }
         Ok(TenantSnapshot { revision, schema, relationships: Vec::new(), attributes })
     }
 
@@ -519,7 +603,7 @@ impl Datastore for SledStore {
         }
         let oldest = Self::meta_u64(tree, OLDEST_KEY)?.max(keep_from.min(head));
         let mut b = sled::Batch::default();
-        let mut state = *t.state.lock().map_err(poisoned)?;
+        let mut state = t.rows(&self.dir)?;
         for item in tree.scan_prefix([RELATIONSHIPS]) {
             let (k, v) = item.map_err(io)?;
             let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
@@ -562,7 +646,7 @@ impl Datastore for SledStore {
         }
         b.insert(OLDEST_KEY.to_vec(), be(oldest.0).to_vec());
         tree.apply_batch(b).map_err(io)?;
-        *t.state.lock().map_err(poisoned)? = state;
+        *t.state.lock().map_err(poisoned)? = TenantState { head: state.head, rows: Some(state.rows), expected: None };
         self.durable()?;
         Ok(oldest)
     }
@@ -590,35 +674,30 @@ fn fingerprint(tree: &sled::Tree, at: Option<Revision>) -> Result<Fingerprint, S
     Ok(fp)
 }
 
-/// Compares what sled holds with the integrity record: every recorded tenant is there, not
-/// behind its acknowledged head, with the recorded rows at that head.
+/// Compares what sled holds with the integrity record: every recorded tenant is there and not
+/// behind its acknowledged head. The rows are compared when the head is first read (the load
+/// reads them all anyway), or here when the head moved past the record (writes flushed but not
+/// acknowledged before a crash: the acknowledged revision is still readable).
 fn verify(dir: &Path, record: &Record, tenants: &HashMap<String, Arc<TenantTree>>) -> Result<(), StoreError> {
     for (name, acked) in &record.tenants {
         let Some(t) = tenants.get(name) else {
-            return Err(damaged(dir, format!("tenant `{name}`, acknowledged up to revision {}, is missing", acked.head)));
-        };
-        let now = *t.state.lock().map_err(poisoned)?;
-        if now.head < acked.head {
             return Err(damaged(
                 dir,
-                format!("tenant `{name}` is at revision {} but revision {} was acknowledged", now.head, acked.head),
+                format!("tenant `{name}`, acknowledged up to revision {}, is missing", acked.head),
+            ));
+        };
+        let mut s = t.state.lock().map_err(poisoned)?;
+        if s.head < acked.head {
+            return Err(damaged(
+                dir,
+                format!("tenant `{name}` is at revision {} but revision {} was acknowledged", s.head, acked.head),
             ));
         }
-        // Writes after the last record were flushed but never acknowledged (a crash between the
-        // two): the acknowledged revision is compared, as it is still readable.
-        let rows = if now.head == acked.head {
-            now.rows
+        if s.head == acked.head {
+            s.expected = Some(*acked);
         } else {
-            fingerprint(&t.tree, Some(Revision(acked.head))).map_err(|e| damaged(dir, e))?
-        };
-        if rows != acked.rows {
-            return Err(damaged(
-                dir,
-                format!(
-                    "tenant `{name}` at revision {} holds {} relationship rows that do not match the {} recorded",
-                    acked.head, rows.live, acked.rows.live
-                ),
-            ));
+            let rows = fingerprint(&t.tree, Some(Revision(acked.head))).map_err(|e| damaged(dir, e))?;
+            check(dir, name, Some(*acked), acked.head, rows)?;
         }
     }
     Ok(())

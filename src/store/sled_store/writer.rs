@@ -76,10 +76,8 @@ impl Writer<'_> {
         let row = RelRow { deleted: None, text: r.to_string() };
         let identity = relationship_key(r);
         self.rows.add(identity.as_bytes(), &row.text);
-        self.overlay.insert(
-            versioned_key(RELATIONSHIPS, &identity, self.rev.0),
-            serde_json::to_vec(&row).map_err(corrupt)?,
-        );
+        self.overlay
+            .insert(versioned_key(RELATIONSHIPS, &identity, self.rev.0), serde_json::to_vec(&row).map_err(corrupt)?);
         self.changes.push(Change::Upsert(r.clone()));
         Ok(())
     }
