@@ -111,6 +111,20 @@ enum Command {
         #[command(subcommand)]
         command: remote::TenantCommand,
     },
+    /// Write a backup of every tenant of a data directory (schema, relationships, attributes;
+    /// each tenant read at one revision) to FILE, written beside and renamed when complete.
+    Backup {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Make a new data directory from a backup.
+    Restore {
+        file: PathBuf,
+        /// The directory to create (it must not exist, or be empty).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Run validation files in SpiceDB's `zed validate` format.
     Validate {
         /// Print one JSON object instead of text.
@@ -394,6 +408,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
+        Command::Backup { file, data_dir } => backup(&file, &data_dir),
+        Command::Restore { file, data_dir } => restore(&file, &data_dir),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve(args),
         #[cfg(feature = "server")]
@@ -621,6 +637,47 @@ fn validate(files: &[PathBuf], json: bool, agreement: bool) -> anyhow::Result<Ex
         out!("{passed} passed, {failed} failed\n");
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn backup(file: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let db = crate::db::Database::open(dir)?;
+    let name = file.file_name().ok_or_else(|| anyhow::anyhow!("`{}` names no file", file.display()))?;
+    let tmp = file.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let f = std::fs::File::create(&tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
+    let mut out = std::io::BufWriter::new(f);
+    let revisions = db.backup(&mut out)?;
+    let f = out.into_inner().map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("cannot sync `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot rename to `{}`", file.display()))?;
+    for (tenant, rev) in revisions {
+        eprintln!("tenant `{tenant}` at revision {rev}");
+    }
+    eprintln!("backup written to `{}`", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(file: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        anyhow::ensure!(
+            entries.next().is_none(),
+            "`{}` is not empty: restore makes a new data directory",
+            dir.display()
+        );
+    }
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open `{}`", file.display()))?;
+    let db = crate::db::Database::open(dir)?;
+    let tenants =
+        db.restore(&mut std::io::BufReader::new(f)).with_context(|| format!("restoring `{}`", file.display()))?;
+    for t in &tenants {
+        eprintln!("tenant `{t}` restored at revision {}", db.revision(t)?);
+    }
+    eprintln!(
+        "restored {} tenant{} into `{}`",
+        tenants.len(),
+        if tenants.len() == 1 { "" } else { "s" },
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The schema the crash writer uses.

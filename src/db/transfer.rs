@@ -29,6 +29,12 @@ impl Database {
     /// Reads an export into a tenant (schema first, then relationships and attributes in
     /// batches of the write limit); returns the last revision written.
     pub fn import(&self, tenant: &str, input: &mut dyn BufRead) -> Result<Revision, DbError> {
+        let mut lines = Lines::new(input);
+        self.import_lines(tenant, &mut lines)
+    }
+
+    /// Imports lines until the input ends or a backup's next `tenant` line (left unread).
+    fn import_lines(&self, tenant: &str, lines: &mut Lines<'_>) -> Result<Revision, DbError> {
         let mut rev = self.revision(tenant)?;
         let mut batch = Vec::new();
         let flush = |batch: &mut Vec<Mutation>, rev: &mut Revision| -> Result<(), DbError> {
@@ -37,14 +43,12 @@ impl Database {
             }
             Ok(())
         };
-        for (i, line) in input.lines().enumerate() {
-            let line = line
-                .map_err(|e| DbError::Io { what: format!("reading import line {}", i + 1), message: e.to_string() })?;
-            if line.trim().is_empty() {
-                continue;
+        while let Some((n, v)) = lines.peek()? {
+            let bad = |reason: String| DbError::Import { line: n, reason };
+            if v.get("tenant").is_some() {
+                break;
             }
-            let bad = |reason: String| DbError::Import { line: i + 1, reason };
-            let v: Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+            lines.next();
             if let Some(schema) = v.get("schema") {
                 if let Some(text) = schema.as_str() {
                     flush(&mut batch, &mut rev)?;
@@ -68,5 +72,88 @@ impl Database {
         }
         flush(&mut batch, &mut rev)?;
         Ok(rev)
+    }
+
+    /// A backup of every tenant: for each, a `{"tenant": name}` line and then its export (read
+    /// from one view of its head: consistent at that revision, and untouched by writes and
+    /// garbage collection going on meanwhile). Returns each tenant's revision.
+    pub fn backup(&self, out: &mut dyn Write) -> Result<Vec<(String, Revision)>, DbError> {
+        let io = |e: std::io::Error| DbError::Io { what: "writing the backup".into(), message: e.to_string() };
+        writeln!(out, "{}", json!({"pemba_backup": 1})).map_err(io)?;
+        let mut revisions = Vec::new();
+        for name in self.tenants()? {
+            writeln!(out, "{}", json!({"tenant": name})).map_err(io)?;
+            let rev = self.export(&name, out)?;
+            revisions.push((name, rev));
+        }
+        out.flush().map_err(io)?;
+        Ok(revisions)
+    }
+
+    /// Restores a backup into this database, which must hold none of its tenants: each is
+    /// created and imported through [`Database::import`]'s path. Returns the tenants restored.
+    pub fn restore(&self, input: &mut dyn BufRead) -> Result<Vec<String>, DbError> {
+        let mut lines = Lines::new(input);
+        match lines.next_value()? {
+            Some((_, v)) if v.get("pemba_backup").and_then(Value::as_u64) == Some(1) => {}
+            _ => return Err(DbError::Import { line: 1, reason: "not a Pemba backup (no `pemba_backup` line)".into() }),
+        }
+        let mut restored = Vec::new();
+        while let Some((n, v)) = lines.next_value()? {
+            let Some(name) = v.get("tenant").and_then(Value::as_str) else {
+                return Err(DbError::Import { line: n, reason: "expected a `tenant` line".into() });
+            };
+            self.create_tenant(name)?;
+            self.import_lines(name, &mut lines)?;
+            restored.push(name.to_string());
+        }
+        Ok(restored)
+    }
+}
+
+/// JSON lines with their numbers, blank lines skipped, one line of lookahead.
+struct Lines<'a> {
+    input: &'a mut dyn BufRead,
+    number: usize,
+    peeked: Option<(usize, Value)>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(input: &'a mut dyn BufRead) -> Lines<'a> {
+        Lines { input, number: 0, peeked: None }
+    }
+
+    fn next_value(&mut self) -> Result<Option<(usize, Value)>, DbError> {
+        if let Some(p) = self.peeked.take() {
+            return Ok(Some(p));
+        }
+        loop {
+            let mut line = String::new();
+            self.number += 1;
+            let n = self.number;
+            let read = self
+                .input
+                .read_line(&mut line)
+                .map_err(|e| DbError::Io { what: format!("reading line {n}"), message: e.to_string() })?;
+            if read == 0 {
+                return Ok(None);
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v = serde_json::from_str(&line).map_err(|e| DbError::Import { line: n, reason: e.to_string() })?;
+            return Ok(Some((n, v)));
+        }
+    }
+
+    fn peek(&mut self) -> Result<Option<(usize, Value)>, DbError> {
+        if self.peeked.is_none() {
+            self.peeked = self.next_value()?;
+        }
+        Ok(self.peeked.clone())
+    }
+
+    fn next(&mut self) {
+        self.peeked = None;
     }
 }
