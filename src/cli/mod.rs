@@ -115,8 +115,25 @@ enum Command {
     /// each tenant read at one revision) to FILE, written beside and renamed when complete.
     Backup {
         file: PathBuf,
+        /// Back up this data directory (it must not be open in a server).
+        #[arg(long, conflicts_with = "endpoint")]
+        data_dir: Option<PathBuf>,
+        /// Back up a running server instead, with the admin key (`--token` or
+        /// `PEMBA_ADMIN_KEY`): each tenant is read at one revision while it goes on serving.
+        #[cfg(feature = "server")]
         #[arg(long)]
-        data_dir: PathBuf,
+        endpoint: Option<String>,
+        #[cfg(feature = "server")]
+        #[arg(long, env = "PEMBA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// PEM CA certificate to trust, with `--endpoint`.
+        #[cfg(feature = "server")]
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// No TLS, with `--endpoint`.
+        #[cfg(feature = "server")]
+        #[arg(long)]
+        insecure: bool,
     },
     /// Make a new data directory from a backup.
     Restore {
@@ -408,7 +425,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
-        Command::Backup { file, data_dir } => backup(&file, &data_dir),
+        #[cfg(feature = "server")]
+        Command::Backup { file, data_dir, endpoint, token, ca_cert, insecure } => match (data_dir, endpoint) {
+            (Some(dir), None) => backup(&file, &dir),
+            (None, Some(endpoint)) => {
+                let remote = remote::Remote { endpoint, token, tls: false, ca_cert, insecure };
+                remote::backup(&file, &remote)
+            }
+            _ => anyhow::bail!("give `--data-dir DIR` or `--endpoint ADDRESS`"),
+        },
+        #[cfg(not(feature = "server"))]
+        Command::Backup { file, data_dir } => match data_dir {
+            Some(dir) => backup(&file, &dir),
+            None => anyhow::bail!("give `--data-dir DIR`"),
+        },
         Command::Restore { file, data_dir } => restore(&file, &data_dir),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve(args),
@@ -641,19 +671,35 @@ fn validate(files: &[PathBuf], json: bool, agreement: bool) -> anyhow::Result<Ex
 
 fn backup(file: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let db = crate::db::Database::open(dir)?;
-    let name = file.file_name().ok_or_else(|| anyhow::anyhow!("`{}` names no file", file.display()))?;
-    let tmp = file.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    let f = std::fs::File::create(&tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
-    let mut out = std::io::BufWriter::new(f);
-    let revisions = db.backup(&mut out)?;
-    let f = out.into_inner().map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("cannot sync `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, file).with_context(|| format!("cannot rename to `{}`", file.display()))?;
+    let revisions = write_beside(file, &mut |out| Ok(db.backup(out)?))?;
     for (tenant, rev) in revisions {
         eprintln!("tenant `{tenant}` at revision {rev}");
     }
     eprintln!("backup written to `{}`", file.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `file` through a hidden file beside it, synced and renamed when `write` succeeded: a
+/// backup that failed half-way never looks complete.
+fn write_beside<T>(
+    file: &std::path::Path,
+    write: &mut dyn FnMut(&mut dyn std::io::Write) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let name = file.file_name().ok_or_else(|| anyhow::anyhow!("`{}` names no file", file.display()))?;
+    let tmp = file.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let f = std::fs::File::create(&tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
+    let mut out = std::io::BufWriter::new(f);
+    let result = write(&mut out);
+    let result = result.and_then(|v| {
+        let f = out.into_inner().map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("cannot sync `{}`", tmp.display()))?;
+        std::fs::rename(&tmp, file).with_context(|| format!("cannot rename to `{}`", file.display()))?;
+        Ok(v)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn restore(file: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -659,3 +659,47 @@ pub fn tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `backup FILE --endpoint`: every tenant of a running server (admin key), each read at one
+/// revision while the server goes on serving, in the same format as a data directory's backup.
+pub fn backup(file: &Path, remote: &Remote) -> anyhow::Result<ExitCode> {
+    use crate::server::client::ExportLine;
+    let rt = runtime()?;
+    let c = rt.block_on(connect(remote, true))?;
+    let tenants = rt.block_on(c.list_tenants())?;
+    let tokens = super::write_beside(file, &mut |out| {
+        let line = |out: &mut dyn std::io::Write, v: Value| -> anyhow::Result<()> {
+            std::io::Write::write_fmt(out, format_args!("{v}\n")).context("writing the backup")
+        };
+        line(out, serde_json::json!({"pemba_backup": 1}))?;
+        let mut tokens = Vec::new();
+        for t in &tenants {
+            line(out, serde_json::json!({"tenant": t.name}))?;
+            let mut failed: Option<anyhow::Error> = None;
+            let token = rt.block_on(c.export_tenant(&t.name, &mut |l| {
+                if failed.is_some() {
+                    return;
+                }
+                let v = match l {
+                    ExportLine::Schema(s) if s.is_empty() => serde_json::json!({"schema": null}),
+                    ExportLine::Schema(s) => serde_json::json!({"schema": s}),
+                    ExportLine::Relationship(r) => serde_json::json!({"relationship": r}),
+                    ExportLine::Attributes(o, a) => serde_json::json!({"object": o, "attributes": a}),
+                };
+                if let Err(e) = line(out, v) {
+                    failed = Some(e);
+                }
+            }))?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            tokens.push((t.name.clone(), token));
+        }
+        Ok(tokens)
+    })?;
+    for (tenant, token) in tokens {
+        eprintln!("tenant `{tenant}` at {token}");
+    }
+    eprintln!("backup written to `{}`", file.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -124,7 +124,19 @@ impl ExportService for Export {
         &self,
         request: Request<pb::ExportTenantRequest>,
     ) -> Result<Response<Self::ExportTenantStream>, Status> {
-        let t = tenant(&request)?;
+        // A tenant's key exports its own tenant; the admin key exports the one it names.
+        let t = match (request.extensions().get::<Admin>(), tenant(&request)) {
+            (Some(_), _) if request.get_ref().tenant.is_empty() => {
+                return Err(convert::invalid("tenant", "is required with the admin key"));
+            }
+            (Some(_), _) => super::Tenant(request.get_ref().tenant.clone()),
+            (None, Ok(t)) if request.get_ref().tenant.is_empty() || request.get_ref().tenant == t.0 => t,
+            (None, Ok(_)) => return Err(Status::permission_denied("a tenant's key exports only its own tenant")),
+            (None, Err(e)) => return Err(e),
+        };
+        if !self.db.tenants().map_err(status)?.contains(&t.0) {
+            return Err(Status::not_found(format!("tenant `{}` does not exist (TENANT_NOT_FOUND)", t.0)));
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {

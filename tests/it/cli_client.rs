@@ -143,6 +143,32 @@ fn script(cli: &Cli) {
     assert_eq!(code, 2);
     assert!(err.contains("AlreadyExists"), "{err}");
 
+    // An online backup of every tenant (admin key), restored into a new data directory.
+    let backup = cli.dir.join("backup.jsonl").to_string_lossy().into_owned();
+    let (code, _, err) = cli.code(acme, &["backup", &backup, "--endpoint", &cli.endpoint]);
+    assert_eq!(code, 2, "a tenant's key cannot back up the server: {err}");
+    let (code, _, err) = cli.code("key-admin", &["backup", &backup, "--endpoint", &cli.endpoint]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("tenant `acme` at ") && err.contains("tenant `globex` at "), "{err}");
+    let restored = cli.dir.join("restored");
+    let out = Command::new(env!("CARGO_BIN_EXE_pemba"))
+        .args(["restore", &backup, "--data-dir"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let db = pemba::db::Database::open(&restored).unwrap();
+    let filter = pemba::store::RelationshipFilter::default();
+    let (page, _) =
+        db.read_relationships("acme", pemba::db::Consistency::FullyConsistent, &filter, 10_000, None).unwrap();
+    let mut got: Vec<String> = page.iter().map(ToString::to_string).collect();
+    let mut want: Vec<String> = exported.lines().map(str::to_string).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(db.schema_text("acme").unwrap().as_deref(), Some(SCHEMA));
+    drop(db);
+
     // Tenants, with the admin key only.
     let (code, _, err) = cli.code(acme, &["tenant", "list"]);
     assert_eq!(code, 2);
