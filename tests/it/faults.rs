@@ -384,3 +384,42 @@ fn a_backup_taken_during_writes_restores_a_damaged_store() {
     drop(restored);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A full file system (here a file size limit: `ulimit -f`, with SIGXFSZ ignored so writes fail
+/// with EFBIG as on a full disk): the writer stops with a clear error, no panic, and the
+/// directory then opens with every acknowledged write.
+#[test]
+fn a_full_file_system_stops_writes_and_keeps_what_was_acknowledged() {
+    use std::io::BufRead;
+    let dir = super::store::temp_dir("full");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 4096; exec '{}' debug crash-writer --data-dir '{}'",
+        env!("CARGO_BIN_EXE_pemba"),
+        dir.display()
+    );
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "the writer ends with an error: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains("file too large") && !stderr.contains("panicked") && !stderr.contains("Os {"),
+        "a clear error in the system's words: {stderr}"
+    );
+    let acked: u64 = out
+        .stdout
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| l.strip_prefix("ack ").and_then(|r| r.parse().ok()))
+        .max()
+        .unwrap();
+    assert!(acked > 10, "it wrote for a while before the limit");
+    let db = Database::open(&dir).unwrap();
+    assert!(db.revision("t").unwrap().0 >= acked);
+    let (rels, _) =
+        db.read_relationships("t", Consistency::FullyConsistent, &RelationshipFilter::default(), 10_000, None).unwrap();
+    for b in 2..=acked {
+        let n = rels.iter().filter(|r| r.resource.id.starts_with(&format!("b{b}_"))).count();
+        assert_eq!(n, 5, "acknowledged batch {b}");
+    }
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,6 +22,14 @@ use super::*;
 fn io(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+        // The operating system's words ("No space left on device (os error 28)"), not sled's
+        // debug form of them.
+        sled::Error::Io(e) => StoreError::Unavailable(match e.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+            // sled re-wraps some errors with their debug text: their kind says it plainly.
+            None if e.kind() != std::io::ErrorKind::Other => e.kind().to_string(),
+            None => e.to_string(),
+        }),
         _ => StoreError::Unavailable(e.to_string()),
     }
 }
@@ -440,10 +448,16 @@ impl Datastore for SledStore {
     }
 
     fn write(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<Commit, StoreError> {
-        let (commit, ticket) = self.apply(tenant, batch, now)?;
+        let in_dir = |e: StoreError| match e {
+            StoreError::Unavailable(m) => StoreError::Unavailable(format!("`{}`: {m}", self.dir.display())),
+            e => e,
+        };
+        let (commit, ticket) = self.apply(tenant, batch, now).map_err(in_dir)?;
         // The batch is in sled's memory; until the flush confirms it, its outcome after a crash
         // is unknown.
-        self.flush.wait(ticket, &|| self.durable()).map_err(|e| StoreError::OutcomeUnknown(e.to_string()))?;
+        self.flush
+            .wait(ticket, &|| self.durable())
+            .map_err(|e| StoreError::OutcomeUnknown(format!("`{}`: {e}", self.dir.display())))?;
         Ok(commit)
     }
 
