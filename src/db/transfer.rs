@@ -134,7 +134,7 @@ impl<'a> Lines<'a> {
             let read = self
                 .input
                 .read_line(&mut line)
-                .map_err(|e| DbError::Io { what: format!("reading line {n}"), message: e.to_string() })?;
+                .map_err(|e| DbError::Io { what: format!("reading import line {n}"), message: e.to_string() })?;
             if read == 0 {
                 return Ok(None);
             }
