@@ -30,7 +30,14 @@ impl Database {
     /// batches of the write limit); returns the last revision written.
     pub fn import(&self, tenant: &str, input: &mut dyn BufRead) -> Result<Revision, DbError> {
         let mut lines = Lines::new(input);
-        self.import_lines(tenant, &mut lines)
+        let rev = self.import_lines(tenant, &mut lines)?;
+        if let Some((line, _)) = lines.peek()? {
+            return Err(DbError::Import {
+                line,
+                reason: "a `tenant` line: this is a backup of several tenants; restore it with `pemba restore`".into(),
+            });
+        }
+        Ok(rev)
     }
 
     /// Imports lines until the input ends or a backup's next `tenant` line (left unread).

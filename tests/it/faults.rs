@@ -393,7 +393,7 @@ fn a_full_file_system_stops_writes_and_keeps_what_was_acknowledged() {
     use std::io::BufRead;
     let dir = super::store::temp_dir("full");
     let script = format!(
-        "trap '' XFSZ; ulimit -f 4096; exec '{}' debug crash-writer --data-dir '{}'",
+        "trap '' XFSZ; ulimit -f 8192; exec '{}' debug crash-writer --data-dir '{}'",
         env!("CARGO_BIN_EXE_pemba"),
         dir.display()
     );
@@ -414,8 +414,18 @@ fn a_full_file_system_stops_writes_and_keeps_what_was_acknowledged() {
     assert!(acked > 10, "it wrote for a while before the limit");
     let db = Database::open(&dir).unwrap();
     assert!(db.revision("t").unwrap().0 >= acked);
-    let (rels, _) =
-        db.read_relationships("t", Consistency::FullyConsistent, &RelationshipFilter::default(), 10_000, None).unwrap();
+    let mut rels = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let filter = RelationshipFilter::default();
+        let (page, _) =
+            db.read_relationships("t", Consistency::FullyConsistent, &filter, 10_000, after.as_deref()).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(pemba::store::relationship_key);
+        rels.extend(page);
+    }
     for b in 2..=acked {
         let n = rels.iter().filter(|r| r.resource.id.starts_with(&format!("b{b}_"))).count();
         assert_eq!(n, 5, "acknowledged batch {b}");

@@ -60,6 +60,17 @@ pub(super) struct TenantRecord {
     pub(super) head: u64,
     #[serde(flatten)]
     pub(super) rows: Fingerprint,
+    /// The rows a garbage collection in progress leaves (it removes expired rows without a new
+    /// revision): either count is whole at `head` until it is recorded done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) after_gc: Option<Fingerprint>,
+}
+
+impl TenantRecord {
+    /// Whether rows counted at this record's head agree with it.
+    pub(super) fn accepts(&self, rows: Fingerprint) -> bool {
+        self.rows == rows || self.after_gc == Some(rows)
+    }
 }
 
 /// The integrity record: every tenant's acknowledged state.
@@ -71,7 +82,8 @@ pub(super) struct Record {
 /// Bytes of one slot of the record file. The record is written to the two slots in turn, each
 /// with its sequence number, length and checksum: a write torn by a crash leaves the other slot
 /// whole, and rewriting a slot in place costs no file creation or rename.
-const SLOT: u64 = 256 * 1024;
+/// 1 MiB: about 7,500 tenants (the default limit is 1,000). The file is sparse.
+const SLOT: u64 = 1024 * 1024;
 const MAGIC: &[u8; 8] = b"PEMBArec";
 const HEADER: usize = 32;
 
@@ -109,23 +121,38 @@ pub(super) struct RecordFile {
     next: u64,
 }
 
-/// Reads the record (`None`: there is no record file). A file whose two slots are both
-/// damaged is damage.
-pub(super) fn load(dir: &Path) -> Result<Option<(Record, u64)>, StoreError> {
+/// What the record file holds.
+pub(super) enum Loaded {
+    /// No file.
+    Missing,
+    /// A file with no whole slot (damage, or a first write torn before the marker existed).
+    Unreadable,
+    /// The newest whole record and its sequence number.
+    Record(Record, u64),
+}
+
+/// Reads the record.
+pub(super) fn load(dir: &Path) -> Result<Loaded, StoreError> {
     let path = dir.join(RECORD);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
         Err(e) => return Err(damaged(dir, format!("cannot read `{RECORD}`: {e}"))),
     };
     let slot = SLOT as usize;
     let a = bytes.get(..slot.min(bytes.len())).and_then(read_slot);
     let b = bytes.get(slot..).and_then(read_slot);
-    match (a, b) {
-        (Some(x), Some(y)) => Ok(Some(if x.0 >= y.0 { (x.1, x.0) } else { (y.1, y.0) })),
-        (Some(x), None) | (None, Some(x)) => Ok(Some((x.1, x.0))),
-        (None, None) => Err(damaged(dir, format!("its integrity record `{RECORD}` fails its checksums"))),
-    }
+    Ok(match (a, b) {
+        (Some(x), Some(y)) => {
+            if x.0 >= y.0 {
+                Loaded::Record(x.1, x.0)
+            } else {
+                Loaded::Record(y.1, y.0)
+            }
+        }
+        (Some(x), None) | (None, Some(x)) => Loaded::Record(x.1, x.0),
+        (None, None) => Loaded::Unreadable,
+    })
 }
 
 impl RecordFile {

@@ -52,6 +52,8 @@ struct TenantState {
     rows: Option<Fingerprint>,
     /// The integrity record's entry the count must equal (at `head`), until it is checked.
     expected: Option<TenantRecord>,
+    /// The rows a garbage collection in progress leaves.
+    after_gc: Option<Fingerprint>,
 }
 
 impl TenantTree {
@@ -64,13 +66,13 @@ impl TenantTree {
     fn rows(&self, dir: &Path) -> Result<TenantRecord, StoreError> {
         let mut s = self.state.lock().map_err(poisoned)?;
         if let Some(rows) = s.rows {
-            return Ok(TenantRecord { head: s.head, rows });
+            return Ok(TenantRecord { head: s.head, rows, after_gc: s.after_gc });
         }
         let rows = fingerprint(&self.tree, None)?;
         check(dir, &self.name(), s.expected, s.head, rows)?;
         s.rows = Some(rows);
         s.expected = None;
-        Ok(TenantRecord { head: s.head, rows })
+        Ok(TenantRecord { head: s.head, rows, after_gc: None })
     }
 
     fn name(&self) -> String {
@@ -87,7 +89,7 @@ fn check(
     rows: Fingerprint,
 ) -> Result<(), StoreError> {
     match expected {
-        Some(acked) if acked.head == head && acked.rows != rows => Err(damaged(
+        Some(acked) if acked.head == head && !acked.accepts(rows) => Err(damaged(
             dir,
             format!(
                 "tenant `{name}` at revision {head} holds {} relationship rows that do not match the {} recorded",
@@ -203,26 +205,30 @@ impl SledStore {
             let name = key.trim_start_matches(TENANT_PREFIX).to_string();
             let tree = db.open_tree(key).map_err(at_open)?;
             let head = Self::meta_u64(&tree, HEAD_KEY).map_err(|e| damaged(dir, e))?;
-            let state = TenantState { head: head.0, rows: None, expected: None };
+            let state = TenantState { head: head.0, rows: None, expected: None, after_gc: None };
             tenants.insert(name, Arc::new(TenantTree::new(tree, state)));
         }
         let last = match (integrity::load(dir)?, &found) {
-            (Some((record, seq)), _) => {
+            (integrity::Loaded::Record(record, seq), _) => {
                 verify(dir, &record, &tenants)?;
                 seq
             }
-            (None, Found::Unmarked) => {
-                // A store of a build before the record: count every tenant's rows now.
+            (integrity::Loaded::Missing | integrity::Loaded::Unreadable, Found::Store) => {
+                return Err(damaged(
+                    dir,
+                    format!("its integrity record `{}` is missing or unreadable", integrity::RECORD),
+                ));
+            }
+            (_, Found::Unmarked) => {
+                // A store of a build before the record (or one whose first record was torn before
+                // its marker was written): count every tenant's rows now.
                 for t in tenants.values() {
                     t.rows(dir).map_err(|e| damaged(dir, e))?;
                 }
                 0
             }
-            (None, Found::Store) => {
-                return Err(damaged(dir, format!("its integrity record `{}` is missing", integrity::RECORD)));
-            }
             // A new store: the record starts now.
-            (None, Found::New) => 0,
+            (_, Found::New) => 0,
         };
         let store = SledStore {
             db,
@@ -253,7 +259,7 @@ impl SledStore {
         for (name, t) in self.tenants.read().map_err(poisoned)?.iter() {
             let s = *t.state.lock().map_err(poisoned)?;
             let entry = match (s.rows, s.expected) {
-                (Some(rows), _) => TenantRecord { head: s.head, rows },
+                (Some(rows), _) => TenantRecord { head: s.head, rows, after_gc: s.after_gc },
                 // Not counted yet, and nothing written since the record said so.
                 (None, Some(acked)) if acked.head == s.head => acked,
                 (None, _) => t.rows(&self.dir)?,
@@ -365,7 +371,8 @@ impl SledStore {
         b.insert(revision_key(CHANGELOG, rev), serde_json::to_vec(&rows).map_err(corrupt)?);
         b.insert(revision_key(COMMIT_TIMES, rev), now.0.to_be_bytes().to_vec());
         tree.apply_batch(b).map_err(io)?;
-        *t.state.lock().map_err(poisoned)? = TenantState { head: rev.0, rows: Some(live), expected: None };
+        *t.state.lock().map_err(poisoned)? =
+            TenantState { head: rev.0, rows: Some(live), expected: None, after_gc: None };
         Ok((Commit { revision: rev, changes }, self.flush.ticket()))
     }
 
@@ -417,7 +424,7 @@ impl Datastore for SledStore {
         self.meta.insert(key, b"".to_vec()).map_err(io)?;
         let t = Arc::new(TenantTree::new(
             tree,
-            TenantState { head: 0, rows: Some(Fingerprint::default()), expected: None },
+            TenantState { head: 0, rows: Some(Fingerprint::default()), expected: None, after_gc: None },
         ));
         self.tenants.write().map_err(poisoned)?.insert(name.to_string(), t);
         self.durable()
@@ -659,8 +666,13 @@ impl Datastore for SledStore {
             }
         }
         b.insert(OLDEST_KEY.to_vec(), be(oldest.0).to_vec());
+        // The record accepts the rows after this collection before sled may hold them: a crash
+        // at any point leaves a count the record accepts.
+        t.state.lock().map_err(poisoned)?.after_gc = Some(state.rows);
+        self.durable()?;
         tree.apply_batch(b).map_err(io)?;
-        *t.state.lock().map_err(poisoned)? = TenantState { head: state.head, rows: Some(state.rows), expected: None };
+        *t.state.lock().map_err(poisoned)? =
+            TenantState { head: state.head, rows: Some(state.rows), expected: None, after_gc: None };
         self.durable()?;
         Ok(oldest)
     }
@@ -707,12 +719,16 @@ fn verify(dir: &Path, record: &Record, tenants: &HashMap<String, Arc<TenantTree>
                 format!("tenant `{name}` is at revision {} but revision {} was acknowledged", s.head, acked.head),
             ));
         }
+        let oldest = SledStore::meta_u64(&t.tree, OLDEST_KEY).map_err(|e| damaged(dir, e))?;
         if s.head == acked.head {
             s.expected = Some(*acked);
-        } else {
+        } else if oldest.0 <= acked.head {
             let rows = fingerprint(&t.tree, Some(Revision(acked.head))).map_err(|e| damaged(dir, e))?;
             check(dir, name, Some(*acked), acked.head, rows)?;
         }
+        // Otherwise garbage collection after unacknowledged writes moved the oldest readable
+        // revision past the acknowledged one: its rows can no longer be counted; the head check
+        // above is what remains.
     }
     Ok(())
 }
