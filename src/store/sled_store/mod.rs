@@ -176,10 +176,7 @@ impl SledStore {
             sled::Error::Corruption { .. } => damaged(dir, e),
             e => StoreError::Unavailable(format!("cannot open `{}`: {e}", dir.display())),
         };
-        // Every write is flushed by its writer (group commit), so sled's periodic background
-        // flush would only add I/O; without its thread, dropping the store also releases the
-        // directory's lock at once.
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open().map_err(at_open)?;
+        let db = open_sled(dir).map_err(at_open)?;
         let meta = db.open_tree(META_TREE).map_err(at_open)?;
         match (meta.get(FORMAT_KEY).map_err(at_open)?, &found) {
             (None, Found::New) => {
@@ -755,4 +752,29 @@ pub(crate) fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
     let out = f();
     QUIET.with(|q| q.set(false));
     out
+}
+
+/// Opens sled in `dir`. sled's I/O threads may hold the directory's lock a moment after a
+/// store in this process was dropped: a lock held briefly is waited for (up to half a second);
+/// one held longer (another process serving the directory) is an error saying so.
+fn open_sled(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        // Every write is flushed by its writer (group commit), so sled's periodic background
+        // flush would only add I/O; without its thread, dropping the store also releases the
+        // directory's lock sooner.
+        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            // sled says so only in words: "could not acquire lock on …".
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() > std::time::Duration::from_millis(500) {
+                    return Err(sled::Error::Io(std::io::Error::new(
+                        e.kind(),
+                        "the directory is in use by another process (a running `pemba serve`?)",
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
 }
