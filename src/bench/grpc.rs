@@ -49,19 +49,6 @@ fn fail(e: impl std::fmt::Display) -> BenchError {
     BenchError::Process(e.to_string())
 }
 
-/// Percentiles of latencies, in µs.
-fn tails(samples: &mut [Duration]) -> Value {
-    samples.sort_unstable();
-    let pick = |q: f64| -> f64 {
-        if samples.is_empty() {
-            return 0.0;
-        }
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
-    json!({"p50_us": pick(0.5), "p99_us": pick(0.99), "p999_us": pick(0.999), "max_us": pick(1.0)})
-}
-
 fn num(v: &Value, path: &[&str]) -> f64 {
     let mut v = v;
     for p in path {
@@ -208,7 +195,7 @@ impl Load {
             all.extend(t.await.map_err(fail)??);
         }
         let elapsed = started.elapsed().as_secs_f64();
-        let mut v = tails(&mut all);
+        let mut v = super::summarize(&mut all);
         if let Value::Object(m) = &mut v {
             m.insert("requests".into(), json!(all.len()));
             m.insert("per_s".into(), json!(all.len() as f64 / elapsed));
@@ -256,7 +243,7 @@ impl Load {
         }
         let elapsed = start.elapsed().as_secs_f64();
         let not_sent = scheduler.join().map_err(|_| fail("the scheduler thread failed"))?;
-        let mut v = tails(&mut samples);
+        let mut v = super::summarize(&mut samples);
         if let Value::Object(m) = &mut v {
             m.insert("rate_per_s".into(), json!(rate));
             m.insert("answered".into(), json!(samples.len()));

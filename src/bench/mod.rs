@@ -50,7 +50,14 @@ pub fn summarize(samples: &mut [Duration]) -> Value {
         let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
         samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
     };
-    json!({"samples": samples.len(), "p50_us": pick(0.5), "p99_us": pick(0.99), "min_us": pick(0.0), "max_us": pick(1.0)})
+    json!({
+        "samples": samples.len(),
+        "p50_us": pick(0.5),
+        "p99_us": pick(0.99),
+        "p999_us": pick(0.999),
+        "min_us": pick(0.0),
+        "max_us": pick(1.0),
+    })
 }
 
 fn time<T>(iterations: usize, mut f: impl FnMut() -> T) -> (Vec<Duration>, Option<T>) {

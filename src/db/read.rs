@@ -168,9 +168,7 @@ impl Database {
         consistency: Consistency,
         req: &CheckRequest,
     ) -> Result<(Decision, Revision), DbError> {
-        self.check_context(&req.context)?;
-        let s = self.snapshot(tenant, consistency)?;
-        Ok((s.check(req)?, s.revision()))
+        self.check_until(tenant, consistency, req).map(|(d, _, rev)| (d, rev))
     }
 
     /// [`Database::check`], with the time until which the answer holds absent writes (the

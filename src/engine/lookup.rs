@@ -213,15 +213,7 @@ impl Paging<'_> {
         let cursor = match limit {
             Some(l) if items.len() > l => {
                 items.truncate(l);
-                items.last().map(|last| {
-                    self.key.seal(&Cursor {
-                        revision: self.revision,
-                        now: self.now,
-                        tenant: self.tenant.to_string(),
-                        query: self.query,
-                        after: id(last),
-                    })
-                })
+                items.last().map(|last| self.cursor(&id(last)))
             }
             _ => None,
         };

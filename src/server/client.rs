@@ -562,8 +562,6 @@ impl FloorTemplate {
 #[derive(Debug, Clone, Default)]
 pub struct Streamed {
     pub messages: u64,
-    /// Encoded bytes of the messages.
-    pub bytes: u64,
     /// The last message, as a template for the floor.
     pub last: Option<FloorTemplate>,
 }
@@ -573,7 +571,6 @@ async fn counted(mut stream: tonic::Streaming<api::LookupResourcesResponse>) -> 
     let mut last = None;
     while let Some(r) = stream.message().await? {
         out.messages += 1;
-        out.bytes += prost::Message::encoded_len(&r) as u64;
         if r.permissionship == api::LookupPermissionship::Unspecified as i32 {
             return Err(ClientError::Answer("a result without a permissionship".into()));
         }

@@ -19,11 +19,15 @@ pub struct Running {
 }
 
 pub async fn start(dir: &std::path::Path) -> Running {
-    start_with(dir, Duration::from_secs(10)).await
+    start_with(dir, Duration::from_secs(10), None).await
 }
 
-/// [`start`] with a default deadline.
-async fn start_with(dir: &std::path::Path, default_deadline: Duration) -> Running {
+/// [`start`] with a default deadline and TLS.
+async fn start_with(
+    dir: &std::path::Path,
+    default_deadline: Duration,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Running {
     let config = Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
@@ -43,7 +47,7 @@ async fn start_with(dir: &std::path::Path, default_deadline: Duration) -> Runnin
         prepared.db,
         prepared.keys,
         listener,
-        None,
+        tls,
         default_deadline,
         Duration::from_secs(1),
         async {
@@ -735,7 +739,7 @@ async fn a_stream_ends_at_the_default_deadline() {
     let _ = running.stop.send(());
     running.done.await.unwrap().unwrap();
     // Served again with a short default deadline.
-    let running = start_with(&dir, Duration::from_millis(500)).await;
+    let running = start_with(&dir, Duration::from_millis(500), None).await;
     let mut perms = api::permissions_service_client::PermissionsServiceClient::new(channel(running.addr).await);
     // A client that reads one result and then stalls past the deadline gets DEADLINE_EXCEEDED
     // (after what was already in flight), not the rest.
@@ -776,31 +780,7 @@ async fn tls_is_served_with_the_configured_certificate() {
     let tls_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls");
     let tls = server::tls_config(&tls_dir.join("server.crt"), &tls_dir.join("server.key")).unwrap();
     let dir = super::store::temp_dir("serve-tls");
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.clone(),
-        keys: vec![("acme".into(), "key-acme".into())],
-        admin_key: None,
-        tls: None,
-        default_deadline: Duration::from_secs(10),
-        slow_request: Duration::from_secs(1),
-        limits: Default::default(),
-    };
-    let prepared = tokio::task::spawn_blocking(move || server::prepare(&config)).await.unwrap().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let done = tokio::spawn(server::serve(
-        prepared.db,
-        prepared.keys,
-        listener,
-        Some(tls),
-        Duration::from_secs(10),
-        Duration::from_secs(1),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let Running { addr, stop, done } = start_with(&dir, Duration::from_secs(10), Some(tls)).await;
     let ca = Certificate::from_pem(std::fs::read(tls_dir.join("ca.crt")).unwrap());
     let client_tls = ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost");
     let endpoint =

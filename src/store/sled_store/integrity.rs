@@ -44,11 +44,7 @@ impl Fingerprint {
 /// FNV-1a over the row's identity (its key without the version) and its text, then a
 /// splitmix64 finalizer: fixed forever, since records outlive builds.
 fn row_hash(key: &[u8], text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.iter().chain([0xffu8].iter()).chain(text.as_bytes()) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut h = fnv1a(key.iter().chain([0xffu8].iter()).chain(text.as_bytes()));
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
@@ -88,12 +84,12 @@ const MAGIC: &[u8; 8] = b"PEMBArec";
 const HEADER: usize = 32;
 
 fn checksum(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    fnv1a(bytes)
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 pub(super) fn damaged(dir: &Path, detail: impl std::fmt::Display) -> StoreError {
