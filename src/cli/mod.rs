@@ -702,6 +702,10 @@ fn write_beside<T>(
     result
 }
 
+/// Restores into a staging directory beside `dir` and renames it into place once every tenant
+/// is in and the store is closed: a restore that fails or is killed leaves no `dir` (never a
+/// store holding part of the backup), only the staging directory, which the next restore
+/// replaces.
 fn restore(file: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     if let Ok(mut entries) = std::fs::read_dir(dir) {
         anyhow::ensure!(
@@ -711,11 +715,41 @@ fn restore(file: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<Exit
         );
     }
     let f = std::fs::File::open(file).with_context(|| format!("cannot open `{}`", file.display()))?;
-    let db = crate::db::Database::open(dir)?;
-    let tenants =
-        db.restore(&mut std::io::BufReader::new(f)).with_context(|| format!("restoring `{}`", file.display()))?;
-    for t in &tenants {
-        eprintln!("tenant `{t}` restored at revision {}", db.revision(t)?);
+    let name = dir.file_name().with_context(|| format!("`{}` does not name a directory", dir.display()))?;
+    let staging = dir.with_file_name(format!(".{}.restoring", name.to_string_lossy()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove an earlier restore's `{}`", staging.display()))?;
+    }
+    let db = crate::db::Database::open(&staging)?;
+    let restored = db.restore(&mut std::io::BufReader::new(f));
+    let tenants = match restored {
+        Ok(t) => t,
+        Err(e) => {
+            drop(db);
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(anyhow::Error::new(e).context(format!(
+                "restoring `{}`; nothing was made at `{}`",
+                file.display(),
+                dir.display()
+            )));
+        }
+    };
+    let revisions = tenants.iter().map(|t| db.revision(t)).collect::<Result<Vec<_>, _>>()?;
+    drop(db);
+    // An empty `dir` (allowed above) makes way for the rename.
+    if dir.exists() {
+        std::fs::remove_dir(dir).with_context(|| format!("cannot replace the empty `{}`", dir.display()))?;
+    }
+    std::fs::rename(&staging, dir)
+        .with_context(|| format!("cannot move `{}` to `{}`", staging.display(), dir.display()))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync `{}`", parent.display()))?;
+    }
+    for (t, r) in tenants.iter().zip(&revisions) {
+        eprintln!("tenant `{t}` restored at revision {r}");
     }
     eprintln!(
         "restored {} tenant{} into `{}`",

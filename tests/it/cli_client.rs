@@ -168,6 +168,24 @@ fn script(cli: &Cli) {
     assert_eq!(got, want);
     assert_eq!(db.schema_text("acme").unwrap().as_deref(), Some(SCHEMA));
     drop(db);
+    // A backup cut off in its second tenant restores nothing: no half-restored directory.
+    let text = std::fs::read_to_string(&backup).unwrap();
+    let second = text.match_indices("{\"tenant\"").nth(1).expect("two tenants").0;
+    let cut = cli.dir.join("cut.jsonl");
+    let end = second + text[second..].find('\n').unwrap() + 1;
+    std::fs::write(&cut, format!("{}{{\"relationship\": ", &text[..end])).unwrap();
+    let partial = cli.dir.join("partial");
+    let out = Command::new(env!("CARGO_BIN_EXE_pemba"))
+        .arg("restore")
+        .arg(&cut)
+        .arg("--data-dir")
+        .arg(&partial)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing was made at"), "{err}");
+    assert!(!partial.exists(), "a failed restore leaves no data directory");
 
     // Tenants, with the admin key only.
     let (code, _, err) = cli.code(acme, &["tenant", "list"]);

@@ -209,15 +209,99 @@ fn damaged_directories_are_clear_errors_or_the_exact_state() {
     let err = Database::open(&half).unwrap_err().to_string();
     assert!(err.contains("creation was interrupted"), "{err}");
 
-    // A store whose marker is missing but which is complete (a build before the marker, or a
-    // crash just before it was written) opens, and is marked.
+    // A store of a build before the marker and the record (neither file, and sled's meta tree
+    // not marked) opens, counted row by row, and is marked.
     let unmarked = root.join("unmarked");
     copy_dir(&base, &unmarked);
     std::fs::remove_file(unmarked.join("PEMBA")).unwrap();
+    std::fs::remove_file(unmarked.join("pemba.state")).unwrap();
+    {
+        let db = sled::Config::new().path(&unmarked).open().unwrap();
+        db.open_tree("__pemba_meta").unwrap().remove("marked").unwrap().unwrap();
+        db.flush().unwrap();
+    }
     let db = Database::open(&unmarked).unwrap();
     assert_eq!(state(&db), want);
     drop(db);
-    assert!(unmarked.join("PEMBA").exists());
+    assert!(unmarked.join("PEMBA").exists() && unmarked.join("pemba.state").exists());
+
+    // A marked store that lost both its marker and its record (so nothing outside sled says
+    // what was acknowledged) is damage, not a store of an earlier build.
+    let lost = root.join("lost");
+    copy_dir(&base, &lost);
+    std::fs::remove_file(lost.join("PEMBA")).unwrap();
+    std::fs::remove_file(lost.join("pemba.state")).unwrap();
+    let err = Database::open(&lost).unwrap_err().to_string();
+    assert!(err.contains("marker `PEMBA` is missing") && err.contains(&lost.display().to_string()), "{err}");
+
+    // A creation interrupted after sled was marked but before the marker file: no tenant yet,
+    // so the creation finishes.
+    let late = root.join("late");
+    drop(Database::open(&late).unwrap());
+    std::fs::remove_file(late.join("PEMBA")).unwrap();
+    let db = Database::open(&late).unwrap();
+    assert!(db.tenants().unwrap().is_empty());
+    drop(db);
+    assert!(late.join("PEMBA").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A read-only data directory (a mount gone read-only, wrong ownership): opening it is a clear
+/// error naming the directory, nothing in it changes, and it opens with its state once writable.
+/// Root ignores file modes, so as root the opening process runs as `nobody` (setpriv).
+#[test]
+fn a_read_only_directory_is_a_clear_error_and_is_left_unchanged() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = super::store::temp_dir("readonly");
+    let dir = root.join("data");
+    let want = build(&dir);
+    let snapshot = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        files(d).into_iter().map(|f| (f.clone(), std::fs::read(d.join(&f)).unwrap())).collect()
+    };
+    let before = snapshot(&dir);
+    let set_mode = |writable: bool| {
+        let mut stack = vec![dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p.clone());
+                }
+                let mode = match (p.is_dir(), writable) {
+                    (true, true) => 0o755,
+                    (true, false) => 0o555,
+                    (false, true) => 0o644,
+                    (false, false) => 0o444,
+                };
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+        let mode = if writable { 0o755 } else { 0o555 };
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(false);
+    let is_root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    let pemba = env!("CARGO_BIN_EXE_pemba");
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", pemba]);
+        c
+    } else {
+        std::process::Command::new(pemba)
+    };
+    let out = cmd.args(["debug", "open", "--data-dir"]).arg(&dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a clear error, not a panic: {stderr}");
+    assert!(
+        stderr.contains(&dir.display().to_string()) && stderr.to_lowercase().contains("permission denied"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    set_mode(true);
+    assert_eq!(snapshot(&dir), before, "nothing in the directory changed");
+    let db = Database::open(&dir).unwrap();
+    assert_eq!(state(&db), want);
+    drop(db);
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -262,6 +346,76 @@ fn writes_are_synced_before_they_are_acknowledged() {
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// A crash at any point of a garbage collection (which removes rows, so the record's count
+/// changes under it) leaves a store that opens: the directory is copied at each flush the
+/// collection makes (what a crash after that flush leaves), and each copy opens with the rows
+/// before or after the collection, never an integrity error.
+#[test]
+fn a_crash_during_garbage_collection_leaves_a_store_that_opens() {
+    use pemba::model::Timestamp;
+    use pemba::store::{Datastore, SledStore};
+    use std::sync::{Arc, Mutex};
+    let root = super::store::temp_dir("gc-crash");
+    let dir = root.join("data");
+    let store = SledStore::open(&dir).unwrap();
+    store.create_tenant("t").unwrap();
+    let now = Timestamp::now();
+    // Live rows, rows that expire in 2030 (removed by a collection dated 2031) and rows
+    // deleted (old versions removed).
+    let rels: Vec<Mutation> = (0..300)
+        .map(|i| {
+            let exp = if i % 3 == 0 { "[expiration:2030-01-01T00:00:00Z]" } else { "" };
+            Mutation::Touch(Relationship::parse(&format!("doc:{i}#viewer@user:u{}{exp}", i % 7)).unwrap())
+        })
+        .collect();
+    store.write("t", &rels, now).unwrap();
+    let deletes: Vec<Mutation> = (0..50)
+        .map(|i| {
+            Mutation::Delete(
+                Relationship::parse(&format!("doc:{}#viewer@user:u{}", 3 * i + 1, (3 * i + 1) % 7)).unwrap(),
+            )
+        })
+        .collect();
+    store.write("t", &deletes, now).unwrap();
+    let live = |s: &SledStore| {
+        let head = s.head("t").unwrap();
+        let filter = RelationshipFilter::default();
+        let mut got: Vec<String> =
+            s.read_relationships("t", head, &filter, None, 10_000).unwrap().iter().map(ToString::to_string).collect();
+        got.sort();
+        got
+    };
+    let before = live(&store);
+    let copies = Arc::new(Mutex::new(Vec::<PathBuf>::new()));
+    let (seen, log, root2) = (copies.clone(), dir.join("db"), root.clone());
+    let from = dir.clone();
+    store.on_sync(Some(Arc::new(move |p: &Path| {
+        if p == log {
+            let mut seen = seen.lock().unwrap();
+            let copy = root2.join(format!("crash{}", seen.len()));
+            copy_dir(&from, &copy);
+            seen.push(copy);
+        }
+    })));
+    // Dated 2031 with a window of a day: every expired row and old version goes.
+    let in_2031 = Timestamp(1_925_000_000 * 1_000_000_000);
+    store.collect_garbage("t", in_2031, std::time::Duration::from_secs(86_400)).unwrap();
+    store.on_sync(None);
+    let after = live(&store);
+    assert!(after.len() < before.len(), "the collection removed rows");
+    drop(store);
+    let copies = copies.lock().unwrap().clone();
+    assert!(copies.len() >= 2, "a flush before and after applying the collection: {copies:?}");
+    for copy in copies {
+        // Opened as a database: loading counts every row, which the record checks.
+        let db = Database::open(&copy).unwrap_or_else(|e| panic!("{}: {e}", copy.display()));
+        let mut got = state(&db).relationships;
+        got.sort();
+        assert!(got == before || got == after, "{}: {} rows", copy.display(), got.len());
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// What the integrity record catches that sled cannot: a store that opens cleanly but holds

@@ -19,6 +19,9 @@ use crate::store::{Change, Revision, StoreError, object_key, parse_object_key};
 pub(super) const META_TREE: &str = "__pemba_meta";
 pub(super) const TENANT_PREFIX: &str = "tenant/";
 pub(super) const FORMAT_KEY: &str = "format";
+/// Set in the meta tree when the store is marked (its `PEMBA` marker and integrity record
+/// exist from then on): a store holding it without its marker lost files.
+pub(super) const MARKED_KEY: &str = "marked";
 
 pub(super) const HEAD_KEY: &[u8] = b"mhead";
 pub(super) const OLDEST_KEY: &[u8] = b"moldest";

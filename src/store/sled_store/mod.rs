@@ -34,6 +34,16 @@ fn io(e: sled::Error) -> StoreError {
     }
 }
 
+/// [`io`] naming the data directory (errors that reach an operator).
+fn io_in(dir: &Path, e: sled::Error) -> StoreError {
+    let at = |text: String| format!("in `{}`: {text}", dir.display());
+    match io(e) {
+        StoreError::Corrupt(text) => StoreError::Corrupt(at(text)),
+        StoreError::Unavailable(text) => StoreError::Unavailable(at(text)),
+        other => other,
+    }
+}
+
 /// One tenant's tree and its writer lock.
 struct TenantTree {
     tree: sled::Tree,
@@ -174,6 +184,9 @@ impl SledStore {
         let found = integrity::inspect(dir)?;
         let at_open = |e: sled::Error| match e {
             sled::Error::Corruption { .. } => damaged(dir, e),
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => StoreError::Unavailable(
+                format!("cannot open `{}`: {io}; the store needs to read and write in it", dir.display()),
+            ),
             e => StoreError::Unavailable(format!("cannot open `{}`: {e}", dir.display())),
         };
         let db = open_sled(dir).map_err(at_open)?;
@@ -195,6 +208,7 @@ impl SledStore {
             (Some(v), _) if v.as_ref() == FORMAT_VERSION.to_string().as_bytes() => {}
             (Some(v), _) => return Err(StoreError::UnknownFormat { found: String::from_utf8_lossy(&v).into_owned() }),
         }
+        let marked = meta.get(MARKED_KEY).map_err(at_open)?.is_some();
         let mut tenants = HashMap::new();
         for item in meta.scan_prefix(TENANT_PREFIX) {
             let (k, _) = item.map_err(at_open)?;
@@ -205,6 +219,21 @@ impl SledStore {
             let state = TenantState { head: head.0, rows: None, expected: None, after_gc: None };
             tenants.insert(name, Arc::new(TenantTree::new(tree, state)));
         }
+        let found = match found {
+            // Marked in sled but the marker is gone: a creation interrupted just before its
+            // marker was written (nothing in it yet) finishes now; a store with tenants lost files.
+            Found::Unmarked if marked && tenants.is_empty() => Found::New,
+            Found::Unmarked if marked => {
+                return Err(damaged(
+                    dir,
+                    format!(
+                        "its marker `{}` is missing although the store was marked: files were deleted or replaced",
+                        integrity::MARKER
+                    ),
+                ));
+            }
+            found => found,
+        };
         let last = match (integrity::load(dir)?, &found) {
             (integrity::Loaded::Record(record, seq), _) => {
                 verify(dir, &record, &tenants)?;
@@ -239,6 +268,9 @@ impl SledStore {
             synced_blobs: Mutex::new(Default::default()),
             on_sync: RwLock::new(None),
         };
+        if !marked {
+            store.meta.insert(MARKED_KEY, b"1".to_vec()).map_err(at_open)?;
+        }
         store.durable()?;
         if !matches!(found, Found::Store) {
             // Last: a directory without the marker was never a complete store.
@@ -263,7 +295,7 @@ impl SledStore {
             };
             record.tenants.insert(name.clone(), entry);
         }
-        self.db.flush().map_err(io)?;
+        self.db.flush().map_err(self.io())?;
         if self.durability == Durability::PowerLoss {
             self.sync_files()?;
         }
@@ -319,6 +351,11 @@ impl SledStore {
         }
     }
 
+    /// Maps sled's errors naming this store's directory.
+    fn io(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
+        |e| io_in(&self.dir, e)
+    }
+
     fn tenant(&self, tenant: &str) -> Result<Arc<TenantTree>, StoreError> {
         let tenants = self.tenants.read().map_err(poisoned)?;
         tenants.get(tenant).cloned().ok_or_else(|| StoreError::NoSuchTenant(tenant.to_string()))
@@ -367,7 +404,7 @@ impl SledStore {
         let rows: Vec<ChangeRow> = changes.iter().map(ChangeRow::from_change).collect();
         b.insert(revision_key(CHANGELOG, rev), serde_json::to_vec(&rows).map_err(corrupt)?);
         b.insert(revision_key(COMMIT_TIMES, rev), now.0.to_be_bytes().to_vec());
-        tree.apply_batch(b).map_err(io)?;
+        tree.apply_batch(b).map_err(self.io())?;
         *t.state.lock().map_err(poisoned)? =
             TenantState { head: rev.0, rows: Some(live), expected: None, after_gc: None };
         Ok((Commit { revision: rev, changes }, self.flush.ticket()))
@@ -383,26 +420,26 @@ impl SledStore {
     /// Raw sled: one `apply_batch` of the rows an import of `rels` would write, into a scratch
     /// tree, then a flush. The baseline the import benchmark compares with.
     pub fn raw_batch_baseline(&self, rels: &[Relationship]) -> Result<(), StoreError> {
-        let tree = self.db.open_tree("__bench_raw").map_err(io)?;
+        let tree = self.db.open_tree("__bench_raw").map_err(self.io())?;
         let mut b = sled::Batch::default();
         for r in rels {
             let row = RelRow { deleted: None, text: r.to_string() };
             b.insert(versioned_key(RELATIONSHIPS, &relationship_key(r), 1), serde_json::to_vec(&row).map_err(corrupt)?);
         }
-        tree.apply_batch(b).map_err(io)?;
-        self.db.flush().map_err(io)?;
-        self.db.drop_tree("__bench_raw").map_err(io)?;
+        tree.apply_batch(b).map_err(self.io())?;
+        self.db.flush().map_err(self.io())?;
+        self.db.drop_tree("__bench_raw").map_err(self.io())?;
         Ok(())
     }
 }
 
 impl Datastore for SledStore {
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.meta.get(key).map_err(io)?.map(|v| v.to_vec()))
+        Ok(self.meta.get(key).map_err(self.io())?.map(|v| v.to_vec()))
     }
 
     fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(key, value).map_err(io)?;
+        self.meta.insert(key, value).map_err(self.io())?;
         self.durable()
     }
 
@@ -412,13 +449,15 @@ impl Datastore for SledStore {
         }
         let _admin = self.admin.lock().map_err(poisoned)?;
         let key = format!("{TENANT_PREFIX}{name}");
-        if self.tenants.read().map_err(poisoned)?.contains_key(name) || self.meta.get(&key).map_err(io)?.is_some() {
+        if self.tenants.read().map_err(poisoned)?.contains_key(name)
+            || self.meta.get(&key).map_err(self.io())?.is_some()
+        {
             return Err(StoreError::TenantExists(name.to_string()));
         }
         // A tree left by an interrupted drop is cleared before the tenant is registered.
-        let tree = self.db.open_tree(&key).map_err(io)?;
-        tree.clear().map_err(io)?;
-        self.meta.insert(key, b"".to_vec()).map_err(io)?;
+        let tree = self.db.open_tree(&key).map_err(self.io())?;
+        tree.clear().map_err(self.io())?;
+        self.meta.insert(key, b"".to_vec()).map_err(self.io())?;
         let t = Arc::new(TenantTree::new(
             tree,
             TenantState { head: 0, rows: Some(Fingerprint::default()), expected: None, after_gc: None },
@@ -434,10 +473,10 @@ impl Datastore for SledStore {
         // Writes that found the tenant before it left the map finish first.
         let _writer = t.lock.lock().map_err(poisoned)?;
         let key = format!("{TENANT_PREFIX}{name}");
-        self.meta.remove(&key).map_err(io)?;
+        self.meta.remove(&key).map_err(self.io())?;
         self.durable()?;
-        self.db.drop_tree(key).map_err(io)?;
-        self.db.flush().map_err(io)?;
+        self.db.drop_tree(key).map_err(self.io())?;
+        self.db.flush().map_err(self.io())?;
         Ok(())
     }
 
@@ -490,7 +529,7 @@ impl Datastore for SledStore {
         let mut fp = Fingerprint::default();
         let mut batch = Vec::with_capacity(BATCH);
         for item in tree.scan_prefix([RELATIONSHIPS]) {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(self.io())?;
             let (identity, created) = split_versioned(&k)?;
             let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if visible(created, row.deleted, revision) {
@@ -508,7 +547,7 @@ impl Datastore for SledStore {
         }
         let mut attributes = BTreeMap::new();
         for item in tree.scan_prefix([ATTRIBUTES]) {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(self.io())?;
             let (key, created) = split_versioned(&k)?;
             let row: AttrRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if visible(created, row.deleted, revision) {
@@ -517,7 +556,7 @@ impl Datastore for SledStore {
         }
         let mut schema = None;
         if let Some(item) = tree.range(vec![SCHEMAS]..=revision_key(SCHEMAS, revision)).next_back() {
-            let (_, v) = item.map_err(io)?;
+            let (_, v) = item.map_err(self.io())?;
             schema = Some(String::from_utf8(v.to_vec()).map_err(|_| corrupt("schema is not UTF-8"))?);
         }
         // Garbage collection may have run during the scan (sled iterators are not snapshots):
@@ -564,7 +603,7 @@ impl Datastore for SledStore {
         };
         let mut out = Vec::new();
         for item in tree.range(start..) {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(self.io())?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
@@ -587,7 +626,7 @@ impl Datastore for SledStore {
         Self::check_readable(tree, after)?;
         let mut out = Vec::new();
         for item in tree.range(revision_key(CHANGELOG, after.next())..) {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(self.io())?;
             if k.first() != Some(&CHANGELOG) || out.len() >= limit {
                 break;
             }
@@ -612,7 +651,7 @@ impl Datastore for SledStore {
         let head = Self::meta_u64(tree, HEAD_KEY)?;
         let mut keep_from = Revision::ZERO;
         for item in tree.scan_prefix([COMMIT_TIMES]) {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(self.io())?;
             let rev = key_revision(&k)?;
             let time = i128::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("bad commit time"))?);
             if time <= cutoff.0 {
@@ -623,7 +662,7 @@ impl Datastore for SledStore {
         let mut b = sled::Batch::default();
         let mut state = t.rows(&self.dir)?;
         for item in tree.scan_prefix([RELATIONSHIPS]) {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(self.io())?;
             let row: RelRow = serde_json::from_slice(&v).map_err(corrupt)?;
             let gone = row.deleted.is_some_and(|d| d <= oldest.0)
                 || parse_relationship(&row.text)?.expiration.is_some_and(|e| e <= cutoff);
@@ -635,7 +674,7 @@ impl Datastore for SledStore {
             }
         }
         for item in tree.scan_prefix([ATTRIBUTES]) {
-            let (k, v) = item.map_err(io)?;
+            let (k, v) = item.map_err(self.io())?;
             let row: AttrRow = serde_json::from_slice(&v).map_err(corrupt)?;
             if row.deleted.is_some_and(|d| d <= oldest.0) {
                 b.remove(k);
@@ -644,7 +683,7 @@ impl Datastore for SledStore {
         // Schema versions: keep the one in force at `oldest` and every later one.
         let mut schema_keys: Vec<(Revision, sled::IVec)> = Vec::new();
         for item in tree.scan_prefix([SCHEMAS]) {
-            let (k, _) = item.map_err(io)?;
+            let (k, _) = item.map_err(self.io())?;
             schema_keys.push((key_revision(&k)?, k));
         }
         if let Some(in_force) = schema_keys.iter().filter(|(r, _)| *r <= oldest).map(|(r, _)| *r).max() {
@@ -656,7 +695,7 @@ impl Datastore for SledStore {
         }
         for (prefix, keep) in [(CHANGELOG, oldest.next()), (COMMIT_TIMES, oldest)] {
             for item in tree.scan_prefix([prefix]) {
-                let (k, _) = item.map_err(io)?;
+                let (k, _) = item.map_err(self.io())?;
                 if key_revision(&k)? < keep {
                     b.remove(k);
                 }
@@ -667,7 +706,7 @@ impl Datastore for SledStore {
         // at any point leaves a count the record accepts.
         t.state.lock().map_err(poisoned)?.after_gc = Some(state.rows);
         self.durable()?;
-        tree.apply_batch(b).map_err(io)?;
+        tree.apply_batch(b).map_err(self.io())?;
         *t.state.lock().map_err(poisoned)? =
             TenantState { head: state.head, rows: Some(state.rows), expected: None, after_gc: None };
         self.durable()?;
