@@ -187,55 +187,178 @@ impl<'a> Lexer<'a> {
     }
 
     /// Takes the raw text up to the `}` that balances an already consumed `{`, skipping braces in
-    /// rhai strings, characters and comments. Returns the text and its span, and leaves the lexer
-    /// after the closing brace; `None` if the text ends first.
+    /// rhai strings, characters and comments ([`scan_rhai`]). Returns the text and its span, and
+    /// leaves the lexer after the closing brace; `None` if the text ends first.
     pub fn raw_block(&mut self) -> Option<(String, Span)> {
         let start = self.pos;
-        let bytes = self.src.as_bytes();
-        let mut i = start;
-        let mut depth = 0usize;
-        let at = |i: usize| bytes.get(i).copied();
-        while let Some(byte) = at(i) {
-            match byte {
-                b'"' | b'\'' | b'`' => {
-                    let quote = byte;
-                    i += 1;
-                    while let Some(c) = at(i).filter(|c| *c != quote) {
-                        if c == b'\\' {
-                            i += 1;
-                        }
-                        i += 1;
-                    }
-                }
-                b'/' if at(i + 1) == Some(b'/') => {
-                    while at(i).is_some_and(|c| c != b'\n') {
-                        i += 1;
-                    }
-                    continue;
-                }
-                b'/' if at(i + 1) == Some(b'*') => {
-                    i += 2;
-                    while at(i + 1).is_some() && !(at(i) == Some(b'*') && at(i + 1) == Some(b'/')) {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                b'{' => depth += 1,
-                b'}' if depth == 0 => {
-                    let text = self.src.get(start..i)?.to_string();
-                    self.pos = i + 1;
-                    return Some((text, Span::new(start, i)));
-                }
-                b'}' => depth -= 1,
-                _ => {}
+        let rest = self.src.get(start..)?;
+        match scan_rhai(rest).close {
+            Some(len) => {
+                let text = rest.get(..len)?.to_string();
+                self.pos = start + len + 1;
+                Some((text, Span::new(start, start + len)))
             }
-            i += 1;
+            None => {
+                self.pos = self.src.len();
+                None
+            }
         }
-        self.pos = self.src.len();
-        None
+    }
+
+    /// Moves to `pos` (a char boundary the caller found, such as the end of a caveat body).
+    pub fn seek(&mut self, pos: usize) {
+        self.pos = pos.min(self.src.len());
     }
 
     pub fn at_end(&self) -> bool {
         self.peek_char().is_none()
+    }
+}
+
+/// What [`scan_rhai`] found in rhai text.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RhaiScan {
+    /// Byte offset of the first `}` in code that no `{` opened (the end of a caveat body).
+    pub close: Option<usize>,
+    /// Byte offsets of the line starts (after a `\n`) that lie inside a string literal: text
+    /// there is the string's content, so `fmt` must not touch its indentation.
+    pub lines_in_strings: Vec<usize>,
+    /// Byte offsets of the starts of lines (0 for the first) on which a `"…"` string opens that
+    /// goes on past a line end with `\`: rhai skips the next line's white space up to that
+    /// string's opening column, so the line's indentation is part of the string's value.
+    pub pinned_lines: Vec<usize>,
+}
+
+/// Where a rhai scan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rhai {
+    /// Code, with the depth of `{` opened in it; inside a back-tick string's `${…}` when it is
+    /// not the outermost.
+    Code(usize),
+    /// `"…"` (escapes with `\`, which may also continue the string on the next line).
+    Quoted,
+    /// `'…'`.
+    Char,
+    /// `` `…` ``, which may span lines and holds `${…}` interpolations.
+    Backtick,
+    /// `#"…"#` with this many `#`s: no escapes.
+    Raw(usize),
+    /// `/* … */`, nested to this level (rhai's block comments nest).
+    Block(usize),
+}
+
+/// Scans rhai text lexically (strings of each kind, characters, comments, braces), without
+/// parsing it: enough to find where a caveat body ends and which of its lines begin inside a
+/// string. Runs in one pass; the state stack grows only with nested interpolations.
+pub fn scan_rhai(text: &str) -> RhaiScan {
+    let bytes = text.as_bytes();
+    let at = |i: usize| bytes.get(i).copied();
+    let mut out = RhaiScan::default();
+    let mut stack = vec![Rhai::Code(0)];
+    let mut i = 0;
+    // The start of the current line, and of the line where the open `"…"` string began.
+    let (mut line, mut quote_line) = (0, 0);
+    while let Some(b) = at(i) {
+        let Some(&top) = stack.last() else { break };
+        if b == b'\n' {
+            line = i + 1;
+            if matches!(top, Rhai::Quoted | Rhai::Char | Rhai::Backtick | Rhai::Raw(_)) {
+                out.lines_in_strings.push(i + 1);
+            }
+        }
+        let mut step = 1;
+        match top {
+            Rhai::Code(depth) => match b {
+                b'"' => {
+                    stack.push(Rhai::Quoted);
+                    quote_line = line;
+                }
+                b'\'' => stack.push(Rhai::Char),
+                b'`' => stack.push(Rhai::Backtick),
+                b'#' if matches!(at(i + 1), Some(b'"' | b'#')) => {
+                    let hashes = bytes.get(i..).map_or(0, |r| r.iter().take_while(|c| **c == b'#').count());
+                    if at(i + hashes) == Some(b'"') {
+                        stack.push(Rhai::Raw(hashes));
+                        step = hashes + 1;
+                    }
+                }
+                b'/' if at(i + 1) == Some(b'/') => {
+                    step = bytes.get(i..).and_then(|r| r.iter().position(|c| *c == b'\n')).unwrap_or(bytes.len() - i);
+                }
+                b'/' if at(i + 1) == Some(b'*') => {
+                    stack.push(Rhai::Block(1));
+                    step = 2;
+                }
+                b'{' => set_top(&mut stack, Rhai::Code(depth + 1)),
+                b'}' if depth > 0 => set_top(&mut stack, Rhai::Code(depth - 1)),
+                b'}' if stack.len() > 1 => {
+                    // The end of a `${…}` interpolation: back in its string.
+                    stack.pop();
+                }
+                b'}' => {
+                    out.close = Some(i);
+                    return out;
+                }
+                _ => {}
+            },
+            Rhai::Quoted | Rhai::Char => match b {
+                b'\\' => {
+                    if at(i + 1) == Some(b'\n') {
+                        out.lines_in_strings.push(i + 2);
+                        line = i + 2;
+                        if top == Rhai::Quoted && out.pinned_lines.last() != Some(&quote_line) {
+                            out.pinned_lines.push(quote_line);
+                        }
+                    }
+                    step = 2;
+                }
+                b'"' if top == Rhai::Quoted => {
+                    stack.pop();
+                }
+                b'\'' if top == Rhai::Char => {
+                    stack.pop();
+                }
+                _ => {}
+            },
+            Rhai::Backtick => match b {
+                b'`' => {
+                    stack.pop();
+                }
+                b'$' if at(i + 1) == Some(b'{') => {
+                    stack.push(Rhai::Code(0));
+                    step = 2;
+                }
+                _ => {}
+            },
+            Rhai::Raw(hashes) => {
+                if b == b'"' && bytes.get(i + 1..i + 1 + hashes).is_some_and(|r| r.iter().all(|c| *c == b'#')) {
+                    stack.pop();
+                    step = hashes + 1;
+                }
+            }
+            Rhai::Block(level) => match b {
+                b'/' if at(i + 1) == Some(b'*') => {
+                    set_top(&mut stack, Rhai::Block(level + 1));
+                    step = 2;
+                }
+                b'*' if at(i + 1) == Some(b'/') => {
+                    if level > 1 {
+                        set_top(&mut stack, Rhai::Block(level - 1));
+                    } else {
+                        stack.pop();
+                    }
+                    step = 2;
+                }
+                _ => {}
+            },
+        }
+        i += step;
+    }
+    out
+}
+
+fn set_top(stack: &mut [Rhai], state: Rhai) {
+    if let Some(top) = stack.last_mut() {
+        *top = state;
     }
 }

@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod format;
 pub mod lexer;
 pub mod parser;
+pub mod syntax;
 
 pub use compiler::{
     AllowedKind, AllowedType, ArrowId, CaveatId, CompiledSchema, Definition, DefinitionId, Member, MemberId,
@@ -29,11 +30,22 @@ pub fn compile_text(source: &str, conditions: &Conditions) -> Result<CompiledSch
     compiler::compile(&ast, conditions)
 }
 
-/// The canonical text of schema source, or its syntax errors.
+/// The canonical layout of schema source (`pemba schema fmt`), printed from its lossless
+/// syntax tree, or its syntax errors. Formatting can lengthen text (indentation): output over
+/// [`parser::MAX_SCHEMA_BYTES`] is refused, so `fmt` never turns a schema within the limit into
+/// one beyond it.
 pub fn format_text(source: &str) -> Result<String, Vec<Diagnostic>> {
-    let (ast, diags) = parser::parse(source);
-    if !diags.is_empty() {
-        return Err(diags);
+    let (tree, _) = syntax::SyntaxTree::parse(source)?;
+    let out = format::print(&tree);
+    if out.len() > parser::MAX_SCHEMA_BYTES {
+        return Err(vec![Diagnostic::new(
+            format!(
+                "formatted, the schema would be {} bytes, over the limit of {}; it is left as written",
+                out.len(),
+                parser::MAX_SCHEMA_BYTES
+            ),
+            Span::new(0, 0),
+        )]);
     }
-    Ok(format::format(&ast))
+    Ok(out)
 }
