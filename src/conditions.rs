@@ -256,6 +256,7 @@ impl Conditions {
                         None => e.err_type().to_string(),
                     }
                 }
+                rhai::ParseErrorType::BadInput(rhai::LexError::UnexpectedInput(s)) => unexpected_input(s),
                 other => other.to_string(),
             };
             ConditionError::Compile { message, line: pos.line().unwrap_or(1), column: pos.position().unwrap_or(1) }
@@ -324,6 +325,30 @@ impl Conditions {
     pub fn check_value(value: &Value, ty: &ParamType) -> Result<(), String> {
         to_dynamic(value, ty).map(|_| ())
     }
+}
+
+/// rhai's "Unexpected ' '" for a character it does not take, with the character named: a
+/// no-break space or a zero-width one shows as nothing in a message.
+fn unexpected_input(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_graphic()) {
+        return format!("unexpected `{s}`");
+    }
+    let named: Vec<String> = s
+        .chars()
+        .map(|c| match c {
+            '\u{a0}' => "U+00A0 (a no-break space)".to_string(),
+            '\u{200b}' => "U+200B (a zero-width space)".to_string(),
+            '\u{feff}' => "U+FEFF (a byte-order mark)".to_string(),
+            c if c.is_ascii_graphic() => format!("`{c}`"),
+            c if c.is_whitespace() || c.is_control() => {
+                format!("U+{:04X} (a white-space or control character)", c as u32)
+            }
+            c => format!("`{c}` (U+{:04X})", c as u32),
+        })
+        .collect();
+    let space = s.chars().any(|c| c.is_whitespace() && !c.is_ascii());
+    let why = if space { ": rhai takes only ASCII white space between tokens" } else { "" };
+    format!("unexpected character {}{why}", named.join(" "))
 }
 
 /// Converts a JSON context value to the rhai value of its declared type.

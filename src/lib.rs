@@ -1,7 +1,7 @@
 //! Pemba: an authorization database. Zanzibar-style relationships evaluated through a SpiceDB
 //! schema, with run-time conditions written in rhai.
 //!
-//! The layers, from the bottom: [`model`] (value types), [`conditions`] (rhai), [`schema`]
+//! The layers, from the bottom: [`text`] (bounded reading of user text), [`model`] (value types), [`conditions`] (rhai), [`schema`]
 //! (language and compiler). See ARCHITECTURE.md for the code map.
 
 #![forbid(unsafe_code)]
@@ -19,4 +19,5 @@ pub mod schema;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod validation;

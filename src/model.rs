@@ -19,31 +19,31 @@ pub const MAX_CONTEXT_LEN: usize = 64 * 1024;
 /// A problem with the text form of a model value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
-    #[error("invalid object id `{0}`: ids are 1 to 1024 characters of `a-z A-Z 0-9 / _ | - = +`")]
+    #[error("invalid object id `{}`: ids are 1 to 1024 characters of `a-z A-Z 0-9 / _ | - = +`", crate::text::elide(.0))]
     InvalidId(String),
-    #[error("invalid type name `{0}`")]
+    #[error("invalid type name `{}`", crate::text::elide(.0))]
     InvalidTypeName(String),
-    #[error("invalid relation name `{0}`")]
+    #[error("invalid relation name `{}`", crate::text::elide(.0))]
     InvalidRelationName(String),
-    #[error("invalid caveat name `{0}`")]
+    #[error("invalid caveat name `{}`", crate::text::elide(.0))]
     InvalidCaveatName(String),
-    #[error("`{0}` is not of the form `type:id`")]
+    #[error("`{}` is not of the form `type:id`", crate::text::elide(.0))]
     InvalidObject(String),
-    #[error("`{0}` is not a relationship: expected `type:id#relation@type:id[#relation]`")]
+    #[error("`{}` is not a relationship: expected `type:id#relation@type:id[#relation]`", crate::text::elide(.0))]
     InvalidRelationship(String),
     #[error("a wildcard `*` may only be a subject id")]
     WildcardResource,
-    #[error("a wildcard subject `{0}:*` cannot have a relation")]
+    #[error("a wildcard subject `{}:*` cannot have a relation", crate::text::elide(.0))]
     WildcardWithRelation(String),
-    #[error("invalid caveat context `{text}`: {reason}")]
+    #[error("invalid caveat context `{}`: {reason}", crate::text::elide(text))]
     InvalidContext { text: String, reason: String },
     #[error("caveat context is {0} bytes; the limit is {MAX_CONTEXT_LEN}")]
     ContextTooLarge(usize),
-    #[error("invalid timestamp `{0}`: expected RFC 3339, such as `2025-01-01T00:00:00Z`")]
+    #[error("invalid timestamp `{}`: expected RFC 3339, such as `2025-01-01T00:00:00Z`", crate::text::elide(.0))]
     InvalidTimestamp(String),
-    #[error("invalid duration `{0}`: expected a sequence such as `1h30m`, `250ms` or `-2s`")]
+    #[error("invalid duration `{}`: expected a sequence such as `1h30m`, `250ms` or `-2s`", crate::text::elide(.0))]
     InvalidDuration(String),
-    #[error("unexpected text `{0}` after the relationship")]
+    #[error("unexpected text `{}` after the relationship", crate::text::elide(.0))]
     TrailingText(String),
 }
 

@@ -151,6 +151,10 @@ enum Command {
         /// and Expand (run only assertions and expected relations, as `zed validate` does).
         #[arg(long)]
         skip_agreement: bool,
+        /// How long the agreement checks of one file may run, in seconds; past it the file
+        /// fails, saying so.
+        #[arg(long, default_value_t = crate::validation::agreement::DEFAULT_BUDGET.as_secs_f64())]
+        agreement_budget_secs: f64,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -424,7 +428,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out!("{}\n", serde_json::json!({"open_ms": open_ms, "tenants": tenants.len()}));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { json, skip_agreement, files } => validate(&files, json, !skip_agreement),
+        Command::Validate { json, skip_agreement, agreement_budget_secs, files } => {
+            let budget = std::time::Duration::try_from_secs_f64(agreement_budget_secs)
+                .map_err(|_| anyhow::anyhow!("--agreement-budget-secs must be a positive number of seconds"))?;
+            validate(&files, json, (!skip_agreement).then_some(budget))
+        }
         #[cfg(feature = "server")]
         Command::Backup { file, data_dir, endpoint, token, ca_cert, insecure } => match (data_dir, endpoint) {
             (Some(dir), None) => backup(&file, &dir),
@@ -569,8 +577,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
+/// A schema file, read within the schema size limit.
+fn read(path: &std::path::Path) -> anyhow::Result<String> {
+    Ok(crate::text::read_limited(path, crate::schema::parser::MAX_SCHEMA_BYTES)?)
 }
 
 fn schema_check(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
@@ -633,7 +642,7 @@ fn schema_fmt(files: &[PathBuf], check: bool, write: bool) -> anyhow::Result<Exi
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn validate(files: &[PathBuf], json: bool, agreement: bool) -> anyhow::Result<ExitCode> {
+fn validate(files: &[PathBuf], json: bool, agreement: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
     let conditions = Conditions::new();
     let now = crate::model::Timestamp::now();
     let mut reports = Vec::new();

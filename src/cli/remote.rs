@@ -254,9 +254,11 @@ fn relationships(args: &[String], file: Option<&Path>) -> anyhow::Result<Vec<Rel
 /// needed.
 struct RelationshipLines {
     name: String,
-    lines: std::io::Lines<Box<dyn BufRead + Send>>,
-    line: usize,
+    lines: crate::text::BoundedLines<Box<dyn BufRead + Send>>,
 }
+
+/// The longest relationship line read (with its caveat context), in bytes.
+const MAX_RELATIONSHIP_LINE: usize = 1024 * 1024;
 
 impl RelationshipLines {
     fn open(path: &Path) -> anyhow::Result<RelationshipLines> {
@@ -266,7 +268,11 @@ impl RelationshipLines {
             let f = std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
             Box::new(std::io::BufReader::new(f))
         };
-        Ok(RelationshipLines { name: path.display().to_string(), lines: reader.lines(), line: 0 })
+        let name = path.display().to_string();
+        Ok(RelationshipLines {
+            lines: crate::text::BoundedLines::new(reader, name.clone(), MAX_RELATIONSHIP_LINE),
+            name,
+        })
     }
 }
 
@@ -275,17 +281,19 @@ impl Iterator for RelationshipLines {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let line = match self.lines.next()? {
-                Ok(l) => l,
-                Err(e) => return Some(Err(anyhow::anyhow!("{}:{}: {e}", self.name, self.line + 1))),
+            let line = match self.lines.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e.into())),
             };
-            self.line += 1;
-            let text = line.trim().trim_start_matches('\u{feff}');
+            let text = line.trim();
             if text.is_empty() || text.starts_with('#') || text.starts_with("//") {
                 continue;
             }
+            let (name, number) = (&self.name, self.lines.number());
             return Some(
-                Relationship::parse(text).map_err(|e| anyhow::anyhow!("{}:{}: `{text}`: {e}", self.name, self.line)),
+                Relationship::parse(text)
+                    .map_err(|e| anyhow::anyhow!("{name}:{number}: `{}`: {e}", crate::text::elide(text))),
             );
         }
     }
@@ -337,7 +345,7 @@ fn describe(d: &Decision) -> String {
 }
 
 pub fn schema_write(file: &Path, remote: &Remote) -> anyhow::Result<ExitCode> {
-    let text = super::read(&file.to_path_buf())?;
+    let text = super::read(file)?;
     let token = runtime()?.block_on(async { anyhow::Ok(connect(remote, false).await?.write_schema(&text).await?) })?;
     out!("{token}\n");
     Ok(ExitCode::SUCCESS)

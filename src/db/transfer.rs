@@ -118,16 +118,20 @@ impl Database {
     }
 }
 
-/// JSON lines with their numbers, blank lines skipped, one line of lookahead.
+/// The longest line an export, backup or import may hold (a relationship with its caveat
+/// context, a schema, an object's attributes), in bytes.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// JSON lines with their numbers, blank lines skipped, one line of lookahead; each line read
+/// within [`MAX_LINE_BYTES`].
 struct Lines<'a> {
-    input: &'a mut dyn BufRead,
-    number: usize,
+    input: crate::text::BoundedLines<&'a mut dyn BufRead>,
     peeked: Option<(usize, Value)>,
 }
 
 impl<'a> Lines<'a> {
     fn new(input: &'a mut dyn BufRead) -> Lines<'a> {
-        Lines { input, number: 0, peeked: None }
+        Lines { input: crate::text::BoundedLines::new(input, "the input", MAX_LINE_BYTES), peeked: None }
     }
 
     fn next_value(&mut self) -> Result<Option<(usize, Value)>, DbError> {
@@ -135,16 +139,15 @@ impl<'a> Lines<'a> {
             return Ok(Some(p));
         }
         loop {
-            let mut line = String::new();
-            self.number += 1;
-            let n = self.number;
-            let read = self
-                .input
-                .read_line(&mut line)
-                .map_err(|e| DbError::Io { what: format!("reading import line {n}"), message: e.to_string() })?;
-            if read == 0 {
-                return Ok(None);
-            }
+            let at = self.input.number() + 1;
+            let line = self.input.next_line().map_err(|e| match e {
+                crate::text::ReadError::Io { message, .. } => {
+                    DbError::Io { what: format!("reading import line {at}"), message }
+                }
+                e => DbError::Import { line: at, reason: e.to_string() },
+            })?;
+            let n = self.input.number();
+            let Some(line) = line else { return Ok(None) };
             if line.trim().is_empty() {
                 continue;
             }

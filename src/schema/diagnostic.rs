@@ -56,21 +56,26 @@ impl Diagnostic {
     /// the span.
     pub fn render(&self, file: &str, source: &str) -> String {
         let (line, col) = self.line_col(source);
-        let start = self.span.start.min(source.len());
-        let line_start = source[..floor_char(source, start)].rfind('\n').map_or(0, |i| i + 1);
+        let start = floor_char(source, self.span.start.min(source.len()));
+        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = source[line_start..].find('\n').map_or(source.len(), |i| line_start + i);
-        let text = source.get(line_start..line_end).unwrap_or("").trim_end_matches('\r');
-        let span_end = floor_char(source, self.span.end.min(line_end).max(start));
+        // A long line is shown as a window around the span (a 1 MB name must not print 3 MB).
+        let from = floor_char(source, start.saturating_sub(WINDOW / 2).max(line_start));
+        let to = floor_char(source, (from + WINDOW).min(line_end));
+        let (before, after) = (if from > line_start { "…" } else { "" }, if to < line_end { "…" } else { "" });
+        let text = format!("{before}{}{after}", source.get(from..to).unwrap_or("").trim_end_matches('\r'));
+        let span_end = floor_char(source, self.span.end.min(to).max(start));
         let width = source.get(start..span_end).map_or(1, |s| s.chars().count()).max(1);
         let gutter = line.to_string().len();
-        let pad: String = text.chars().take(col - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        let shown_before = before.chars().count() + source.get(from..start).map_or(0, |s| s.chars().count());
+        let pad: String = text.chars().take(shown_before).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
         format!(
             "{file}:{line}:{col}: {kind}: {msg}\n{blank} |\n{line} | {text}\n{blank} | {pad}{carets}\n",
             kind = match self.severity {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
             },
-            msg = self.message,
+            msg = crate::text::elide_to(&self.message, MAX_MESSAGE_BYTES),
             blank = " ".repeat(gutter),
             carets = "^".repeat(width),
         )
@@ -82,6 +87,12 @@ impl fmt::Display for Diagnostic {
         f.write_str(&self.message)
     }
 }
+
+/// The longest message shown; longer ones (which echo a long input) are elided in the middle.
+const MAX_MESSAGE_BYTES: usize = 600;
+
+/// The most bytes of a source line shown under a diagnostic.
+const WINDOW: usize = 160;
 
 fn floor_char(s: &str, mut i: usize) -> usize {
     i = i.min(s.len());

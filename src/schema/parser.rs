@@ -308,7 +308,9 @@ impl<'a> Parser<'a> {
         self.error(format!("expression is nested deeper than the limit of {MAX_EXPR_DEPTH}"), span)
     }
 
-    /// `expr := inter ('-' inter)*`, left-associative; `depth` counts tree depth so far.
+    /// `expr := inter ('-' inter)*`, left-associative; `depth` counts the levels so far: one per
+    /// enclosing parenthesis and per operator before this one in an enclosing chain (the
+    /// precedence levels of one expression are not levels of nesting).
     fn expr(&mut self, depth: usize) -> PResult<Expr> {
         self.binary(depth, BinOp::Exclusion)
     }
@@ -328,7 +330,7 @@ impl<'a> Parser<'a> {
             BinOp::Intersection => Tok::Amp,
             BinOp::Union => Tok::Plus,
         };
-        let mut lhs = operand(self, depth + 1)?;
+        let mut lhs = operand(self, depth)?;
         let mut chain = 0usize;
         while self.tok.tok == token {
             self.bump();
@@ -337,7 +339,7 @@ impl<'a> Parser<'a> {
                 let span = self.tok.span;
                 return Err(self.too_deep(span));
             }
-            let rhs = operand(self, depth + chain + 1)?;
+            let rhs = operand(self, depth + chain)?;
             let span = lhs.span.to(rhs.span);
             lhs = Expr { kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span };
         }

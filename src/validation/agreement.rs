@@ -37,8 +37,13 @@ fn agrees<T: PartialEq>(want: Option<&T>, got: &Result<T, EvalError>) -> bool {
     }
 }
 
-/// Most triples one file may generate; beyond this the file is reported as too large to agree.
+/// Most triples one file may generate; beyond this the file is reported as too large to agree
+/// (known before any check runs: types' ids × their relations and permissions × subjects).
 pub const MAX_TRIPLES: usize = 200_000;
+
+/// How long the agreement checks of one file may run by default (`pemba validate
+/// --agreement-budget-secs`).
+pub const DEFAULT_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 struct Seen {
     /// Object ids per type, from relationships and assertions.
@@ -77,9 +82,50 @@ fn seen(file: &ValidationFile) -> Seen {
     Seen { objects, subjects }
 }
 
-/// Runs every agreement check, adding the number made and any disagreement to the report.
-pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env, report: &mut FileReport) {
+/// Runs every agreement check, adding the number made and any disagreement to the report. A
+/// file that would generate more than [`MAX_TRIPLES`] triples is refused before any check; the
+/// checks stop, reported as a failure, when `budget` runs out.
+pub fn check_agreement(
+    file: &ValidationFile,
+    conditions: &Conditions,
+    env: Env,
+    report: &mut FileReport,
+    budget: std::time::Duration,
+) {
     let seen = seen(file);
+    let planned = file
+        .schema
+        .definitions()
+        .map(|def| seen.objects.get(&def.name).map_or(0, BTreeSet::len).saturating_mul(def.member_names().count()))
+        .fold(0usize, usize::saturating_add)
+        .saturating_mul(seen.subjects.len());
+    if planned > MAX_TRIPLES {
+        report.failures.push(Failure {
+            what: "agreement".into(),
+            detail: format!(
+                "the file would generate {planned} triples (each type's ids × its relations and permissions × {} \
+                 subjects); the limit is {MAX_TRIPLES}: no agreement check was run (`--skip-agreement` runs the \
+                 assertions alone)",
+                seen.subjects.len()
+            ),
+        });
+        return;
+    }
+    let deadline = std::time::Instant::now().checked_add(budget);
+    let out_of_time = |report: &mut FileReport| {
+        let over = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if over {
+            report.failures.push(Failure {
+                what: "agreement".into(),
+                detail: format!(
+                    "stopped after {} checks: the time budget of {} s ran out (`--agreement-budget-secs`)",
+                    report.agreement_checks,
+                    budget.as_secs_f64()
+                ),
+            });
+        }
+        over
+    };
     let history = History::new(file.tuples.clone());
     let key = CursorKey::random();
     let reader = Reader { schema: &file.schema, conditions, history: &history, key: &key, tenant: "" };
@@ -101,6 +147,9 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
         for id in ids {
             let resource = ObjectRef::new(def.name.clone(), id.clone());
             for m in &members {
+                if out_of_time(report) {
+                    return;
+                }
                 let reqs: Vec<CheckRequest> = seen
                     .subjects
                     .iter()
@@ -159,6 +208,9 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
         let ids = seen.objects.get(&def.name).cloned().unwrap_or_default();
         for m in def.member_names() {
             for s in &seen.subjects {
+                if out_of_time(report) {
+                    return;
+                }
                 let answers: Vec<(&String, Option<&Decision>)> = ids
                     .iter()
                     .filter_map(|id| {
@@ -222,6 +274,9 @@ pub fn check_agreement(file: &ValidationFile, conditions: &Conditions, env: Env,
         for id in ids {
             let resource = ObjectRef::new(def.name.clone(), id.clone());
             for m in def.member_names() {
+                if out_of_time(report) {
+                    return;
+                }
                 for (ty, rel) in &kinds {
                     subjects_agree((&reference, &fast), &resource, m, (ty, rel), (&seen, &decisions), report);
                 }

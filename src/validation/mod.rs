@@ -110,23 +110,98 @@ pub fn parse_check(text: &str) -> Result<CheckRequest, String> {
 
 /// Loads and checks a validation file. Every problem is reported, not only the first.
 pub fn load(path: &Path, conditions: &Conditions) -> Result<ValidationFile, Vec<String>> {
-    let meta = std::fs::metadata(path).map_err(|e| vec![format!("cannot read `{}`: {e}", path.display())])?;
-    if meta.len() > MAX_FILE_BYTES as u64 {
-        return Err(vec![format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len())]);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read `{}`: {e}", path.display())])?;
+    let text = crate::text::read_limited(path, MAX_FILE_BYTES).map_err(|e| vec![e.to_string()])?;
     load_text(&text, path.parent().unwrap_or(Path::new(".")), &path.display().to_string(), conditions)
+}
+
+/// The deepest YAML nesting a validation file may have; deeper input is refused before the YAML
+/// parser sees it (it took 40 s to reject 100,000 levels).
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// The first line (1-based) where YAML nests deeper than `max`, found by one pass over the text:
+/// open flow brackets outside quotes and comments, plus block levels (indentation and `- `
+/// entries); block scalars (`|`, `>`: the schema, the relationships) are skipped. An
+/// over-estimate at worst, never an under-estimate of what the parser will nest.
+fn too_deep(text: &str, max: usize) -> Option<usize> {
+    let mut flow = 0usize;
+    let mut indents: Vec<usize> = Vec::new();
+    // Inside a block scalar: the indentation of the line that opened it.
+    let mut scalar: Option<usize> = None;
+    for (n, line) in text.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        let indent = line.len() - content.len();
+        if let Some(parent) = scalar {
+            if content.trim().is_empty() || indent > parent {
+                continue;
+            }
+            scalar = None;
+        }
+        if content.trim().is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if flow == 0 {
+            while indents.last().is_some_and(|i| *i > indent) {
+                indents.pop();
+            }
+            if indents.last().is_none_or(|i| *i < indent) {
+                indents.push(indent);
+            }
+        }
+        let mut entries = 0;
+        let mut rest = content;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| (rest == "-").then_some("")) {
+            entries += 1;
+            rest = r.trim_start_matches(' ');
+        }
+        let mut quote: Option<char> = None;
+        let mut last = ' ';
+        for c in rest.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') if last == ' ' => break,
+                (None, '[' | '{') => flow += 1,
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if indents.len() + entries + flow > max {
+                return Some(n + 1);
+            }
+            last = c;
+        }
+        if indents.len() + entries + flow > max {
+            return Some(n + 1);
+        }
+        let plain = rest.split(" #").next().unwrap_or("").trim_end();
+        if flow == 0
+            && (plain.ends_with('|')
+                || plain.ends_with('>')
+                || plain.ends_with("|-")
+                || plain.ends_with(">-")
+                || plain.ends_with("|+")
+                || plain.ends_with(">+"))
+        {
+            scalar = Some(indent);
+        }
+    }
+    None
 }
 
 /// Loads validation-file text; `base` resolves `schemaFile`, `name` labels diagnostics.
 pub fn load_text(text: &str, base: &Path, name: &str, conditions: &Conditions) -> Result<ValidationFile, Vec<String>> {
+    if let Some(line) = too_deep(text, MAX_YAML_DEPTH) {
+        return Err(vec![format!(
+            "{name}:{line}: the YAML is nested deeper than {MAX_YAML_DEPTH} levels (a validation file needs about 4)"
+        )]);
+    }
     let raw: RawFile = serde_yaml_ng::from_str(text).map_err(|e| vec![format!("invalid validation file: {e}")])?;
     let (schema_text, schema_name) = match (&raw.schema, &raw.schema_file) {
         (Some(s), None) => (s.clone(), format!("{name} (schema)")),
         (None, Some(f)) => {
             let p = base.join(f);
-            let s = std::fs::read_to_string(&p)
-                .map_err(|e| vec![format!("cannot read schemaFile `{}`: {e}", p.display())])?;
+            let s = crate::text::read_limited(&p, schema::parser::MAX_SCHEMA_BYTES)
+                .map_err(|e| vec![format!("schemaFile: {e}")])?;
             (s, p.display().to_string())
         }
         (Some(_), Some(_)) => return Err(vec!["give either `schema` or `schemaFile`, not both".into()]),
@@ -186,11 +261,16 @@ pub fn load_text(text: &str, base: &Path, name: &str, conditions: &Conditions) -
 }
 
 /// Runs a loaded file: every assertion by Check, the expected relations, and (when `agreement`
-/// is set) the agreement checks between every evaluation path.
-pub fn run_with(file: &ValidationFile, conditions: &Conditions, now: Timestamp, agreement: bool) -> FileReport {
+/// is given, within that time) the agreement checks between every evaluation path.
+pub fn run_with(
+    file: &ValidationFile,
+    conditions: &Conditions,
+    now: Timestamp,
+    agreement: Option<std::time::Duration>,
+) -> FileReport {
     let mut report = run(file, conditions, now);
-    if agreement {
-        agreement::check_agreement(file, conditions, Env::new(now), &mut report);
+    if let Some(budget) = agreement {
+        agreement::check_agreement(file, conditions, Env::new(now), &mut report, budget);
     }
     report
 }

@@ -200,7 +200,7 @@ proptest! {
         }
         let file = ValidationFile { schema: schema.clone(), schema_text: text.clone(), tuples, assertions: Vec::new(), expected: Default::default() };
         let mut report = FileReport::default();
-        validation::agreement::check_agreement(&file, &conditions, Env::new(now), &mut report);
+        validation::agreement::check_agreement(&file, &conditions, Env::new(now), &mut report, validation::agreement::DEFAULT_BUDGET);
         prop_assert!(report.failures.is_empty(), "{}\n{}", report.render("random"), text);
     }
 

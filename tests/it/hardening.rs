@@ -61,3 +61,139 @@ fn fmt_never_turns_a_schema_within_the_limit_into_one_beyond_it() {
     let small = "definition a {relation r: a}";
     assert_eq!(format_text(small).unwrap(), "definition a {\n    relation r: a\n}\n");
 }
+
+fn pemba(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pemba")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+/// `schema check /dev/zero` read until memory ran out: limits applied after reading the whole
+/// input. Reading stops at the limit now.
+#[test]
+fn inputs_are_read_within_their_limit() {
+    let (code, err) = pemba(&["schema", "check", "/dev/zero"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`/dev/zero` is larger than the limit of 4194304 bytes"), "{err}");
+    let (code, err) = pemba(&["validate", "/dev/zero"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("`/dev/zero` is larger than the limit"), "{err}");
+    // An import line without end.
+    let mut zero = std::io::BufReader::new(std::io::Read::take(std::fs::File::open("/dev/zero").unwrap(), 64 << 20));
+    let dir = super::store::temp_dir("import-zero");
+    let db = pemba::db::Database::open(&dir).unwrap();
+    db.create_tenant("t").unwrap();
+    let err = db.import("t", &mut zero).unwrap_err().to_string();
+    assert!(err.contains("line 1") && err.contains("larger than the limit"), "{err}");
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn chain(documents: usize) -> String {
+    let mut rels = String::new();
+    for i in 1..documents {
+        rels.push_str(&format!("  document:d{i}#parent@document:d{}\n", i - 1));
+    }
+    rels.push_str("  document:d0#viewer@user:ann\n");
+    format!(
+        "schema: |\n  definition user {{}}\n  definition document {{\n    relation parent: document\n    relation viewer: user\n    permission view = viewer + parent->view\n  }}\nrelationships: |\n{rels}assertions:\n  assertTrue:\n    - document:d{}#view@user:ann\n",
+        documents - 1
+    )
+}
+
+/// A chain of 500 documents ran the agreement checks for 73 s before failing on the triple
+/// limit, which could be known up front; 5,000 ran past 10 minutes.
+#[test]
+fn agreement_checks_are_sized_before_they_start_and_run_within_a_budget() {
+    use pemba::validation;
+    let conditions = Conditions::new();
+    let now = pemba::model::Timestamp::now();
+    for documents in [500, 5000] {
+        let file = validation::load_text(&chain(documents), std::path::Path::new("."), "chain", &conditions).unwrap();
+        let report = validation::run_with(&file, &conditions, now, Some(validation::agreement::DEFAULT_BUDGET));
+        assert_eq!(report.agreement_checks, 0, "refused before any check");
+        let detail = &report.failures.last().unwrap().detail;
+        assert!(detail.contains("would generate") && detail.contains("the limit is 200000"), "{detail}");
+        assert_eq!(report.assertions_passed, 1, "the assertions still run");
+    }
+    // Under the triple limit, the time budget stops the checks and says so.
+    let file = validation::load_text(&chain(40), std::path::Path::new("."), "chain", &conditions).unwrap();
+    let report = validation::run_with(&file, &conditions, now, Some(std::time::Duration::ZERO));
+    let detail = &report.failures.last().unwrap().detail;
+    assert!(detail.contains("the time budget of 0 s ran out (`--agreement-budget-secs`)"), "{detail}");
+    let report = validation::run_with(&file, &conditions, now, Some(validation::agreement::DEFAULT_BUDGET));
+    assert!(report.passed() && report.agreement_checks > 0, "{:?}", report.failures);
+}
+
+/// YAML nested 100,000 deep took 40 s before its error.
+#[test]
+fn deep_yaml_is_refused_before_it_is_parsed() {
+    let conditions = Conditions::new();
+    let text = format!("schema: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let err = pemba::validation::load_text(&text, std::path::Path::new("."), "deep", &conditions).unwrap_err();
+    assert!(err[0].contains("deep:1: the YAML is nested deeper than 64 levels"), "{err:?}");
+    let mut block = String::from("a:\n");
+    for i in 1..100 {
+        block.push_str(&format!("{}a:\n", " ".repeat(i)));
+    }
+    let err = pemba::validation::load_text(&block, std::path::Path::new("."), "deep", &conditions).unwrap_err();
+    assert!(err[0].contains("deep:65: the YAML is nested deeper"), "{err:?}");
+}
+
+/// 32 nested parentheses were refused as "deeper than the limit of 128" (each level counted
+/// four times); the limit is 128 levels of parentheses or chained operators, as documented.
+#[test]
+fn the_nesting_limit_is_the_documented_one() {
+    let with = |expr: String| {
+        format!("definition user {{}}\ndefinition doc {{\n  relation a: user\n  permission p = {expr}\n}}")
+    };
+    assert_eq!(verdict(&with(format!("{}a{}", "(".repeat(128), ")".repeat(128)))), Ok(()));
+    assert_eq!(verdict(&with(vec!["a"; 128].join(" + "))), Ok(()));
+    for deep in [format!("{}a{}", "(".repeat(129), ")".repeat(129)), vec!["a"; 130].join(" + ")] {
+        let err = verdict(&with(deep)).unwrap_err();
+        assert!(err[0].contains("nested deeper than the limit of 128"), "{err:?}");
+    }
+}
+
+/// Messages: a no-break space in a caveat was "Unexpected ' '"; a byte-order mark was an
+/// error; non-UTF-8 input had no position; a 1 MB name gave 3 MB of stderr; unreadable files
+/// were not always named.
+#[test]
+fn errors_are_readable() {
+    let err = verdict("caveat c(x int) {\n  x ==\u{a0}1\n}").unwrap_err();
+    assert!(err[0].contains("U+00A0 (a no-break space)"), "{err:?}");
+    let dir = super::store::temp_dir("messages");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let bom = write("bom.zed", b"\xEF\xBB\xBFdefinition user {}\n");
+    assert_eq!(pemba(&["schema", "check", &bom]).0, Some(0));
+    let bom_yaml = write("bom.yaml", b"\xEF\xBB\xBFschema: |\n  definition user {}\n");
+    let (code, err) = pemba(&["validate", &bom_yaml]);
+    assert_eq!(code, Some(0), "{err}");
+    let latin1 = write("latin1.zed", b"definition user {}\n// caf\xe9\n");
+    let (code, err) = pemba(&["schema", "check", &latin1]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains(&format!("`{latin1}` is not UTF-8 text: byte 0xe9 at line 2, column 7")), "{err}");
+    let big = write("big.zed", format!("definition {} {{}}\n", "a".repeat(1 << 20)).as_bytes());
+    let (code, err) = pemba(&["schema", "check", &big]);
+    assert_eq!(code, Some(1));
+    assert!(err.len() < 2000 && err.contains("bytes]…"), "{} bytes of stderr", err.len());
+    let big_yaml = write(
+        "big.yaml",
+        format!("schema: |\n  definition user {{}}\nrelationships: |\n  user:{}#x@user:b\n", "a".repeat(1 << 20))
+            .as_bytes(),
+    );
+    let (_, out) = {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_pemba")).args(["validate", &big_yaml]).output().unwrap();
+        (o.status.code(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    assert!(out.len() < 2000, "{} bytes of output", out.len());
+    let missing = dir.join("missing.zed").display().to_string();
+    let (_, err) = pemba(&["schema", "check", &missing]);
+    assert!(err.contains(&format!("cannot read `{missing}`")), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
