@@ -10,6 +10,7 @@ mod conformance;
 mod database;
 mod engine_props;
 mod faults;
+mod fuzz;
 mod hardening;
 mod index;
 mod oracle;
