@@ -153,8 +153,9 @@ impl Client {
             (Tls::Auto, _) if is_loopback(host) => None,
             (Tls::Auto, _) | (Tls::System, _) => Some(ClientTlsConfig::new().with_native_roots()),
             (Tls::CaFile(path), _) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| fail(format!("cannot read the CA certificate `{}`: {e}", path.display())))?;
+                let pem = crate::text::read_limited(path, 1 << 20)
+                    .map_err(|e| fail(format!("the CA certificate: {e}")))?
+                    .into_bytes();
                 Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
             }
         };

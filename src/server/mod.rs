@@ -345,7 +345,8 @@ pub fn tls_config(
     key: &std::path::Path,
 ) -> Result<tonic::transport::ServerTlsConfig, ServerError> {
     let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| ServerError::Tls(format!("cannot read `{}`: {e}", p.display())))
+        // A PEM file: text of a few KiB, read no further than 1 MiB.
+        crate::text::read_limited(p, 1 << 20).map(String::into_bytes).map_err(|e| ServerError::Tls(e.to_string()))
     };
     let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
     Ok(tonic::transport::ServerTlsConfig::new().identity(identity))

@@ -184,7 +184,7 @@ pub fn check_agreement(
                         fail(
                             report,
                             format!("CheckBulk `{triple}`"),
-                            format!("CheckBulk gave {bulk_answer:?}, Check gave {shown}"),
+                            format!("CheckBulk gave {}, Check gave {shown}", answer(&bulk_answer)),
                         );
                     }
                     let fast_single = fast.check(req);
@@ -193,7 +193,9 @@ pub fn check_agreement(
                             report,
                             format!("fast Check `{triple}`"),
                             format!(
-                                "fast Check gave {fast_single:?}, fast CheckBulk {bulk_fast:?}, reference Check {shown}"
+                                "fast Check gave {}, fast CheckBulk {}, reference Check {shown}",
+                                answer(&fast_single),
+                                answer(&bulk_fast)
                             ),
                         );
                     }
@@ -245,7 +247,8 @@ pub fn check_agreement(
                 let mismatch = |got: &Result<Vec<ResourceResult>, EvalError>| match (want, got) {
                     (Some(e), Ok(g)) => diff_resources(e, g),
                     (Some(_), Err(e)) => format!("error: {e}"),
-                    (None, got) => format!("expected the exclusion-cycle error, got {got:?}"),
+                    (None, Ok(g)) => format!("expected the exclusion-cycle error, got {} results", g.len()),
+                    (None, Err(e)) => format!("expected the exclusion-cycle error, got: {e}"),
                 };
                 if !agrees(want, &unpaged) {
                     fail(report, what.clone(), mismatch(&unpaged));
@@ -283,6 +286,14 @@ pub fn check_agreement(
                 expansion_agrees(&reference, &fast, &resource, m, &seen, &decisions, report);
             }
         }
+    }
+}
+
+/// A decision or an error, as a report shows it.
+fn answer(r: &Result<Decision, EvalError>) -> String {
+    match r {
+        Ok(d) => d.to_string(),
+        Err(e) => format!("the error `{e}`"),
     }
 }
 
