@@ -76,11 +76,12 @@ pub struct Drive {
     pub lookup_users: Vec<(&'static str, SubjectRef)>,
 }
 
-/// splitmix64: small, fast, and good enough to scatter benchmark data.
-struct Rng(u64);
+/// splitmix64: small, fast, seedable (a sequence replays exactly), and good enough to scatter
+/// benchmark data and drive the fuzz tests' mutations.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -88,12 +89,12 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
     }
 
     fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.next_u64() % 100 < percent
     }
 }
 

@@ -15,25 +15,11 @@ use pemba::conditions::{Conditions, Env, Outcome};
 use pemba::model::{ParamType, Relationship, Timestamp};
 use pemba::schema::syntax::SyntaxTree;
 
-/// splitmix64: a small, seedable generator (the fuzzer must replay a sequence exactly).
-struct Rng(u64);
+use pemba::bench::workload::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
+/// One of `items`, chosen by `rng`.
+fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
+    &items[rng.below(items.len())]
 }
 
 /// Fragments a mutation inserts: the languages' own punctuation and keywords, and what broke
@@ -122,7 +108,7 @@ fn mutate(rng: &mut Rng, text: &str, seeds: &[String]) -> String {
                 bytes[i] ^= 1 << rng.below(8);
             }
             4..=10 => {
-                let piece = rng.pick(DICTIONARY).as_bytes().to_vec();
+                let piece = pick(rng, DICTIONARY).as_bytes().to_vec();
                 bytes.splice(at..at, piece);
             }
             11..=13 => {
@@ -141,24 +127,24 @@ fn mutate(rng: &mut Rng, text: &str, seeds: &[String]) -> String {
                 // still parses (what `fmt` must keep).
                 let spaces: Vec<usize> = (0..bytes.len()).filter(|i| bytes[*i].is_ascii_whitespace()).collect();
                 if !spaces.is_empty() {
-                    let i = *rng.pick(&spaces);
-                    let trivia = *rng.pick(&[" /* c */ ", "\n// c\n", "\n\n", "\t", " //\n", "\n   /*\n * d\n */\n"]);
+                    let i = *pick(rng, &spaces);
+                    let trivia = *pick(rng, &[" /* c */ ", "\n// c\n", "\n\n", "\t", " //\n", "\n   /*\n * d\n */\n"]);
                     bytes.splice(i..i, trivia.bytes());
                 }
             }
             17 => {
                 // A word replaced by another word of the seeds (names, keywords, values).
                 let words: Vec<(usize, usize)> = word_spans(&bytes);
-                let other = rng.pick(seeds).as_bytes().to_vec();
+                let other = pick(rng, seeds).as_bytes().to_vec();
                 let others = word_spans(&other);
                 if !words.is_empty() && !others.is_empty() {
-                    let (a, b) = *rng.pick(&words);
-                    let (c, d) = *rng.pick(&others);
+                    let (a, b) = *pick(rng, &words);
+                    let (c, d) = *pick(rng, &others);
                     bytes.splice(a..b, other[c..d].iter().copied());
                 }
             }
             18 => {
-                let other = rng.pick(seeds).as_bytes();
+                let other = pick(rng, seeds).as_bytes();
                 let from = rng.below(other.len() + 1);
                 let end = (from + rng.below(200)).min(other.len());
                 bytes.splice(at..at, other[from..end].iter().copied());
@@ -383,7 +369,7 @@ fn fuzz_caveat_context_and_bodies() {
     let mut rng = Rng(seed());
     let mut contexts = Vec::new();
     for (params, _) in &c.bodies {
-        let fields: Vec<String> = params.iter().map(|(p, _)| format!("\"{p}\": {}", rng.pick(&values))).collect();
+        let fields: Vec<String> = params.iter().map(|(p, _)| format!("\"{p}\": {}", pick(&mut rng, &values))).collect();
         contexts.push(format!("{{{}}}", fields.join(", ")));
     }
     // The seed's index names the body a mutated context goes to.
