@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod conditions;
 pub mod db;
@@ -20,4 +21,5 @@ pub mod schema;
 pub mod server;
 pub mod store;
 pub mod text;
+#[cfg(feature = "validation")]
 pub mod validation;

@@ -31,6 +31,10 @@ pub enum ModelError {
     InvalidObject(String),
     #[error("`{}` is not a relationship: expected `type:id#relation@type:id[#relation]`", crate::text::elide(.0))]
     InvalidRelationship(String),
+    #[error("`{}` is not a check: expected `type:id#permission@type:id[#relation]`, then optionally ` with {{json}}`", crate::text::elide(.0))]
+    InvalidCheck(String),
+    #[error("invalid permission name `{}`", crate::text::elide(.0))]
+    InvalidPermissionName(String),
     #[error("a wildcard `*` may only be a subject id")]
     WildcardResource,
     #[error("a wildcard subject `{}:*` cannot have a relation", crate::text::elide(.0))]
@@ -84,8 +88,17 @@ impl ObjectRef {
         ObjectRef { ty: ty.into(), id: id.into() }
     }
 
-    /// Parses `type:id`; `*` is accepted as an id only when `allow_wildcard` is set.
-    pub fn parse(text: &str, allow_wildcard: bool) -> Result<ObjectRef, ModelError> {
+    /// Parses `type:id` (a resource: the wildcard `*` is refused).
+    pub fn parse(text: &str) -> Result<ObjectRef, ModelError> {
+        Self::parse_as(text, false)
+    }
+
+    /// Parses `type:id` or `type:*` (a subject's object, which may be the wildcard).
+    pub fn parse_allowing_wildcard(text: &str) -> Result<ObjectRef, ModelError> {
+        Self::parse_as(text, true)
+    }
+
+    fn parse_as(text: &str, allow_wildcard: bool) -> Result<ObjectRef, ModelError> {
         let (ty, id) = text.split_once(':').ok_or_else(|| ModelError::InvalidObject(text.to_string()))?;
         if !valid_type_name(ty) {
             return Err(ModelError::InvalidTypeName(ty.to_string()));
@@ -130,7 +143,7 @@ impl SubjectRef {
             Some((o, r)) => (o, Some(r)),
             None => (text, None),
         };
-        let object = ObjectRef::parse(obj, true)?;
+        let object = ObjectRef::parse_allowing_wildcard(obj)?;
         let relation = match rel {
             None | Some("...") => None,
             Some(r) if valid_relation_name(r) => Some(r.to_string()),
@@ -186,7 +199,7 @@ impl Relationship {
         let bad = || ModelError::InvalidRelationship(text.to_string());
         let (resource_part, rest) = text.split_once('#').ok_or_else(bad)?;
         let (relation, rest) = rest.split_once('@').ok_or_else(bad)?;
-        let resource = ObjectRef::parse(resource_part, false)?;
+        let resource = ObjectRef::parse(resource_part)?;
         if !valid_relation_name(relation) {
             return Err(ModelError::InvalidRelationName(relation.to_string()));
         }
@@ -584,6 +597,30 @@ impl fmt::Display for ParamType {
             ParamType::Map(t) => return write!(f, "map<{t}>"),
         };
         f.write_str(s)
+    }
+}
+
+/// `"document:1".parse::<ObjectRef>()`: [`ObjectRef::parse`] (a resource: no wildcard).
+impl std::str::FromStr for ObjectRef {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ObjectRef::parse(s)
+    }
+}
+
+/// `"group:eng#member".parse::<SubjectRef>()`: [`SubjectRef::parse`].
+impl std::str::FromStr for SubjectRef {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SubjectRef::parse(s)
+    }
+}
+
+/// `"document:1#viewer@user:ann".parse::<Relationship>()`: [`Relationship::parse`].
+impl std::str::FromStr for Relationship {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Relationship::parse(s)
     }
 }
 

@@ -305,6 +305,15 @@ pub fn load_store(dir: &std::path::Path, rels: &[Relationship]) -> Result<(), Be
 /// How long `pemba debug open` takes to open `dir` in a new process (the running executable
 /// must be `pemba`, which it is for `pemba bench`).
 fn fresh_process_open_ms(dir: &std::path::Path) -> Result<f64, BenchError> {
+    fresh_process_open(dir)?
+        .get("open_ms")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| BenchError::Process("`pemba debug open` printed no open_ms".into()))
+}
+
+/// What `pemba debug open` reports from a fresh process: open and close times, index memory,
+/// and the process's resident memory once open.
+fn fresh_process_open(dir: &std::path::Path) -> Result<Value, BenchError> {
     let fail = |e: String| BenchError::Process(e);
     let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     // sled's threads may hold the directory's lock a moment after the import closed it.
@@ -315,11 +324,7 @@ fn fresh_process_open_ms(dir: &std::path::Path) -> Result<f64, BenchError> {
             .output()
             .map_err(|e| fail(format!("running `{}`: {e}", exe.display())))?;
         if out.status.success() {
-            let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))?;
-            return v
-                .get("open_ms")
-                .and_then(Value::as_f64)
-                .ok_or_else(|| fail("`pemba debug open` printed no open_ms".into()));
+            return serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()));
         }
         if !String::from_utf8_lossy(&out.stderr).contains("lock") {
             return Err(fail(format!("`pemba debug open` failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
@@ -406,7 +411,8 @@ pub fn embedded(
     // The first open after the bulk import also settles sled's log; a restart later opens the
     // settled store. Both are reported; `startup_ms` is the second.
     let first_open_after_import_ms = fresh_process_open_ms(dir)?;
-    let startup_ms = fresh_process_open_ms(dir)?;
+    let startup = fresh_process_open(dir)?;
+    let startup_ms = startup.get("open_ms").and_then(Value::as_f64).unwrap_or(0.0);
     let t = Instant::now();
     let db = open_retrying(dir)?;
     let reopen_in_process_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -533,6 +539,14 @@ pub fn embedded(
         "size": size_name,
         "relationships": drive.relationships.len(),
         "startup_ms": startup_ms,
+        // A fresh process after opening: resident memory next to the index's heap and sled's
+        // configured cache; and how long `close()` took there.
+        "memory_after_open": {
+            "rss_mb": startup.get("rss_mb"),
+            "index_mb": startup.get("index_mb"),
+            "store_cache_mb": startup.get("store_cache_mb"),
+            "close_ms": startup.get("close_ms"),
+        },
         "first_open_after_import_ms": first_open_after_import_ms,
         "reopen_in_this_process_ms": reopen_in_process_ms,
         "reference_set_load_ms": reference_load_ms,

@@ -192,6 +192,9 @@ struct ServeArgs {
     /// survives kill -9 but not a power loss).
     #[arg(long, default_value = "power-loss")]
     durability: String,
+    /// Megabytes of sled's page cache (the store's rows besides the index, which serves reads).
+    #[arg(long, default_value_t = crate::db::DEFAULT_STORE_CACHE_BYTES >> 20)]
+    store_cache_mb: u64,
     /// Deadline of a request whose client sets none, in seconds.
     #[arg(long, default_value_t = 30)]
     default_deadline_secs: u64,
@@ -307,6 +310,9 @@ enum DebugCommand {
     Open {
         #[arg(long)]
         data_dir: PathBuf,
+        /// Megabytes of sled's page cache.
+        #[arg(long, default_value_t = crate::db::DEFAULT_STORE_CACHE_BYTES >> 20)]
+        store_cache_mb: u64,
     },
 }
 
@@ -420,12 +426,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),
-        Command::Debug { command: DebugCommand::Open { data_dir } } => {
+        Command::Debug { command: DebugCommand::Open { data_dir, store_cache_mb } } => {
+            let limits = crate::db::Limits { store_cache_bytes: store_cache_mb.max(1) << 20, ..Default::default() };
             let t = std::time::Instant::now();
-            let db = crate::db::Database::open(&data_dir)?;
+            let db = crate::db::Database::open_with(&data_dir, limits)?;
             let open_ms = t.elapsed().as_secs_f64() * 1e3;
             let tenants = db.tenants()?;
-            out!("{}\n", serde_json::json!({"open_ms": open_ms, "tenants": tenants.len()}));
+            let index_bytes: usize = tenants.iter().map(|t| db.index_bytes(t)).sum::<Result<usize, _>>()?;
+            // The process's resident memory once open (Linux; absent elsewhere).
+            let rss_kb = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+            });
+            let t = std::time::Instant::now();
+            db.close()?;
+            let close_ms = t.elapsed().as_secs_f64() * 1e3;
+            out!(
+                "{}\n",
+                serde_json::json!({
+                    "open_ms": open_ms,
+                    "close_ms": close_ms,
+                    "tenants": tenants.len(),
+                    "index_mb": index_bytes as f64 / 1048576.0,
+                    "rss_mb": rss_kb.map(|k| k as f64 / 1024.0),
+                    "store_cache_mb": store_cache_mb,
+                })
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { json, skip_agreement, agreement_budget_secs, files } => {
@@ -516,6 +541,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "process-crash" => crate::store::Durability::ProcessCrash,
                 other => anyhow::bail!("`--durability {other}`: use power-loss or process-crash"),
             },
+            store_cache_bytes: args.store_cache_mb.max(1) << 20,
             ..crate::db::Limits::default()
         },
     };

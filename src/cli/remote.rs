@@ -228,7 +228,7 @@ fn json_object(flag: &str, text: Option<&str>) -> anyhow::Result<Map<String, Val
 }
 
 fn object(text: &str) -> anyhow::Result<ObjectRef> {
-    ObjectRef::parse(text, false).map_err(|e| anyhow::anyhow!("`{text}`: {e}"))
+    ObjectRef::parse(text).map_err(|e| anyhow::anyhow!("`{text}`: {e}"))
 }
 
 fn subject(text: &str) -> anyhow::Result<SubjectRef> {

@@ -1,5 +1,6 @@
 //! Export and import as JSON lines: a line with the revision and schema, then one per
-//! relationship and one per object with attributes.
+//! relationship and one per object with attributes. Import also takes SpiceDB's relationship
+//! text, one per line (as in validation files and `zed` exports), mixed freely with JSON lines.
 
 use std::io::{BufRead, Write};
 
@@ -27,7 +28,18 @@ impl Database {
     }
 
     /// Reads an export into a tenant (schema first, then relationships and attributes in
-    /// batches of the write limit); returns the last revision written.
+    /// batches of the write limit); returns the last revision written. A line that is not a
+    /// JSON object is a relationship in SpiceDB's text form
+    /// (`document:1#viewer@user:alice[expiration:2030-01-01T00:00:00Z]`); blank lines and lines
+    /// starting with `//` or `#` are skipped.
+    ///
+    /// ```
+    /// let db = pemba::db::Database::in_memory();
+    /// db.create_tenant("t").unwrap();
+    /// db.write_schema("t", "definition user {}\ndefinition doc { relation viewer: user }").unwrap();
+    /// let text = "// from a validation file\ndoc:1#viewer@user:ann\ndoc:2#viewer@user:bob\n";
+    /// db.import("t", &mut text.as_bytes()).unwrap();
+    /// ```
     pub fn import(&self, tenant: &str, input: &mut dyn BufRead) -> Result<Revision, DbError> {
         let mut lines = Lines::new(input);
         let rev = self.import_lines(tenant, &mut lines)?;
@@ -66,10 +78,7 @@ impl Database {
             } else if let (Some(o), Some(a)) =
                 (v.get("object").and_then(Value::as_str), v.get("attributes").and_then(Value::as_object))
             {
-                batch.push(Mutation::SetAttributes(
-                    ObjectRef::parse(o, false).map_err(|e| bad(e.to_string()))?,
-                    a.clone(),
-                ));
+                batch.push(Mutation::SetAttributes(ObjectRef::parse(o).map_err(|e| bad(e.to_string()))?, a.clone()));
             } else {
                 return Err(bad("expected a `schema`, `relationship` or `object` line".into()));
             }
@@ -148,10 +157,15 @@ impl<'a> Lines<'a> {
             })?;
             let n = self.input.number();
             let Some(line) = line else { return Ok(None) };
-            if line.trim().is_empty() {
+            let text = line.trim();
+            if text.is_empty() || text.starts_with("//") || text.starts_with('#') {
                 continue;
             }
-            let v = serde_json::from_str(&line).map_err(|e| DbError::Import { line: n, reason: e.to_string() })?;
+            if !text.starts_with('{') {
+                // SpiceDB's relationship text.
+                return Ok(Some((n, json!({"relationship": text}))));
+            }
+            let v = serde_json::from_str(text).map_err(|e| DbError::Import { line: n, reason: e.to_string() })?;
             return Ok(Some((n, v)));
         }
     }

@@ -306,7 +306,7 @@ mod tests {
         }
         assert_eq!(bulk.object_types().collect::<Vec<_>>(), one_by_one.object_types().collect::<Vec<_>>());
         for o in ["user:u1", "user:*", "group:g3", "folder:f2", "doc:d5"] {
-            let o = ObjectRef::parse(o, true).unwrap();
+            let o = ObjectRef::parse_allowing_wildcard(o).unwrap();
             assert_eq!(bulk.naming(&o).collect::<Vec<_>>(), one_by_one.naming(&o).collect::<Vec<_>>(), "{o}");
         }
         for d in 0..40 {

@@ -62,6 +62,53 @@ pub struct CheckRequest {
     pub context: Map<String, Value>,
 }
 
+/// `"document:1#view@user:ann".parse::<CheckRequest>()`: [`CheckRequest::parse`].
+impl std::str::FromStr for CheckRequest {
+    type Err = crate::model::ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CheckRequest::parse(s)
+    }
+}
+
+impl CheckRequest {
+    /// A check without context.
+    pub fn new(resource: ObjectRef, permission: impl Into<String>, subject: SubjectRef) -> CheckRequest {
+        CheckRequest { resource, permission: permission.into(), subject, context: Map::new() }
+    }
+
+    /// With request context for caveats.
+    pub fn with_context(mut self, context: Map<String, Value>) -> CheckRequest {
+        self.context = context;
+        self
+    }
+
+    /// Parses SpiceDB's text form of a check, as in validation files' assertions:
+    /// `document:1#view@user:alice`, a subject set `…@group:eng#member`, and optionally
+    /// ` with {"ip": "10.0.0.1"}` (request context).
+    ///
+    /// ```
+    /// use pemba::engine::CheckRequest;
+    /// let c = CheckRequest::parse(r#"document:1#view@user:alice with {"ip": "10.0.0.1"}"#).unwrap();
+    /// assert_eq!((c.resource.to_string(), c.permission.as_str()), ("document:1".into(), "view"));
+    /// assert!(CheckRequest::parse("document:1@user:alice").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<CheckRequest, crate::model::ModelError> {
+        use crate::model::ModelError;
+        let (check, context) = match text.split_once(" with ") {
+            Some((r, c)) => (r.trim(), crate::model::parse_context(c.trim())?),
+            None => (text.trim(), Map::new()),
+        };
+        let (resource, rest) = check.split_once('#').ok_or_else(|| ModelError::InvalidCheck(check.to_string()))?;
+        let (permission, subject) = rest.split_once('@').ok_or_else(|| ModelError::InvalidCheck(check.to_string()))?;
+        let resource = ObjectRef::parse(resource)?;
+        let subject = SubjectRef::parse(subject)?;
+        if !crate::model::valid_relation_name(permission) {
+            return Err(ModelError::InvalidPermissionName(permission.to_string()));
+        }
+        Ok(CheckRequest { resource, permission: permission.to_string(), subject, context })
+    }
+}
+
 /// Explicit bounds on one evaluation.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

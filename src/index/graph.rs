@@ -481,7 +481,7 @@ mod tests {
         ] {
             g.insert(&rel(r));
         }
-        let id = |g: &IndexGraph, o: &str| g.id(&ObjectRef::parse(o, false).unwrap()).unwrap();
+        let id = |g: &IndexGraph, o: &str| g.id(&ObjectRef::parse(o).unwrap()).unwrap();
         let c = g.closure("group", "member").unwrap();
         assert!(c.reaches(id(&g, "group:a"), id(&g, "group:c")));
         assert!(g.has_edge(&ObjectRef::new("group", "c"), "member", &SubjectRef::parse("user:ann").unwrap()));

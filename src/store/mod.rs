@@ -20,7 +20,7 @@ use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp};
 
 pub use crate::model::Revision;
 pub use memory::MemoryStore;
-pub use sled_store::{Durability, SledStore};
+pub use sled_store::{DEFAULT_CACHE_BYTES, Durability, SledOptions, SledStore};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u64 = 1;
@@ -209,6 +209,10 @@ pub trait Datastore: Send + Sync {
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a database-wide setting, durably.
     fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Makes everything written durable before the store is dropped (`Database::close`).
+    fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn create_tenant(&self, name: &str) -> Result<(), StoreError>;
     fn drop_tenant(&self, name: &str) -> Result<(), StoreError>;
     fn tenants(&self) -> Result<Vec<String>, StoreError>;
@@ -280,7 +284,7 @@ pub fn object_key(o: &ObjectRef) -> String {
 
 /// The object an attribute row's key names.
 pub fn parse_object_key(k: &str) -> Result<ObjectRef, StoreError> {
-    ObjectRef::parse(k, false).map_err(|e| StoreError::Corrupt(format!("object `{k}`: {e}")))
+    ObjectRef::parse(k).map_err(|e| StoreError::Corrupt(format!("object `{k}`: {e}")))
 }
 
 /// Whether two relationships are the same row (same resource, relation and subject).

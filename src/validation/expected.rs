@@ -102,7 +102,7 @@ pub fn parse_line(line: &str) -> Result<ExpectedSubject, String> {
 
 fn parse_path(text: &str) -> Option<String> {
     let (o, r) = text.split_once('#')?;
-    let o = ObjectRef::parse(o, false).ok()?;
+    let o = ObjectRef::parse(o).ok()?;
     crate::model::valid_relation_name(r).then(|| format!("<{o}#{r}>"))
 }
 
@@ -114,8 +114,7 @@ pub fn check_all(file: &ValidationFile, conditions: &Conditions, env: Env, repor
         let fail = |report: &mut FileReport, detail: String| {
             report.failures.push(Failure { what: format!("validation `{key}`"), detail })
         };
-        let Some((object, relation)) =
-            key.split_once('#').and_then(|(o, r)| Some((ObjectRef::parse(o, false).ok()?, r)))
+        let Some((object, relation)) = key.split_once('#').and_then(|(o, r)| Some((ObjectRef::parse(o).ok()?, r)))
         else {
             fail(report, format!("could not parse `{key}`: expected `type:id#relation`"));
             continue;

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::conditions::Conditions;
 use crate::engine::{CheckRequest, Decision, Env, Tuples};
-use crate::model::{ObjectRef, Relationship, SubjectRef, Timestamp, parse_context};
+use crate::model::{Relationship, Timestamp};
 use crate::query::Snapshot;
 use crate::schema::{self, CompiledSchema};
 
@@ -89,23 +89,10 @@ pub struct ValidationFile {
     pub expected: BTreeMap<String, Vec<String>>,
 }
 
-/// Parses `resource#permission@subject` with an optional ` with {json}` context.
+/// Parses `resource#permission@subject` with an optional ` with {json}` context
+/// ([`CheckRequest::parse`], its error as text).
 pub fn parse_check(text: &str) -> Result<CheckRequest, String> {
-    let (rel_text, context) = match text.split_once(" with ") {
-        Some((r, c)) => (r.trim(), parse_context(c.trim()).map_err(|e| e.to_string())?),
-        None => (text.trim(), Map::new()),
-    };
-    let (resource, rest) = rel_text
-        .split_once('#')
-        .ok_or_else(|| format!("`{rel_text}` is not of the form `type:id#permission@subject`"))?;
-    let (permission, subject) =
-        rest.split_once('@').ok_or_else(|| format!("`{rel_text}` is not of the form `type:id#permission@subject`"))?;
-    let resource = ObjectRef::parse(resource, false).map_err(|e| e.to_string())?;
-    let subject = SubjectRef::parse(subject).map_err(|e| e.to_string())?;
-    if !crate::model::valid_relation_name(permission) {
-        return Err(format!("invalid permission name `{permission}`"));
-    }
-    Ok(CheckRequest { resource, permission: permission.to_string(), subject, context })
+    CheckRequest::parse(text).map_err(|e| e.to_string())
 }
 
 /// Loads and checks a validation file. Every problem is reported, not only the first.

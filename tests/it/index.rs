@@ -21,7 +21,7 @@ fn assert_same_relations(tuples: &Tuples, g: &IndexGraph) -> Result<(), TestCase
     };
     let mut objects: Vec<ObjectRef> = (0..4).map(|i| ObjectRef::new("group", format!("g{i}"))).collect();
     objects.extend((0..4).map(|i| ObjectRef::new("user", format!("u{i}"))));
-    objects.push(ObjectRef::parse("user:*", true).unwrap());
+    objects.push(ObjectRef::parse_allowing_wildcard("user:*").unwrap());
     for o in &objects {
         for rel in ["member", "viewer", "parent", "banned"] {
             let want = text(&Relations::edges(tuples, o, rel));
@@ -171,7 +171,7 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
         ] {
             for ctx in [serde_json::Map::new(), serde_json::from_str(r#"{"x": 1}"#).unwrap()] {
                 let req = CheckRequest {
-                    resource: ObjectRef::parse(res, false).unwrap(),
+                    resource: ObjectRef::parse(res).unwrap(),
                     permission: perm.into(),
                     subject: subject.clone(),
                     context: ctx,
@@ -200,7 +200,7 @@ fn assert_database_equals_reference(db: &pemba::db::Database, tuples: &Tuples) -
     for (res, perm) in
         [("doc:d0", "view"), ("doc:d1", "view"), ("doc:d2", "viewer"), ("group:g0", "member"), ("group:g3", "member")]
     {
-        let resource = ObjectRef::parse(res, false).unwrap();
+        let resource = ObjectRef::parse(res).unwrap();
         for (ty, rel) in [("user", None), ("group", Some("member"))] {
             for ctx in [serde_json::Map::new(), serde_json::from_str(r#"{"x": 1}"#).unwrap()] {
                 let req = LookupSubjectsRequest {
@@ -383,7 +383,7 @@ fn snapshots_share_parts_and_stay_independent() {
     for (t, ix) in [(&before.0, &before.1), (&tuples, &g)] {
         assert_eq!(text(ix.relationships(None, None, None).collect()), text(t.iter().cloned().collect()));
         for o in ["user:u3", "user:new35", "user:v35", "folder:f7", "group:g150", "group:g0"] {
-            let o = ObjectRef::parse(o, false).unwrap();
+            let o = ObjectRef::parse(o).unwrap();
             let naming = |d: &dyn Relations| {
                 let mut v = Vec::new();
                 d.each_naming(&o, &mut |res, rel| v.push(format!("{res}#{rel}")));
@@ -470,7 +470,7 @@ proptest! {
         for s in &subjects {
             let subject = SubjectRef::parse(s).unwrap();
             for ctx in [serde_json::Map::new(), serde_json::from_str(r#"{"x": 1}"#).unwrap()] {
-                let reqs: Vec<CheckRequest> = resources.iter().map(|(res, perm)| CheckRequest { resource: ObjectRef::parse(res, false).unwrap(), permission: (*perm).into(), subject: subject.clone(), context: ctx.clone() }).collect();
+                let reqs: Vec<CheckRequest> = resources.iter().map(|(res, perm)| CheckRequest { resource: ObjectRef::parse(res).unwrap(), permission: (*perm).into(), subject: subject.clone(), context: ctx.clone() }).collect();
                 let (bulk, _) = db.check_bulk("t", Consistency::FullyConsistent, &reqs).unwrap();
                 for (req, got_bulk) in reqs.iter().zip(bulk) {
                     let (got, _) = db.check("t", Consistency::FullyConsistent, req).unwrap();

@@ -8,6 +8,7 @@ mod cli_client;
 mod conditions;
 mod conformance;
 mod database;
+mod embedding;
 mod engine_props;
 mod faults;
 mod fuzz;

@@ -224,7 +224,7 @@ fn check(db: &Database, tenant: &str, text: &str) -> Decision {
     let (res, perm_sub) = text.split_once('#').unwrap();
     let (perm, sub) = perm_sub.split_once('@').unwrap();
     let req = CheckRequest {
-        resource: ObjectRef::parse(res, false).unwrap(),
+        resource: ObjectRef::parse(res).unwrap(),
         permission: perm.into(),
         subject: SubjectRef::parse(sub).unwrap(),
         context: Map::new(),

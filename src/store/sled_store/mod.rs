@@ -132,6 +132,24 @@ pub struct SledStore {
 /// A hook told of each file or directory synced before a write is acknowledged.
 pub type SyncHook = Arc<dyn Fn(&Path) + Send + Sync>;
 
+/// The default size of sled's page cache: 64 MiB (sled's own is 1 GiB; Pemba serves reads from
+/// its index, so the store's pages are read mostly at open).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// How a sled store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SledOptions {
+    pub durability: Durability,
+    /// Bytes of sled's page cache (sled's own default is 1 GiB).
+    pub cache_bytes: u64,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions { durability: Durability::default(), cache_bytes: DEFAULT_CACHE_BYTES }
+    }
+}
+
 /// What an acknowledged write survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -164,8 +182,13 @@ impl SledStore {
 
     /// [`SledStore::open`] with a durability setting.
     pub fn open_with(dir: &Path, durability: Durability) -> Result<SledStore, StoreError> {
+        Self::open_with_options(dir, SledOptions { durability, ..SledOptions::default() })
+    }
+
+    /// [`SledStore::open`] with its options.
+    pub fn open_with_options(dir: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
         let opened = quiet_panics(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_checked(dir, durability)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_checked(dir, options)))
         });
         match opened {
             Ok(r) => r,
@@ -180,7 +203,8 @@ impl SledStore {
         }
     }
 
-    fn open_checked(dir: &Path, durability: Durability) -> Result<SledStore, StoreError> {
+    fn open_checked(dir: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
+        let durability = options.durability;
         let found = integrity::inspect(dir)?;
         let at_open = |e: sled::Error| match e {
             sled::Error::Corruption { .. } => damaged(dir, e),
@@ -189,7 +213,7 @@ impl SledStore {
             ),
             e => StoreError::Unavailable(format!("cannot open `{}`: {e}", dir.display())),
         };
-        let db = open_sled(dir).map_err(at_open)?;
+        let db = open_sled(dir, options.cache_bytes).map_err(at_open)?;
         let meta = db.open_tree(META_TREE).map_err(at_open)?;
         match (meta.get(FORMAT_KEY).map_err(at_open)?, &found) {
             (None, Found::New) => {
@@ -440,6 +464,10 @@ impl Datastore for SledStore {
 
     fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(key, value).map_err(self.io())?;
+        self.durable()
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
         self.durable()
     }
 
@@ -796,13 +824,13 @@ pub(crate) fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
 /// Opens sled in `dir`. sled's I/O threads may hold the directory's lock a moment after a
 /// store in this process was dropped: a lock held briefly is waited for (up to half a second);
 /// one held longer (another process serving the directory) is an error saying so.
-fn open_sled(dir: &Path) -> Result<sled::Db, sled::Error> {
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, sled::Error> {
     let started = std::time::Instant::now();
     loop {
         // Every write is flushed by its writer (group commit), so sled's periodic background
         // flush would only add I/O; without its thread, dropping the store also releases the
         // directory's lock sooner.
-        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+        match sled::Config::new().path(dir).flush_every_ms(None).cache_capacity(cache_bytes).open() {
             // sled says so only in words: "could not acquire lock on …".
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if started.elapsed() > std::time::Duration::from_millis(500) {
