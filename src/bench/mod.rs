@@ -305,7 +305,7 @@ pub fn load_store(dir: &std::path::Path, rels: &[Relationship]) -> Result<(), Be
 /// How long `pemba debug open` takes to open `dir` in a new process (the running executable
 /// must be `pemba`, which it is for `pemba bench`).
 fn fresh_process_open_ms(dir: &std::path::Path) -> Result<f64, BenchError> {
-    fresh_process_open(dir)?
+    fresh_process_open(dir, None)?
         .get("open_ms")
         .and_then(Value::as_f64)
         .ok_or_else(|| BenchError::Process("`pemba debug open` printed no open_ms".into()))
@@ -313,16 +313,17 @@ fn fresh_process_open_ms(dir: &std::path::Path) -> Result<f64, BenchError> {
 
 /// What `pemba debug open` reports from a fresh process: open and close times, index memory,
 /// and the process's resident memory once open.
-fn fresh_process_open(dir: &std::path::Path) -> Result<Value, BenchError> {
+fn fresh_process_open(dir: &std::path::Path, store_cache_mb: Option<u64>) -> Result<Value, BenchError> {
     let fail = |e: String| BenchError::Process(e);
     let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     // sled's threads may hold the directory's lock a moment after the import closed it.
     for _ in 0..200 {
-        let out = std::process::Command::new(&exe)
-            .args(["debug", "open", "--data-dir"])
-            .arg(dir)
-            .output()
-            .map_err(|e| fail(format!("running `{}`: {e}", exe.display())))?;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["debug", "open", "--data-dir"]).arg(dir);
+        if let Some(mb) = store_cache_mb {
+            cmd.args(["--store-cache-mb", &mb.to_string()]);
+        }
+        let out = cmd.output().map_err(|e| fail(format!("running `{}`: {e}", exe.display())))?;
         if out.status.success() {
             return serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()));
         }
@@ -411,7 +412,23 @@ pub fn embedded(
     // The first open after the bulk import also settles sled's log; a restart later opens the
     // settled store. Both are reported; `startup_ms` is the second.
     let first_open_after_import_ms = fresh_process_open_ms(dir)?;
-    let startup = fresh_process_open(dir)?;
+    let startup = fresh_process_open(dir, None)?;
+    // The same open with sled's own default cache (1 GiB) and with a small one: what the cache
+    // setting does to resident memory.
+    let sled_default_cache = fresh_process_open(dir, Some(1024))?;
+    let small_cache = fresh_process_open(dir, Some(16))?;
+    let memory_after_open: Vec<Value> = [&startup, &sled_default_cache, &small_cache]
+        .iter()
+        .map(|v| {
+            json!({
+                "store_cache_mb": v.get("store_cache_mb"),
+                "rss_mb": v.get("rss_mb"),
+                "index_mb": v.get("index_mb"),
+                "open_ms": v.get("open_ms"),
+                "close_ms": v.get("close_ms"),
+            })
+        })
+        .collect();
     let startup_ms = startup.get("open_ms").and_then(Value::as_f64).unwrap_or(0.0);
     let t = Instant::now();
     let db = open_retrying(dir)?;
@@ -541,12 +558,7 @@ pub fn embedded(
         "startup_ms": startup_ms,
         // A fresh process after opening: resident memory next to the index's heap and sled's
         // configured cache; and how long `close()` took there.
-        "memory_after_open": {
-            "rss_mb": startup.get("rss_mb"),
-            "index_mb": startup.get("index_mb"),
-            "store_cache_mb": startup.get("store_cache_mb"),
-            "close_ms": startup.get("close_ms"),
-        },
+        "memory_after_open": memory_after_open,
         "first_open_after_import_ms": first_open_after_import_ms,
         "reopen_in_this_process_ms": reopen_in_process_ms,
         "reference_set_load_ms": reference_load_ms,

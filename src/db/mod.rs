@@ -197,6 +197,19 @@ impl std::fmt::Debug for Database {
     }
 }
 
+/// Dropping a database releases its store (and the directory's lock) before returning; the
+/// index's memory, a few hundred milliseconds of freeing at a million relationships, is freed
+/// on a background thread.
+impl Drop for Database {
+    fn drop(&mut self) {
+        let tenants = std::mem::take(self.tenants.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if !tenants.is_empty() {
+            // Without a thread to spare, `spawn` drops the closure, and the index with it, here.
+            let _ = std::thread::Builder::new().name("pemba-free".into()).spawn(move || drop(tenants));
+        }
+    }
+}
+
 impl Database {
     /// Opens (or creates) a durable database in `dir` and loads every tenant's head state.
     pub fn open(dir: &Path) -> Result<Database, DbError> {
@@ -415,17 +428,12 @@ impl Database {
     }
 
     /// Closes the database: every acknowledged write is already durable; this flushes the store
-    /// once more and drops it, releasing its directory (sled's lock) before returning, so the
-    /// directory can be opened again at once. The index's memory (a few hundred milliseconds
-    /// to free at a million relationships) is freed on a background thread. Dropping a
-    /// `Database` without `close` frees everything before returning.
+    /// once more (reporting a failure, which a drop cannot) and drops the database, which
+    /// releases the directory (sled's lock) before returning, so it can be opened again at
+    /// once.
     pub fn close(self) -> Result<(), DbError> {
-        let Database { store, tenants, .. } = self;
-        store.close()?;
-        drop(store);
-        let tenants = tenants.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Without a thread to spare, `spawn` drops the closure, and the index with it, here.
-        let _ = std::thread::Builder::new().name("pemba-close".into()).spawn(move || drop(tenants));
+        self.store.close()?;
+        drop(self);
         Ok(())
     }
 }
