@@ -465,6 +465,24 @@ pub fn embedded(
         checks.insert(p.name.into(), json!({"indexed": fast, "reference": slow, "speedup_p50": ratio}));
     }
 
+    // Cold: distinct Checks in the Drive mix, each asked once (as traffic asks), beside the
+    // repeated probes above; and Checks on documents the index has never seen.
+    let stream = |reqs: Vec<CheckRequest>, unseen: bool| -> Result<Value, BenchError> {
+        let mut samples = Vec::with_capacity(reqs.len());
+        for req in &reqs {
+            let t = Instant::now();
+            let answer = db.check("bench", latest, req);
+            samples.push(t.elapsed());
+            let (d, _) = answer?;
+            if unseen && d != Decision::No {
+                return Err(BenchError::Mismatch(format!("an unseen document was allowed: {}", req.resource)));
+            }
+        }
+        Ok(summarize(&mut samples))
+    };
+    let cold = stream(workload::cold_checks(size, 20_000), false)?;
+    let unseen = stream(workload::unseen_checks(size, 5_000), true)?;
+
     let bulk = workload::bulk_requests(size);
     // As many samples as each Check probe: a bulk call is about a hundred Checks' work, and ten
     // samples left its median to the machine's noise.
@@ -559,6 +577,8 @@ pub fn embedded(
         // A fresh process after opening: resident memory next to the index's heap and sled's
         // configured cache; and how long `close()` took there.
         "memory_after_open": memory_after_open,
+        "cold_checks_20000_distinct": cold,
+        "unseen_document_checks_5000": unseen,
         "first_open_after_import_ms": first_open_after_import_ms,
         "reopen_in_this_process_ms": reopen_in_process_ms,
         "reference_set_load_ms": reference_load_ms,

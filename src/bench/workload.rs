@@ -277,6 +277,30 @@ pub fn bulk_requests(size: DriveSize) -> Vec<CheckRequest> {
         .collect()
 }
 
+/// A stream of distinct Checks in the Drive mix, each to be asked once (as real traffic asks):
+/// `view` (three in four) or `edit` on a random document for a random user, no two alike.
+pub fn cold_checks(size: DriveSize, n: usize) -> Vec<CheckRequest> {
+    let mut rng = Rng(size.seed ^ 0xC01D);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n && seen.len() < size.documents.saturating_mul(size.users) {
+        let (d, u, edit) = (rng.below(size.documents), rng.below(size.users), rng.chance(25));
+        if seen.insert((d, u, edit)) {
+            let permission = if edit { "edit" } else { "view" };
+            out.push(CheckRequest::new(obj("document", format!("d{d}")), permission, user(u)));
+        }
+    }
+    out
+}
+
+/// Checks on documents no relationship names (each asked once), for random users.
+pub fn unseen_checks(size: DriveSize, n: usize) -> Vec<CheckRequest> {
+    let mut rng = Rng(size.seed ^ 0x0B5E);
+    (0..n)
+        .map(|i| CheckRequest::new(obj("document", format!("unseen{i}")), "view", user(rng.below(size.users))))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,8 +200,15 @@ impl<'a> Point<'a> {
         permission: &str,
     ) -> Result<Option<Tri>, EvalError> {
         let Some(def) = self.ctx.schema.definition(&resource.ty) else { return Ok(None) };
-        let Some(id) = id else { return Ok(None) };
         let Some(member) = def.member(permission) else { return Ok(Some(Tri::False)) };
+        let Some(id) = id else {
+            // An object the index has never seen has no relationships: each of its relations is
+            // empty, and so is every permission built from them (arrows walk its own
+            // relations), unless the subject is a set on this very object
+            // (`doc:1#view@doc:1#editor`), which the reference decides.
+            let own_set = self.subject.relation.is_some() && self.subject.object == *resource;
+            return Ok(if own_set { None } else { Some(Tri::False) });
+        };
         self.started = Instant::now();
         self.work = 0;
         self.frames = 0;
