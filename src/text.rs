@@ -78,8 +78,9 @@ impl<R: BufRead> BoundedLines<R> {
     /// The next line without its line ending, or `None` at the end.
     pub fn next_line(&mut self) -> Result<Option<String>, ReadError> {
         let mut bytes = Vec::new();
+        // Room for the line's end (`\r\n`) past a line of exactly `max` bytes.
         let read = (&mut self.input)
-            .take(self.max as u64 + 1)
+            .take(self.max as u64 + 2)
             .read_until(b'\n', &mut bytes)
             .map_err(|e| ReadError::Io { path: self.name.clone(), message: e.to_string() })?;
         if read == 0 {
@@ -91,7 +92,8 @@ impl<R: BufRead> BoundedLines<R> {
             if bytes.last() == Some(&b'\r') {
                 bytes.pop();
             }
-        } else if bytes.len() > self.max {
+        }
+        if bytes.len() > self.max {
             return Err(ReadError::TooLarge { path: format!("{}, line {}", self.name, self.number), limit: self.max });
         }
         // A byte-order mark is dropped only at the start of the stream.
@@ -150,10 +152,11 @@ mod tests {
 
     #[test]
     fn lines_are_bounded() {
-        let mut lines = BoundedLines::new(&b"\xEF\xBB\xBFone\r\ntwo\nthree-is-long\n"[..], "in", 8);
+        let mut lines = BoundedLines::new(&b"\xEF\xBB\xBFone\r\ntwo\r\n12345678\r\nthree-is-long\n"[..], "in", 8);
         assert_eq!(lines.next_line().unwrap().as_deref(), Some("one"));
         assert_eq!(lines.next_line().unwrap().as_deref(), Some("two"));
+        assert_eq!(lines.next_line().unwrap().as_deref(), Some("12345678"), "exactly the limit, then CRLF");
         let err = lines.next_line().unwrap_err().to_string();
-        assert!(err.contains("in, line 3") && err.contains("limit of 8"), "{err}");
+        assert!(err.contains("in, line 4") && err.contains("limit of 8"), "{err}");
     }
 }

@@ -427,7 +427,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),
         Command::Debug { command: DebugCommand::Open { data_dir, store_cache_mb } } => {
-            let limits = crate::db::Limits { store_cache_bytes: store_cache_mb.max(1) << 20, ..Default::default() };
+            let limits = crate::db::Limits {
+                store_cache_bytes: store_cache_mb.max(1).saturating_mul(1 << 20),
+                ..Default::default()
+            };
             let t = std::time::Instant::now();
             let db = crate::db::Database::open_with(&data_dir, limits)?;
             let open_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -455,7 +458,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { json, skip_agreement, agreement_budget_secs, files } => {
             let budget = std::time::Duration::try_from_secs_f64(agreement_budget_secs)
-                .map_err(|_| anyhow::anyhow!("--agreement-budget-secs must be a positive number of seconds"))?;
+                .ok()
+                .filter(|b| !b.is_zero())
+                .ok_or_else(|| anyhow::anyhow!("--agreement-budget-secs must be a positive number of seconds"))?;
             validate(&files, json, (!skip_agreement).then_some(budget))
         }
         #[cfg(feature = "server")]
@@ -541,7 +546,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "process-crash" => crate::store::Durability::ProcessCrash,
                 other => anyhow::bail!("`--durability {other}`: use power-loss or process-crash"),
             },
-            store_cache_bytes: args.store_cache_mb.max(1) << 20,
+            store_cache_bytes: args.store_cache_mb.max(1).saturating_mul(1 << 20),
             ..crate::db::Limits::default()
         },
     };
@@ -750,8 +755,11 @@ fn restore(file: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<Exit
         );
     }
     let f = std::fs::File::open(file).with_context(|| format!("cannot open `{}`", file.display()))?;
-    let name = dir.file_name().with_context(|| format!("`{}` does not name a directory", dir.display()))?;
-    let staging = dir.with_file_name(format!(".{}.restoring", name.to_string_lossy()));
+    let absolute = std::path::absolute(dir).with_context(|| format!("`{}`", dir.display()))?;
+    let name = absolute.file_name().with_context(|| format!("`{}` does not name a directory", dir.display()))?;
+    // Unique to this process: a concurrent restore into the same place has its own (and only
+    // one of them can rename into place).
+    let staging = absolute.with_file_name(format!(".{}.restoring-{}", name.to_string_lossy(), std::process::id()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
             .with_context(|| format!("cannot remove an earlier restore's `{}`", staging.display()))?;

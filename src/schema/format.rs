@@ -219,6 +219,19 @@ impl Printer<'_, '_> {
         let mut previous: Option<NodeKind> = None;
         // Own-line comments were printed since the previous node (its gap went before them).
         let mut since_node = false;
+        // For each element, the kind of the next node at or after it (one backward pass, so a
+        // long run of comments costs no more than its length).
+        let mut next_node = vec![None; elems.len() + 1];
+        for (i, e) in elems.iter().enumerate().rev() {
+            let here = match e {
+                Element::Node(n) => Some(n.kind),
+                Element::Piece(_) => None,
+            };
+            let after = next_node.get(i + 1).copied().flatten();
+            if let Some(slot) = next_node.get_mut(i) {
+                *slot = here.or(after);
+            }
+        }
         let gap = |previous: Option<NodeKind>, next: Option<NodeKind>| match (previous, next) {
             (Some(_), _) if in_file => true,
             (Some(p), Some(n)) => p != n,
@@ -235,10 +248,7 @@ impl Printer<'_, '_> {
                     if lines == 0 && line_open {
                         self.out.push(' ');
                     } else {
-                        let next = elems.get(i + 1..).unwrap_or(&[]).iter().find_map(|e| match e {
-                            Element::Node(n) => Some(n.kind),
-                            Element::Piece(_) => None,
-                        });
+                        let next = next_node.get(i + 1).copied().flatten();
                         let blank = if since_node {
                             lines >= 2
                         } else {
@@ -386,7 +396,7 @@ impl Printer<'_, '_> {
             let pinned = scan.pinned_lines.binary_search(&offset).is_ok();
             offset += line.len() + 1;
             let ends_in = scan.lines_in_strings.binary_search(&offset).is_ok();
-            let trimmed = if ends_in { line } else { line.trim_end_matches([' ', '\t']) };
+            let trimmed = if ends_in { line } else { line.trim_end_matches([' ', '\t', '\r']) };
             lines.push((starts_in || pinned, trimmed.to_string()));
         }
         let blank = |l: &(bool, String)| !l.0 && l.1.trim_start_matches([' ', '\t']).is_empty();

@@ -303,14 +303,20 @@ pub fn scan_rhai(text: &str) -> RhaiScan {
             },
             Rhai::Quoted | Rhai::Char => match b {
                 b'\\' => {
-                    if at(i + 1) == Some(b'\n') {
-                        out.lines_in_strings.push(i + 2);
-                        line = i + 2;
+                    // A line continuation: `\` and a line end (rhai ignores a `\r` before it).
+                    let end = match (at(i + 1), at(i + 2)) {
+                        (Some(b'\n'), _) => Some(i + 2),
+                        (Some(b'\r'), Some(b'\n')) => Some(i + 3),
+                        _ => None,
+                    };
+                    if let Some(next_line) = end {
+                        out.lines_in_strings.push(next_line);
+                        line = next_line;
                         if top == Rhai::Quoted && out.pinned_lines.last() != Some(&quote_line) {
                             out.pinned_lines.push(quote_line);
                         }
                     }
-                    step = 2;
+                    step = end.map_or(2, |e| e - i);
                 }
                 b'"' if top == Rhai::Quoted => {
                     stack.pop();
@@ -328,6 +334,9 @@ pub fn scan_rhai(text: &str) -> RhaiScan {
                     stack.push(Rhai::Code(0));
                     step = 2;
                 }
+                // `\$` is a literal `$` (so `\${` opens no interpolation); any other `\` is
+                // itself.
+                b'\\' if at(i + 1) == Some(b'$') => step = 2,
                 _ => {}
             },
             Rhai::Raw(hashes) => {

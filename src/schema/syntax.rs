@@ -139,8 +139,11 @@ fn pieces(source: &str, ast: &SchemaAst) -> Vec<Piece> {
     let mut diags = Vec::new();
     let mut out = Vec::new();
     let mut end = 0;
+    // Bodies come in source order: the next one is the only one that can start here.
+    let mut next_body = bodies.iter().peekable();
     loop {
-        if let Some(body) = bodies.iter().find(|b| b.start == end) {
+        while next_body.next_if(|b| b.start < end).is_some() {}
+        if let Some(body) = next_body.next_if(|b| b.start == end) {
             out.push(Piece { kind: PieceKind::CaveatBody, tok: None, span: *body });
             end = body.end;
             lexer.seek(end);

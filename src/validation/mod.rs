@@ -134,19 +134,32 @@ fn too_deep(text: &str, max: usize) -> Option<usize> {
                 indents.push(indent);
             }
         }
+        // Block entries on the line (`- - x`, `? - x`) each nest one level.
         let mut entries = 0;
         let mut rest = content;
-        while let Some(r) = rest.strip_prefix("- ").or_else(|| (rest == "-").then_some("")) {
+        while let Some(r) = rest
+            .strip_prefix("- ")
+            .or_else(|| rest.strip_prefix("? "))
+            .or_else(|| (rest == "-" || rest == "?").then_some(""))
+        {
             entries += 1;
             rest = r.trim_start_matches(' ');
         }
         let mut quote: Option<char> = None;
         let mut last = ' ';
-        for c in rest.chars() {
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
             match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                }
                 (Some(q), c) if c == q => quote = None,
                 (Some(_), _) => {}
-                (None, '"' | '\'') => quote = Some(c),
+                // A quote opens a scalar only where one starts (`a'b` is a plain scalar).
+                (None, '"' | '\'') if matches!(last, ' ' | '[' | '{' | ',' | ':') => quote = Some(c),
                 (None, '#') if last == ' ' => break,
                 (None, '[' | '{') => flow += 1,
                 (None, ']' | '}') => flow = flow.saturating_sub(1),
@@ -160,15 +173,14 @@ fn too_deep(text: &str, max: usize) -> Option<usize> {
         if indents.len() + entries + flow > max {
             return Some(n + 1);
         }
-        let plain = rest.split(" #").next().unwrap_or("").trim_end();
-        if flow == 0
-            && (plain.ends_with('|')
-                || plain.ends_with('>')
-                || plain.ends_with("|-")
-                || plain.ends_with(">-")
-                || plain.ends_with("|+")
-                || plain.ends_with(">+"))
-        {
+        // A block scalar's header: `|` or `>`, then up to two of an indentation digit and a
+        // chomping indicator, then white space or a comment.
+        let plain = rest.split(" #").next().unwrap_or("").split("\t#").next().unwrap_or("").trim_end();
+        let header = plain.rsplit([' ', '\t']).next().unwrap_or("");
+        let is_header = header
+            .strip_prefix(['|', '>'])
+            .is_some_and(|r| r.len() <= 2 && r.chars().all(|c| matches!(c, '1'..='9' | '+' | '-')));
+        if flow == 0 && is_header {
             scalar = Some(indent);
         }
     }

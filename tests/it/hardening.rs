@@ -197,3 +197,43 @@ fn errors_are_readable() {
     assert!(err.contains(&format!("cannot read `{missing}`")), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found by review: rhai continues a `"…"` string after `\` and CRLF too (the opening line's
+/// column then matters as with LF), and `\${` in a back-tick string is a literal `${`, not an
+/// interpolation (the body was refused as unclosed, or a later string re-indented).
+#[test]
+fn the_rhai_scan_follows_crlf_continuations_and_escaped_interpolations() {
+    let text = "caveat c(s string) {\r\n  s == \"ab\\\r\n          cd\"\r\n}\r\n";
+    let out = format_text(text).unwrap();
+    assert!(out.contains("\n  s == \"ab\\\r\n          cd\""), "{out:?}");
+    assert_eq!(format_text(&out).unwrap(), out);
+    let escaped = "caveat c(s string) {\n  s.starts_with(`\\${`)\n}\n";
+    assert_eq!(verdict(escaped), Ok(()));
+    let text = "caveat c(s string) {\n        s == `\\${` || s == `a\n      b}`\n}\n";
+    let out = format_text(text).unwrap();
+    assert!(out.contains("`a\n      b}`"), "{out}");
+}
+
+/// Found by review: the YAML depth scan must not take a quote inside a scalar for the start of
+/// one, nor miss escaped quotes, `? ` entries or block headers such as `|2`.
+#[test]
+fn the_yaml_depth_scan_reads_quotes_and_headers_as_yaml_does() {
+    let conditions = Conditions::new();
+    let load = |text: &str| pemba::validation::load_text(text, std::path::Path::new("."), "f", &conditions);
+    // Brackets in double-quoted assertions with escaped quotes: fine however many.
+    let mut ok = String::from(
+        "schema: |2\n  definition user {}\n  caveat c(s string) { s == \"[x\" }\n  definition doc {\n    relation viewer: user with c\n  }\nrelationships: |-\n  doc:1#viewer@user:ann[c]\nassertions:\n  assertCaveated:\n",
+    );
+    for _ in 0..80 {
+        ok.push_str("    - \"doc:1#viewer@user:ann with {\\\"s\\\": \\\"[x\\\"}\"\n");
+    }
+    let err = load(&ok).err().unwrap_or_default();
+    assert!(!err.iter().any(|e| e.contains("nested deeper")), "{err:?}");
+    // Deep nesting hidden behind an escaped quote or an apostrophe in a plain scalar: refused.
+    for hidden in [format!("k: [\"a\\\"\", {}", "[".repeat(100)), format!("k: [a'b, {}", "[".repeat(100))] {
+        let err = load(&hidden).unwrap_err();
+        assert!(err[0].contains("nested deeper"), "{err:?}");
+    }
+    let keys = format!("{}x: 1\n", "? ".repeat(100));
+    assert!(load(&keys).unwrap_err()[0].contains("nested deeper"));
+}
