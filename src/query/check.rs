@@ -21,12 +21,13 @@ impl Snapshot {
         // A resource the index has never seen has no relationships: no, at once (the point
         // evaluator answers the same; this spares building it), unless the subject is a set
         // on that very object.
+        let id = self.index().id(&req.resource);
         let own_set = req.subject.relation.is_some() && req.subject.object == req.resource;
-        if !own_set && self.index().id(&req.resource).is_none() {
+        if id.is_none() && !own_set {
             return Ok((Decision::No, None));
         }
         let mut point = Point::new(self.fast(), &req.subject, &req.context);
-        match point.check(&req.resource, &req.permission)? {
+        match point.check_id(&req.resource, id, &req.permission)? {
             Some(v) => Ok((Decision::from_tri(&v), point.expires_at())),
             None => engine::check_until(&self.reference(), req),
         }

@@ -159,7 +159,7 @@ const INDENT: &str = "    ";
 /// continues the statement on the next line, indented by eight spaces.
 pub fn print(tree: &SyntaxTree<'_>) -> String {
     let mut p = Printer { tree, out: String::new() };
-    p.list(&tree.root.children, "", None);
+    p.list(&tree.root.children, "", true);
     if !p.out.is_empty() && !p.out.ends_with('\n') {
         p.out.push('\n');
     }
@@ -210,10 +210,9 @@ impl Printer<'_, '_> {
     }
 
     /// A sequence of nodes and the white space and comments between them: the items of a file
-    /// (`parent` None) or the members of a definition (whose header line is open: a comment on
+    /// (`in_file`) or the members of a definition (whose header line is open: a comment on
     /// it stays there).
-    fn list(&mut self, elems: &[Element], indent: &str, parent: Option<NodeKind>) {
-        let in_file = parent.is_none();
+    fn list(&mut self, elems: &[Element], indent: &str, in_file: bool) {
         let mut line_open = !in_file;
         let mut lines = 0usize;
         let mut previous: Option<NodeKind> = None;
@@ -238,28 +237,30 @@ impl Printer<'_, '_> {
             _ => false,
         };
         for (i, e) in elems.iter().enumerate() {
-            match e {
-                Element::Piece(p) if p.kind == PieceKind::Space => {
-                    lines += newlines(self.tree.text(p));
-                    continue;
+            if let Element::Piece(p) = e
+                && p.kind == PieceKind::Space
+            {
+                lines += newlines(self.tree.text(p));
+                continue;
+            }
+            // A comment right after something on the same line stays there.
+            let same_line = matches!(e, Element::Piece(_)) && lines == 0 && line_open;
+            if same_line {
+                self.out.push(' ');
+            } else {
+                // `next_node[i]`: this node, or the node an own-line comment belongs with.
+                let next = next_node.get(i).copied().flatten();
+                let blank =
+                    if since_node { lines >= 2 } else { previous.is_some() && (lines >= 2 || gap(previous, next)) };
+                if blank {
+                    self.blank_line();
                 }
+                self.new_line(indent);
+            }
+            match e {
                 Element::Piece(p) => {
+                    since_node |= !same_line;
                     let text = self.text(p).to_string();
-                    if lines == 0 && line_open {
-                        self.out.push(' ');
-                    } else {
-                        let next = next_node.get(i + 1).copied().flatten();
-                        let blank = if since_node {
-                            lines >= 2
-                        } else {
-                            previous.is_some() && (lines >= 2 || gap(previous, next))
-                        };
-                        if blank {
-                            self.blank_line();
-                        }
-                        self.new_line(indent);
-                        since_node = true;
-                    }
                     self.out.push_str(&text);
                     line_open = p.kind != PieceKind::LineComment;
                     if !line_open {
@@ -267,15 +268,6 @@ impl Printer<'_, '_> {
                     }
                 }
                 Element::Node(n) => {
-                    let blank = if since_node {
-                        lines >= 2
-                    } else {
-                        previous.is_some() && (lines >= 2 || gap(previous, Some(n.kind)))
-                    };
-                    if blank {
-                        self.blank_line();
-                    }
-                    self.new_line(indent);
                     self.node(n, indent);
                     line_open = !self.out.ends_with('\n');
                     previous = Some(n.kind);
@@ -307,7 +299,7 @@ impl Printer<'_, '_> {
                 if empty {
                     self.out.push('}');
                 } else {
-                    self.list(inner, &format!("{indent}{INDENT}"), Some(NodeKind::Definition));
+                    self.list(inner, &format!("{indent}{INDENT}"), false);
                     self.new_line(indent);
                     self.out.push('}');
                 }
