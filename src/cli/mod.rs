@@ -3,6 +3,7 @@
 //!
 //! Architecture invariant: clap and anyhow are used only here.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,10 +77,10 @@ enum Command {
     Import {
         /// The file (`-` for standard input).
         file: PathBuf,
-        /// Relationships per message (server) or per write (data directory, at most the write
-        /// limit).
-        #[arg(long, default_value_t = 1000)]
-        chunk: usize,
+        /// Relationships per message (server; default 1000) or per revision (data directory;
+        /// default and most 10,000, the import chunk).
+        #[arg(long)]
+        chunk: Option<usize>,
         #[command(flatten)]
         local: remote::Local,
         #[command(flatten)]
@@ -314,6 +315,13 @@ enum DebugCommand {
         #[arg(long, default_value_t = crate::db::DEFAULT_STORE_CACHE_BYTES >> 20)]
         store_cache_mb: u64,
     },
+    /// Prints the benchmarks' Drive data set as relationships in SpiceDB's text form, one per
+    /// line (its schema is `schema/drive.zed`): input for `pemba import` and other tools.
+    Drive {
+        /// `s` (about 50k relationships) or `m` (about 1M).
+        #[arg(long, default_value = "s")]
+        size: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -426,6 +434,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Debug { command: DebugCommand::CrashWriter { data_dir } } => crash_writer(&data_dir),
+        Command::Debug { command: DebugCommand::Drive { size } } => {
+            let drive = crate::bench::workload::DriveSize::by_name(&size)
+                .ok_or_else(|| anyhow::anyhow!("unknown size `{size}`: use `s` or `m`"))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for r in crate::bench::workload::generate(drive).relationships {
+                writeln!(out, "{r}")?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Debug { command: DebugCommand::Open { data_dir, store_cache_mb } } => {
             let limits = crate::db::Limits {
                 store_cache_bytes: store_cache_mb.max(1).saturating_mul(1 << 20),

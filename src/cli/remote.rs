@@ -516,14 +516,13 @@ impl Progress {
 /// (ImportBulkRelationships, streamed in chunks) or a data directory (`--data-dir`; the
 /// directory must not be open in a server). Existing relationships fail the import, as in
 /// SpiceDB.
-pub fn import(file: &Path, local: Option<&Local>, chunk: usize, remote: &Remote) -> anyhow::Result<ExitCode> {
-    let chunk = chunk.clamp(1, 100_000);
+pub fn import(file: &Path, local: Option<&Local>, chunk: Option<usize>, remote: &Remote) -> anyhow::Result<ExitCode> {
     let mut lines = RelationshipLines::open(file)?;
     let mut progress = Progress::new();
     let mut total = 0u64;
     let mut failure: Option<anyhow::Error> = None;
     if let Some(Local { data_dir: Some(dir), tenant, schema }) = local {
-        use crate::db::{Database, WriteRequest};
+        use crate::db::Database;
         use crate::store::Mutation;
         let db = Database::open(dir).with_context(|| format!("cannot open `{}`", dir.display()))?;
         if !db.tenants()?.contains(tenant) {
@@ -532,7 +531,8 @@ pub fn import(file: &Path, local: Option<&Local>, chunk: usize, remote: &Remote)
         if let Some(s) = schema {
             db.write_schema(tenant, &super::read(s)?)?;
         }
-        let per_write = chunk.min(db.limits().max_relationships_per_write);
+        let most = db.limits().import_chunk.max(1);
+        let per_write = chunk.unwrap_or(most).clamp(1, most);
         loop {
             let mut batch = Vec::with_capacity(per_write);
             for item in lines.by_ref().take(per_write) {
@@ -542,7 +542,7 @@ pub fn import(file: &Path, local: Option<&Local>, chunk: usize, remote: &Remote)
                 break;
             }
             let n = batch.len() as u64;
-            db.write(tenant, WriteRequest::new(batch))?;
+            db.import_chunk(tenant, batch)?;
             total += n;
             progress.show(total, false);
         }
@@ -552,6 +552,7 @@ pub fn import(file: &Path, local: Option<&Local>, chunk: usize, remote: &Remote)
         let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Error>(1);
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let seen = counter.clone();
+        let chunk = chunk.unwrap_or(1000).clamp(1, 100_000);
         let chunks = std::iter::from_fn(move || {
             let mut out = Vec::with_capacity(chunk);
             for item in lines.by_ref().take(chunk) {

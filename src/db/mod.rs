@@ -71,6 +71,10 @@ pub struct Limits {
     /// Mutations in one write (relationship creates, touches and deletes, deletes by filter,
     /// attribute sets and deletes).
     pub max_relationships_per_write: usize,
+    /// Mutations in one chunk of an import ([`Database::import`], [`Database::import_chunk`]):
+    /// validated together, stored as revisions of at most `max_relationships_per_write`, and
+    /// made visible together. The memory an import holds at once is bounded by this many rows.
+    pub import_chunk: usize,
     /// Bytes of caveat context on one relationship (and in one request).
     pub max_context_bytes: usize,
     /// Largest page for lookups and relationship reads.
@@ -108,6 +112,9 @@ pub struct Limits {
     pub store_cache_bytes: u64,
 }
 
+/// The default [`Limits::import_chunk`].
+pub const DEFAULT_IMPORT_CHUNK: usize = 10_000;
+
 /// The default size of sled's page cache ([`Limits::store_cache_bytes`]).
 pub const DEFAULT_STORE_CACHE_BYTES: u64 = store::DEFAULT_CACHE_BYTES;
 
@@ -115,6 +122,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_relationships_per_write: 1000,
+            import_chunk: DEFAULT_IMPORT_CHUNK,
             max_context_bytes: MAX_CONTEXT_LEN,
             max_page_size: lookup::MAX_PAGE_SIZE,
             max_tenants: 1000,

@@ -6,8 +6,8 @@ use std::io::{BufRead, Write};
 
 use serde_json::{Value, json};
 
+use super::Database;
 use super::error::DbError;
-use super::{Database, WriteRequest};
 use crate::model::{ObjectRef, Relationship, Revision};
 use crate::store::Mutation;
 
@@ -44,6 +44,7 @@ impl Database {
         let mut lines = Lines::new(input);
         let rev = self.import_lines(tenant, &mut lines)?;
         if let Some((line, _)) = lines.peek()? {
+            let line = *line;
             return Err(DbError::Import {
                 line,
                 reason: "a `tenant` line: this is a backup of several tenants; restore it with `pemba restore`".into(),
@@ -55,19 +56,32 @@ impl Database {
     /// Imports lines until the input ends or a backup's next `tenant` line (left unread).
     fn import_lines(&self, tenant: &str, lines: &mut Lines<'_>) -> Result<Revision, DbError> {
         let mut rev = self.revision(tenant)?;
-        let mut batch = Vec::new();
+        let chunk = self.limits.import_chunk.max(1);
+        let mut batch = Vec::with_capacity(chunk.min(1 << 16));
         let flush = |batch: &mut Vec<Mutation>, rev: &mut Revision| -> Result<(), DbError> {
             if !batch.is_empty() {
-                *rev = self.write(tenant, WriteRequest::new(std::mem::take(batch)))?;
+                *rev = self.import_chunk(tenant, std::mem::take(batch))?;
             }
             Ok(())
         };
-        while let Some((n, v)) = lines.peek()? {
-            let bad = |reason: String| DbError::Import { line: n, reason };
-            if v.get("tenant").is_some() {
-                break;
+        loop {
+            match lines.peek()? {
+                None => break,
+                Some((_, Line::Json(v))) if v.get("tenant").is_some() => break,
+                Some(_) => {}
             }
-            lines.next();
+            let Some((n, line)) = lines.next_value()? else { break };
+            let bad = |reason: String| DbError::Import { line: n, reason };
+            let v = match line {
+                Line::Text(text) => {
+                    batch.push(Mutation::Touch(Relationship::parse(&text).map_err(|e| bad(e.to_string()))?));
+                    if batch.len() >= chunk {
+                        flush(&mut batch, &mut rev)?;
+                    }
+                    continue;
+                }
+                Line::Json(v) => v,
+            };
             if let Some(schema) = v.get("schema") {
                 if let Some(text) = schema.as_str() {
                     flush(&mut batch, &mut rev)?;
@@ -82,7 +96,7 @@ impl Database {
             } else {
                 return Err(bad("expected a `schema`, `relationship` or `object` line".into()));
             }
-            if batch.len() >= self.limits.max_relationships_per_write {
+            if batch.len() >= chunk {
                 flush(&mut batch, &mut rev)?;
             }
         }
@@ -111,12 +125,15 @@ impl Database {
     pub fn restore(&self, input: &mut dyn BufRead) -> Result<Vec<String>, DbError> {
         let mut lines = Lines::new(input);
         match lines.next_value()? {
-            Some((_, v)) if v.get("pemba_backup").and_then(Value::as_u64) == Some(1) => {}
+            Some((_, Line::Json(v))) if v.get("pemba_backup").and_then(Value::as_u64) == Some(1) => {}
             _ => return Err(DbError::Import { line: 1, reason: "not a Pemba backup (no `pemba_backup` line)".into() }),
         }
         let mut restored = Vec::new();
         while let Some((n, v)) = lines.next_value()? {
-            let Some(name) = v.get("tenant").and_then(Value::as_str) else {
+            let Some(name) = (match &v {
+                Line::Json(v) => v.get("tenant").and_then(Value::as_str),
+                Line::Text(_) => None,
+            }) else {
                 return Err(DbError::Import { line: n, reason: "expected a `tenant` line".into() });
             };
             self.create_tenant(name)?;
@@ -131,11 +148,17 @@ impl Database {
 /// context, a schema, an object's attributes), in bytes.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
-/// JSON lines with their numbers, blank lines skipped, one line of lookahead; each line read
-/// within [`MAX_LINE_BYTES`].
+/// A line of an import: JSON, or a relationship in SpiceDB's text form.
+enum Line {
+    Json(Value),
+    Text(String),
+}
+
+/// Import lines with their numbers, blank lines and comments skipped, one line of lookahead;
+/// each line read within [`MAX_LINE_BYTES`].
 struct Lines<'a> {
     input: crate::text::BoundedLines<&'a mut dyn BufRead>,
-    peeked: Option<(usize, Value)>,
+    peeked: Option<(usize, Line)>,
 }
 
 impl<'a> Lines<'a> {
@@ -143,7 +166,7 @@ impl<'a> Lines<'a> {
         Lines { input: crate::text::BoundedLines::new(input, "the input", MAX_LINE_BYTES), peeked: None }
     }
 
-    fn next_value(&mut self) -> Result<Option<(usize, Value)>, DbError> {
+    fn next_value(&mut self) -> Result<Option<(usize, Line)>, DbError> {
         if let Some(p) = self.peeked.take() {
             return Ok(Some(p));
         }
@@ -162,22 +185,17 @@ impl<'a> Lines<'a> {
                 continue;
             }
             if !text.starts_with('{') {
-                // SpiceDB's relationship text.
-                return Ok(Some((n, json!({"relationship": text}))));
+                return Ok(Some((n, Line::Text(text.to_string()))));
             }
             let v = serde_json::from_str(text).map_err(|e| DbError::Import { line: n, reason: e.to_string() })?;
-            return Ok(Some((n, v)));
+            return Ok(Some((n, Line::Json(v))));
         }
     }
 
-    fn peek(&mut self) -> Result<Option<(usize, Value)>, DbError> {
+    fn peek(&mut self) -> Result<Option<&(usize, Line)>, DbError> {
         if self.peeked.is_none() {
             self.peeked = self.next_value()?;
         }
-        Ok(self.peeked.clone())
-    }
-
-    fn next(&mut self) {
-        self.peeked = None;
+        Ok(self.peeked.as_ref())
     }
 }

@@ -27,7 +27,18 @@ impl Database {
 
     /// Validates and commits a batch; returns its revision once it is durable and visible.
     pub fn write(&self, tenant: &str, req: WriteRequest) -> Result<Revision, DbError> {
-        self.commit(tenant, req).map(|(rev, _)| rev)
+        self.commit(tenant, req, self.limits.max_relationships_per_write).map(|(rev, _)| rev)
+    }
+
+    /// Commits one chunk of an import: like [`Database::write`] (validated first, as a whole),
+    /// with up to [`super::Limits::import_chunk`] mutations, stored as revisions of at most
+    /// [`super::Limits::max_relationships_per_write`] (Watch shows each as an ordinary batch)
+    /// and made visible together when the last is durable. Returns the last revision. If a
+    /// part fails (a `Create` of a relationship that exists, say), the parts before it stay
+    /// committed and visible. Readers go on throughout; other writers wait for the chunk.
+    pub fn import_chunk(&self, tenant: &str, mutations: Vec<Mutation>) -> Result<Revision, DbError> {
+        let limit = self.limits.import_chunk.max(self.limits.max_relationships_per_write);
+        self.commit(tenant, WriteRequest::new(mutations), limit).map(|(rev, _)| rev)
     }
 
     /// Deletes the relationships a filter matches (after the preconditions hold). With a limit,
@@ -51,7 +62,7 @@ impl Database {
         let Some(limit) = limit else {
             let mutations = with_metadata(vec![Mutation::DeleteByFilter(filter.clone())]);
             let req = WriteRequest { mutations, preconditions };
-            let (rev, changes) = self.commit(tenant, req)?;
+            let (rev, changes) = self.commit(tenant, req, self.limits.max_relationships_per_write)?;
             return Ok((rev, changes, true));
         };
         let head = self.tenant(tenant)?.head()?;
@@ -74,42 +85,80 @@ impl Database {
         let count = rows.len();
         let req =
             WriteRequest { mutations: with_metadata(rows.into_iter().map(Mutation::Delete).collect()), preconditions };
-        let (rev, _) = self.commit(tenant, req)?;
+        let (rev, _) = self.commit(tenant, req, self.limits.max_relationships_per_write)?;
         Ok((rev, count, complete))
     }
 
-    /// [`Database::write`], also returning how many changes the batch made (its transaction
-    /// metadata not counted).
-    fn commit(&self, tenant: &str, req: WriteRequest) -> Result<(Revision, usize), DbError> {
+    /// [`Database::write`] with at most `limit` mutations, committed as revisions of at most
+    /// [`super::Limits::max_relationships_per_write`] each (one for an ordinary write), made
+    /// visible together once all are durable; also returns how many changes were made (their
+    /// transaction metadata not counted). The writer lock is held throughout, so each part is
+    /// checked against the state the parts before it left.
+    fn commit(&self, tenant: &str, req: WriteRequest, limit: usize) -> Result<(Revision, usize), DbError> {
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
         let head = t.head()?;
-        let new_schema = self.validate(tenant, &req, &head)?;
-        let commit = match self.store.write(tenant, &req.mutations, Timestamp::now()) {
-            Ok(c) => c,
-            Err(StoreError::OutcomeUnknown(e)) => {
-                // The batch may be in the store: make memory agree with the store again before
-                // anything else reads or writes this tenant.
-                self.reload(tenant, &t)?;
-                return Err(DbError::OutcomeUnknown(e));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // The batch is durable: make it visible. The next index is built from the head's by
-        // structural sharing (a clone copies pointers to its parts; changing it copies only the
-        // tables and chunks the batch touches), while readers keep the head; index, revision
-        // and schema then change together in one swap.
+        let new_schema = self.validate(tenant, &req, &head, limit)?;
+        // The next index is built from the head's by structural sharing (a clone copies
+        // pointers to its parts; changing it copies only the tables and chunks the batch
+        // touches), while readers keep the head; index, revision and schema then change
+        // together in one swap.
         let mut index = (**head.index()).clone();
-        apply_changes(&mut index, &commit.changes);
+        let (start, mut revision, mut changes) = (head.revision(), head.revision(), 0);
         let (schema, text) = match new_schema {
             Some((compiled, text)) => (Some(compiled), Some(Arc::from(text))),
             None => (head.schema().cloned(), head.schema_text().cloned()),
         };
         drop(head);
-        let view = Arc::new(View::new(commit.revision, schema, text, Arc::new(index)));
-        let changes = commit.changes.iter().filter(|c| !matches!(c, Change::Metadata(_))).count();
-        t.publish(view, changes, &self.limits)?;
-        Ok((commit.revision, changes))
+        let per_revision = self.limits.max_relationships_per_write.max(1);
+        // An empty write still commits a revision.
+        let mut parts: Vec<&[Mutation]> = req.mutations.chunks(per_revision).collect();
+        if parts.is_empty() {
+            parts.push(&[]);
+        }
+        let count = parts.len();
+        let mut failed = None;
+        for (i, part) in parts.into_iter().enumerate() {
+            let absent = vouched_absent(part, &index);
+            // Only the last part waits for durability (which covers the parts before it).
+            let written = if i + 1 < count {
+                self.store.write_deferred(tenant, part, Timestamp::now(), &absent)
+            } else {
+                self.store.write_hinted(tenant, part, Timestamp::now(), &absent)
+            };
+            match written {
+                Ok(commit) => {
+                    apply_changes(&mut index, &commit.changes);
+                    revision = commit.revision;
+                    changes += commit.changes.iter().filter(|c| !matches!(c, Change::Metadata(_))).count();
+                }
+                Err(StoreError::OutcomeUnknown(e)) => {
+                    // The part may be in the store: make memory agree with the store again
+                    // before anything else reads or writes this tenant.
+                    self.reload(tenant, &t)?;
+                    return Err(DbError::OutcomeUnknown(e));
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // What is committed becomes visible once durable, also when a later part failed.
+        if failed.is_some()
+            && revision != start
+            && let Err(e) = self.store.sync()
+        {
+            self.reload(tenant, &t)?;
+            return Err(e.into());
+        }
+        if revision != start || failed.is_none() {
+            t.publish(Arc::new(View::new(revision, schema, text, Arc::new(index))), changes, &self.limits)?;
+        }
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok((revision, changes)),
+        }
     }
 
     /// The tenant's quotas ([`super::Limits::max_relationships_per_tenant`] and
@@ -161,10 +210,11 @@ impl Database {
         tenant: &str,
         req: &WriteRequest,
         head: &View,
+        limit: usize,
     ) -> Result<Option<(CompiledSchema, String)>, DbError> {
         let count = req.mutations.len();
-        if count > self.limits.max_relationships_per_write {
-            return Err(DbError::TooManyMutations { count, limit: self.limits.max_relationships_per_write });
+        if count > limit {
+            return Err(DbError::TooManyMutations { count, limit });
         }
         let index = head.index();
         self.check_quota(tenant, req, index)?;
@@ -276,6 +326,36 @@ fn check_attributes(schema: &CompiledSchema, o: &ObjectRef, attrs: &Map<String, 
         Conditions::check_value(v, ty).map_err(|e| format!("attribute `{k}` is not a valid {ty}: {e}"))?;
     }
     Ok(())
+}
+
+/// For each mutation, whether it creates or touches a relationship that the head (`index`,
+/// read under the tenant's writer lock, so the store's head too) does not hold and no earlier
+/// mutation of the batch may touch: the store need not look it up
+/// ([`crate::store::Datastore::write_hinted`]). The index holds every live row of the store's
+/// head (it is built from them and follows every commit; garbage collection only removes rows
+/// from the store), so "not held" means "no live row".
+fn vouched_absent(mutations: &[Mutation], index: &IndexGraph) -> Vec<bool> {
+    // A delete by filter may match anything; later creates are then looked up as usual.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut broad = false;
+    mutations
+        .iter()
+        .map(|m| match m {
+            Mutation::Create(r) | Mutation::Touch(r) => {
+                let first = seen.insert(crate::store::relationship_key(r));
+                first && !broad && !index.holds(r)
+            }
+            Mutation::Delete(r) => {
+                seen.insert(crate::store::relationship_key(r));
+                false
+            }
+            Mutation::DeleteByFilter(_) => {
+                broad = true;
+                false
+            }
+            _ => false,
+        })
+        .collect()
 }
 
 /// Applies a committed batch's changes to an index.

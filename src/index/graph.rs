@@ -188,24 +188,9 @@ impl IndexGraph {
     /// Removes the row with this relationship's resource, relation and subject; returns whether
     /// it was there.
     pub fn remove(&mut self, r: &Relationship) -> bool {
-        let Some(res) = self.id(&r.resource) else { return false };
-        let subj = if r.subject.is_wildcard() { Some(WILDCARD) } else { self.id(&r.subject.object) };
-        let Some(subj) = subj else { return false };
+        let Some((res, subj)) = self.held(r) else { return false };
         let nests = Self::self_nesting(r);
         let tree = Self::tree_edge(r);
-        let present = self
-            .kind(&r.resource.ty, &r.relation, &r.subject.object.ty, r.subject.relation.as_deref())
-            .is_some_and(|k| {
-                k.side.of_resource(res).iter().any(|e| e.subject == subj)
-                    || if subj == WILDCARD {
-                        k.wildcards.contains(res)
-                    } else {
-                        k.edges.forward.get(res).is_some_and(|s| s.contains(subj))
-                    }
-            });
-        if !present {
-            return false;
-        }
         let Some(ri) = self.existing_relation_mut(&r.resource.ty, &r.relation) else { return false };
         let Some(pos) = ri
             .kinds
@@ -253,6 +238,26 @@ impl IndexGraph {
 
     /// Adds or replaces a relationship (the row with its resource, relation and subject);
     /// returns whether a row was replaced.
+    /// Whether the index holds a relationship with `r`'s identity (resource, relation and
+    /// subject; any caveat or expiration, expired or not).
+    pub fn holds(&self, r: &Relationship) -> bool {
+        self.held(r).is_some()
+    }
+
+    /// The ids of a held relationship's resource and subject.
+    fn held(&self, r: &Relationship) -> Option<(u32, u32)> {
+        let res = self.id(&r.resource)?;
+        let subj = if r.subject.is_wildcard() { WILDCARD } else { self.id(&r.subject.object)? };
+        let k = self.kind(&r.resource.ty, &r.relation, &r.subject.object.ty, r.subject.relation.as_deref())?;
+        let present = k.side.of_resource(res).iter().any(|e| e.subject == subj)
+            || if subj == WILDCARD {
+                k.wildcards.contains(res)
+            } else {
+                k.edges.forward.get(res).is_some_and(|s| s.contains(subj))
+            };
+        present.then_some((res, subj))
+    }
+
     pub fn upsert(&mut self, r: &Relationship) -> bool {
         let replaced = self.remove(r);
         self.insert(r);

@@ -413,8 +413,9 @@ impl PermissionsService for Permissions {
     ) -> Result<Response<api::ImportBulkRelationshipsResponse>, Status> {
         let t = tenant(&request)?;
         let mut stream = request.into_inner();
-        let limit = self.db.limits().max_relationships_per_write;
-        let mut batch = Vec::with_capacity(limit);
+        // Each import chunk is one revision (memory bounded by it), as `Database::import`.
+        let limit = self.db.limits().import_chunk.max(1);
+        let mut batch = Vec::with_capacity(limit.min(1 << 16));
         let mut loaded = 0u64;
         let mut n = 0usize;
         while let Some(msg) = stream.message().await? {
@@ -426,7 +427,7 @@ impl PermissionsService for Permissions {
                     let tenant = t.0.clone();
                     let mutations = std::mem::take(&mut batch);
                     loaded += mutations.len() as u64;
-                    blocking(move || db.write(&tenant, WriteRequest::new(mutations))).await?;
+                    blocking(move || db.import_chunk(&tenant, mutations)).await?;
                 }
             }
         }
@@ -434,7 +435,7 @@ impl PermissionsService for Permissions {
             loaded += batch.len() as u64;
             let db = self.db.clone();
             let tenant = t.0.clone();
-            blocking(move || db.write(&tenant, WriteRequest::new(batch))).await?;
+            blocking(move || db.import_chunk(&tenant, batch)).await?;
         }
         Ok(Response::new(api::ImportBulkRelationshipsResponse { num_loaded: loaded }))
     }

@@ -222,6 +222,39 @@ pub trait Datastore: Send + Sync {
     /// the changes it resolved to. [`StoreError::OutcomeUnknown`]: the batch reached the store
     /// but its durability could not be confirmed.
     fn write(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<Commit, StoreError>;
+    /// [`Datastore::write`] where the caller vouches, for each `Create` and `Touch` at an index
+    /// `i` with `absent[i]` true, that no live version of that relationship exists before the
+    /// batch and that no earlier mutation of the batch touches it (the database knows this from
+    /// its head index, under the tenant's writer lock). A store may then skip looking the row
+    /// up; a wrong hint would leave two live versions, so callers pass only what they checked.
+    /// Missing entries mean "not known".
+    fn write_hinted(
+        &self,
+        tenant: &str,
+        batch: &[Mutation],
+        now: Timestamp,
+        absent: &[bool],
+    ) -> Result<Commit, StoreError> {
+        let _ = absent;
+        self.write(tenant, batch, now)
+    }
+    /// [`Datastore::write_hinted`] that may return before the batch is durable: it is not
+    /// acknowledged until a later [`Datastore::write_hinted`] or [`Datastore::sync`] returns
+    /// (a store makes its batches durable in order). For a chunk of an import, which is
+    /// acknowledged as a whole. By default as durable as `write_hinted`.
+    fn write_deferred(
+        &self,
+        tenant: &str,
+        batch: &[Mutation],
+        now: Timestamp,
+        absent: &[bool],
+    ) -> Result<Commit, StoreError> {
+        self.write_hinted(tenant, batch, now, absent)
+    }
+    /// Makes every batch written before it durable.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The whole tenant as of `revision`.
     fn snapshot(&self, tenant: &str, revision: Revision) -> Result<TenantSnapshot, StoreError>;
     /// [`Datastore::snapshot`], handing the relationships to `sink` in batches as they are read

@@ -380,6 +380,14 @@ impl SledStore {
         |e| io_in(&self.dir, e)
     }
 
+    /// Names the directory in an error that does not.
+    fn in_dir(&self) -> impl Fn(StoreError) -> StoreError + '_ {
+        |e| match e {
+            StoreError::Unavailable(m) => StoreError::Unavailable(format!("`{}`: {m}", self.dir.display())),
+            e => e,
+        }
+    }
+
     fn tenant(&self, tenant: &str) -> Result<Arc<TenantTree>, StoreError> {
         let tenants = self.tenants.read().map_err(poisoned)?;
         tenants.get(tenant).cloned().ok_or_else(|| StoreError::NoSuchTenant(tenant.to_string()))
@@ -406,7 +414,13 @@ impl SledStore {
 
     /// Applies a batch without waiting for the flush; returns what it committed and the flush
     /// ticket to wait on.
-    fn apply(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<(Commit, u64), StoreError> {
+    fn apply(
+        &self,
+        tenant: &str,
+        batch: &[Mutation],
+        now: Timestamp,
+        absent: &[bool],
+    ) -> Result<(Commit, u64), StoreError> {
         let t = self.tenant(tenant)?;
         let _guard = t.lock.lock().map_err(poisoned)?;
         let tree = &t.tree;
@@ -416,8 +430,12 @@ impl SledStore {
         let fresh = tree.scan_prefix([RELATIONSHIPS]).next().is_none();
         let rows = t.rows(&self.dir)?.rows;
         let mut w = Writer { tree, fresh, rev, overlay: BTreeMap::new(), changes: Vec::new(), rows };
-        for m in batch {
-            w.mutation(m)?;
+        for (i, m) in batch.iter().enumerate() {
+            match m {
+                // Vouched absent (`Datastore::write_hinted`): no lookup.
+                Mutation::Create(r) | Mutation::Touch(r) if absent.get(i) == Some(&true) => w.put_rel(r)?,
+                m => w.mutation(m)?,
+            }
         }
         let Writer { overlay, changes, rows: live, .. } = w;
         let mut b = sled::Batch::default();
@@ -434,23 +452,22 @@ impl SledStore {
         Ok((Commit { revision: rev, changes }, self.flush.ticket()))
     }
 
-    /// Writes many relationships as one revision without per-row checks beyond duplicates in the
-    /// input: the bulk import path (callers validate against the schema first).
-    pub fn import(&self, tenant: &str, rels: &[Relationship], now: Timestamp) -> Result<Revision, StoreError> {
-        let batch: Vec<Mutation> = rels.iter().cloned().map(Mutation::Touch).collect();
-        Ok(self.write(tenant, &batch, now)?.revision)
-    }
-
-    /// Raw sled: one `apply_batch` of the rows an import of `rels` would write, into a scratch
-    /// tree, then a flush. The baseline the import benchmark compares with.
-    pub fn raw_batch_baseline(&self, rels: &[Relationship]) -> Result<(), StoreError> {
+    /// Raw sled: the rows an import of `rels` would write (as new versions at revision 1), in
+    /// `apply_batch`es of `chunk` rows into a scratch tree, then a flush. The baseline the
+    /// import benchmark compares with (`chunk` = all rows: one batch).
+    pub fn raw_batch_baseline(&self, rels: &[Relationship], chunk: usize) -> Result<(), StoreError> {
         let tree = self.db.open_tree("__bench_raw").map_err(self.io())?;
-        let mut b = sled::Batch::default();
-        for r in rels {
-            let row = RelRow { deleted: None, text: r.to_string() };
-            b.insert(versioned_key(RELATIONSHIPS, &relationship_key(r), 1), serde_json::to_vec(&row).map_err(corrupt)?);
+        for part in rels.chunks(chunk.max(1)) {
+            let mut b = sled::Batch::default();
+            for r in part {
+                let row = RelRow { deleted: None, text: r.to_string() };
+                b.insert(
+                    versioned_key(RELATIONSHIPS, &relationship_key(r), 1),
+                    serde_json::to_vec(&row).map_err(corrupt)?,
+                );
+            }
+            tree.apply_batch(b).map_err(self.io())?;
         }
-        tree.apply_batch(b).map_err(self.io())?;
         self.db.flush().map_err(self.io())?;
         self.db.drop_tree("__bench_raw").map_err(self.io())?;
         Ok(())
@@ -519,17 +536,39 @@ impl Datastore for SledStore {
     }
 
     fn write(&self, tenant: &str, batch: &[Mutation], now: Timestamp) -> Result<Commit, StoreError> {
-        let in_dir = |e: StoreError| match e {
-            StoreError::Unavailable(m) => StoreError::Unavailable(format!("`{}`: {m}", self.dir.display())),
-            e => e,
-        };
-        let (commit, ticket) = self.apply(tenant, batch, now).map_err(in_dir)?;
+        self.write_hinted(tenant, batch, now, &[])
+    }
+
+    fn write_hinted(
+        &self,
+        tenant: &str,
+        batch: &[Mutation],
+        now: Timestamp,
+        absent: &[bool],
+    ) -> Result<Commit, StoreError> {
+        let (commit, ticket) = self.apply(tenant, batch, now, absent).map_err(self.in_dir())?;
         // The batch is in sled's memory; until the flush confirms it, its outcome after a crash
         // is unknown.
         self.flush
             .wait(ticket, &|| self.durable())
             .map_err(|e| StoreError::OutcomeUnknown(format!("`{}`: {e}", self.dir.display())))?;
         Ok(commit)
+    }
+
+    fn write_deferred(
+        &self,
+        tenant: &str,
+        batch: &[Mutation],
+        now: Timestamp,
+        absent: &[bool],
+    ) -> Result<Commit, StoreError> {
+        Ok(self.apply(tenant, batch, now, absent).map_err(self.in_dir())?.0)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.flush
+            .wait(self.flush.ticket(), &|| self.durable())
+            .map_err(|e| StoreError::OutcomeUnknown(format!("`{}`: {e}", self.dir.display())))
     }
 
     fn snapshot(&self, tenant: &str, revision: Revision) -> Result<TenantSnapshot, StoreError> {

@@ -72,7 +72,7 @@ impl Writer<'_> {
         Ok(gone)
     }
 
-    fn put_rel(&mut self, r: &Relationship) -> Result<(), StoreError> {
+    pub(super) fn put_rel(&mut self, r: &Relationship) -> Result<(), StoreError> {
         let row = RelRow { deleted: None, text: r.to_string() };
         let identity = relationship_key(r);
         self.rows.add(identity.as_bytes(), &row.text);
