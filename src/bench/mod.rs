@@ -279,7 +279,8 @@ pub fn store(dir: &std::path::Path, reopen_size: DriveSize, iterations: usize) -
     let raw = raw_before.min(raw_after);
     let raw_one = raw_run("raw_one_batch", big.len())?;
 
-    // Reopen with many relationships: write them in revisions of 10,000, close, time the open.
+    // Reopen with many relationships: load them through the import path (revisions of 1,000),
+    // close, time the open in a fresh process and in this one.
     let reopen_dir = dir.join("reopen");
     load_store(&reopen_dir, &big)?;
     let fresh_ms = fresh_process_open_ms(&reopen_dir)?;

@@ -77,8 +77,8 @@ enum Command {
     Import {
         /// The file (`-` for standard input).
         file: PathBuf,
-        /// Relationships per message (server; default 1000) or per revision (data directory;
-        /// default and most 10,000, the import chunk).
+        /// Relationships per message (server; default 1000) or per import chunk (data
+        /// directory; default and most 10,000; each stored as revisions of at most 1,000).
         #[arg(long)]
         chunk: Option<usize>,
         #[command(flatten)]

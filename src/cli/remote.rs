@@ -533,18 +533,29 @@ pub fn import(file: &Path, local: Option<&Local>, chunk: Option<usize>, remote: 
         }
         let most = db.limits().import_chunk.max(1);
         let per_write = chunk.unwrap_or(most).clamp(1, most);
-        loop {
-            let mut batch = Vec::with_capacity(per_write);
-            for item in lines.by_ref().take(per_write) {
-                batch.push(Mutation::Create(item?));
+        // A failing chunk keeps its revisions before the failure: count what the tenant holds.
+        let held = |db: &Database| {
+            db.snapshot(tenant, crate::db::Consistency::FullyConsistent).map_or(0, |s| s.index().relationship_count())
+        };
+        let before = held(&db);
+        let mut load = || -> anyhow::Result<()> {
+            loop {
+                let mut batch = Vec::with_capacity(per_write);
+                for item in lines.by_ref().take(per_write) {
+                    batch.push(Mutation::Create(item?));
+                }
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                let n = batch.len() as u64;
+                db.import_chunk(tenant, batch)?;
+                total += n;
+                progress.show(total, false);
             }
-            if batch.is_empty() {
-                break;
-            }
-            let n = batch.len() as u64;
-            db.import_chunk(tenant, batch)?;
-            total += n;
-            progress.show(total, false);
+        };
+        if let Err(e) = load() {
+            total = held(&db).saturating_sub(before) as u64;
+            failure = Some(e);
         }
     } else {
         // The file is read as the stream is sent: a bad line ends the stream (the server then

@@ -28,7 +28,8 @@ impl Database {
     }
 
     /// Reads an export into a tenant (schema first, then relationships and attributes in
-    /// batches of the write limit); returns the last revision written. A line that is not a
+    /// chunks of [`super::Limits::import_chunk`], see [`Database::import_chunk`]); returns the
+    /// last revision written. A line that is not a
     /// JSON object is a relationship in SpiceDB's text form
     /// (`document:1#viewer@user:alice[expiration:2030-01-01T00:00:00Z]`); blank lines and lines
     /// starting with `//` or `#` are skipped.

@@ -1,6 +1,7 @@
 //! The write path: a batch is checked against the head (limits, schema fit, preconditions),
-//! committed by the store (durable when it returns), and made visible as the next view, built
-//! from the head's index by structural sharing.
+//! committed by the store (durable before it is acknowledged: each write, or an import chunk's
+//! revisions together), and made visible as the next view, built from the head's index by
+//! structural sharing.
 
 use std::sync::Arc;
 
@@ -97,7 +98,18 @@ impl Database {
     fn commit(&self, tenant: &str, req: WriteRequest, limit: usize) -> Result<(Revision, usize), DbError> {
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
-        let head = t.head()?;
+        // A writer that waited while the tenant was dropped (and perhaps created again) must
+        // not write into its successor with the old state.
+        if !Arc::ptr_eq(&t, &self.tenant(tenant)?) {
+            return Err(StoreError::NoSuchTenant(tenant.to_string()).into());
+        }
+        let mut head = t.head()?;
+        // The head must be the store's: the store's row lookups are skipped on the index's word
+        // (`vouched_absent`). Only a failed reload after an unknown outcome leaves it behind.
+        if self.store.head(tenant)? != head.revision() {
+            self.reload(tenant, &t)?;
+            head = t.head()?;
+        }
         let new_schema = self.validate(tenant, &req, &head, limit)?;
         // The next index is built from the head's by structural sharing (a clone copies
         // pointers to its parts; changing it copies only the tables and chunks the batch
@@ -119,6 +131,14 @@ impl Database {
         let count = parts.len();
         let mut failed = None;
         for (i, part) in parts.into_iter().enumerate() {
+            // The whole request passed the quota against the head; later parts of an import
+            // chunk are checked again against what the parts before them added.
+            if i > 0
+                && let Err(e) = self.check_quota(tenant, part, &index)
+            {
+                failed = Some(e);
+                break;
+            }
             let absent = vouched_absent(part, &index);
             // Only the last part waits for durability (which covers the parts before it).
             let written = if i + 1 < count {
@@ -139,7 +159,7 @@ impl Database {
                     return Err(DbError::OutcomeUnknown(e));
                 }
                 Err(e) => {
-                    failed = Some(e);
+                    failed = Some(e.into());
                     break;
                 }
             }
@@ -156,28 +176,32 @@ impl Database {
             t.publish(Arc::new(View::new(revision, schema, text, Arc::new(index))), changes, &self.limits)?;
         }
         match failed {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok((revision, changes)),
         }
     }
 
     /// The tenant's quotas ([`super::Limits::max_relationships_per_tenant`] and
     /// [`super::Limits::max_index_bytes_per_tenant`]) against a write that may add.
-    fn check_quota(&self, tenant: &str, req: &WriteRequest, index: &crate::index::IndexGraph) -> Result<(), DbError> {
+    fn check_quota(
+        &self,
+        tenant: &str,
+        mutations: &[Mutation],
+        index: &crate::index::IndexGraph,
+    ) -> Result<(), DbError> {
         let (max_rels, max_bytes) = (self.limits.max_relationships_per_tenant, self.limits.max_index_bytes_per_tenant);
         if max_rels == usize::MAX && max_bytes == usize::MAX {
             return Ok(());
         }
         let new = |r: &crate::model::Relationship| !index.has_edge(&r.resource, &r.relation, &r.subject);
-        let adds = req
-            .mutations
+        let adds = mutations
             .iter()
             .filter(|m| match m {
                 Mutation::Create(r) | Mutation::Touch(r) => new(r),
                 _ => false,
             })
             .count();
-        let grows = adds > 0 || req.mutations.iter().any(|m| matches!(m, Mutation::SetAttributes(..)));
+        let grows = adds > 0 || mutations.iter().any(|m| matches!(m, Mutation::SetAttributes(..)));
         if !grows {
             return Ok(());
         }
@@ -217,7 +241,7 @@ impl Database {
             return Err(DbError::TooManyMutations { count, limit });
         }
         let index = head.index();
-        self.check_quota(tenant, req, index)?;
+        self.check_quota(tenant, &req.mutations, index)?;
         if let Some(text) =
             req.mutations.iter().find_map(|m| if let Mutation::SetSchema(s) = m { Some(s) } else { None })
         {

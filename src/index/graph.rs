@@ -236,8 +236,6 @@ impl IndexGraph {
         removed
     }
 
-    /// Adds or replaces a relationship (the row with its resource, relation and subject);
-    /// returns whether a row was replaced.
     /// Whether the index holds a relationship with `r`'s identity (resource, relation and
     /// subject; any caveat or expiration, expired or not).
     pub fn holds(&self, r: &Relationship) -> bool {
@@ -258,6 +256,8 @@ impl IndexGraph {
         present.then_some((res, subj))
     }
 
+    /// Adds or replaces a relationship (the row with its resource, relation and subject);
+    /// returns whether a row was replaced.
     pub fn upsert(&mut self, r: &Relationship) -> bool {
         let replaced = self.remove(r);
         self.insert(r);

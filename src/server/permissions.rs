@@ -413,7 +413,8 @@ impl PermissionsService for Permissions {
     ) -> Result<Response<api::ImportBulkRelationshipsResponse>, Status> {
         let t = tenant(&request)?;
         let mut stream = request.into_inner();
-        // Each import chunk is one revision (memory bounded by it), as `Database::import`.
+        // Chunks of `import_chunk` (memory bounded by it), each stored as revisions of at most
+        // the write limit and made visible together, as `Database::import`.
         let limit = self.db.limits().import_chunk.max(1);
         let mut batch = Vec::with_capacity(limit.min(1 << 16));
         let mut loaded = 0u64;

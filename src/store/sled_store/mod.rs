@@ -447,7 +447,9 @@ impl SledStore {
         b.insert(revision_key(CHANGELOG, rev), serde_json::to_vec(&rows).map_err(corrupt)?);
         b.insert(revision_key(COMMIT_TIMES, rev), now.0.to_be_bytes().to_vec());
         tree.apply_batch(b).map_err(self.io())?;
-        *t.state.lock().map_err(poisoned)? =
+        // The batch is applied: its state must be recorded even if another thread panicked
+        // holding the lock (plain numbers, consistent after any panic).
+        *t.state.lock().unwrap_or_else(|p| p.into_inner()) =
             TenantState { head: rev.0, rows: Some(live), expected: None, after_gc: None };
         Ok((Commit { revision: rev, changes }, self.flush.ticket()))
     }
