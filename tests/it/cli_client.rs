@@ -256,5 +256,48 @@ fn import_into_a_data_directory() {
         db.read_relationships("acme", pemba::db::Consistency::FullyConsistent, &filter, 10_000, None).unwrap();
     assert_eq!(page.len(), 1500);
     drop(db);
+
+    // A relationship that exists fails its part of the chunk (revisions of 1,000): what was
+    // stored before it stays, and the error says how much that is.
+    let again = dir.join("again");
+    let text: String = (0..1500)
+        .map(|i| match i {
+            0 | 1200 => "document:d0#viewer@user:u0\n".to_string(),
+            i => format!("document:e{i}#viewer@user:u1\n"),
+        })
+        .collect();
+    std::fs::write(&rels, text).unwrap();
+    let first = Command::new(env!("CARGO_BIN_EXE_pemba"))
+        .arg("import")
+        .arg(&rels)
+        .arg("--data-dir")
+        .arg(&again)
+        .args(["--tenant", "acme", "--schema"])
+        .arg(&schema)
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(2), "{}", String::from_utf8_lossy(&first.stdout));
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(err.contains("1000 relationships were loaded") && err.contains("already exists"), "{err}");
+    let db = pemba::db::Database::open(&again).unwrap();
+    let (page, _) =
+        db.read_relationships("acme", pemba::db::Consistency::FullyConsistent, &filter, 10_000, None).unwrap();
+    assert_eq!(page.len(), 1000);
+    drop(db);
     let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
+
+/// `pemba debug drive` prints the benchmarks' data set as relationship text, ready to import.
+#[test]
+fn debug_drive_prints_the_data_set_as_relationship_text() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pemba")).args(["debug", "drive", "--size", "s"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rels: Vec<pemba::model::Relationship> = text.lines().map(|l| l.parse().unwrap()).collect();
+    assert!((40_000..60_000).contains(&rels.len()), "{}", rels.len());
+    let conditions = pemba::conditions::Conditions::new();
+    let schema = pemba::schema::compile_text(pemba::bench::workload::DRIVE_SCHEMA, &conditions).unwrap();
+    for r in &rels {
+        schema.check_relationship(r).unwrap();
+    }
 }
