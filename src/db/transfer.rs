@@ -73,30 +73,29 @@ impl Database {
             }
             let Some((n, line)) = lines.next_value()? else { break };
             let bad = |reason: String| DbError::Import { line: n, reason };
-            let v = match line {
-                Line::Text(text) => {
-                    batch.push(Mutation::Touch(Relationship::parse(&text).map_err(|e| bad(e.to_string()))?));
-                    if batch.len() >= chunk {
-                        flush(&mut batch, &mut rev)?;
+            let relationship = |text: &str| Relationship::parse(text).map_err(|e| bad(e.to_string()));
+            let mutation = match line {
+                Line::Text(text) => Mutation::Touch(relationship(&text)?),
+                Line::Json(v) => {
+                    if let Some(schema) = v.get("schema") {
+                        if let Some(text) = schema.as_str() {
+                            flush(&mut batch, &mut rev)?;
+                            rev = self.write_schema(tenant, text)?;
+                        }
+                        continue;
                     }
-                    continue;
+                    if let Some(r) = v.get("relationship").and_then(Value::as_str) {
+                        Mutation::Touch(relationship(r)?)
+                    } else if let (Some(o), Some(a)) =
+                        (v.get("object").and_then(Value::as_str), v.get("attributes").and_then(Value::as_object))
+                    {
+                        Mutation::SetAttributes(ObjectRef::parse(o).map_err(|e| bad(e.to_string()))?, a.clone())
+                    } else {
+                        return Err(bad("expected a `schema`, `relationship` or `object` line".into()));
+                    }
                 }
-                Line::Json(v) => v,
             };
-            if let Some(schema) = v.get("schema") {
-                if let Some(text) = schema.as_str() {
-                    flush(&mut batch, &mut rev)?;
-                    rev = self.write_schema(tenant, text)?;
-                }
-            } else if let Some(r) = v.get("relationship").and_then(Value::as_str) {
-                batch.push(Mutation::Touch(Relationship::parse(r).map_err(|e| bad(e.to_string()))?));
-            } else if let (Some(o), Some(a)) =
-                (v.get("object").and_then(Value::as_str), v.get("attributes").and_then(Value::as_object))
-            {
-                batch.push(Mutation::SetAttributes(ObjectRef::parse(o).map_err(|e| bad(e.to_string()))?, a.clone()));
-            } else {
-                return Err(bad("expected a `schema`, `relationship` or `object` line".into()));
-            }
+            batch.push(mutation);
             if batch.len() >= chunk {
                 flush(&mut batch, &mut rev)?;
             }
