@@ -210,6 +210,39 @@ impl<T: Clone> ChunkVec<T> {
 mod tests {
     use super::*;
 
+    /// Inserts, removals and the split, against a BTreeMap, with keys that crowd one table.
+    #[test]
+    fn shard_map_matches_a_btreemap() {
+        use std::collections::BTreeMap;
+        let mut m: ShardMap<u32> = ShardMap::default();
+        let mut model = BTreeMap::new();
+        let mut x: u64 = 7;
+        for step in 0..60_000u32 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            // Keys from a range that grows, then shrinks: the map splits and empties again.
+            let span = if step < 40_000 { 1 + step / 4 } else { 1 + (60_000 - step) / 4 };
+            let k = ((x >> 33) as u32 % span) * 64;
+            match (x >> 20) % 4 {
+                0 | 1 => assert_eq!(m.insert(k, step), model.insert(k, step)),
+                2 => assert_eq!(m.remove(k), model.remove(&k)),
+                _ => {
+                    *m.entry_or_default(k) += 1;
+                    *model.entry(k).or_default() += 1;
+                }
+            }
+            if step % 997 == 0 {
+                let mut got: Vec<(u32, u32)> = m.iter().map(|(k, v)| (k, *v)).collect();
+                got.sort_unstable();
+                assert_eq!(got, model.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>());
+                assert_eq!(m.len(), model.len());
+            }
+            assert_eq!(m.get(k), model.get(&k));
+        }
+        for k in (0..20_000).map(|k| k * 64) {
+            assert_eq!(m.get(k), model.get(&k), "{k}");
+        }
+    }
+
     /// A clone shares every table and chunk; changing it copies only what it changes, and the
     /// original keeps its values.
     #[test]

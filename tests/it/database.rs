@@ -256,6 +256,45 @@ fn a_too_large_request_context_is_named_as_such() {
     );
 }
 
+/// The fast path keeps the evaluation limits: a Check reading more edges than `max_work` is a
+/// work-limit error, and one past its deadline a deadline error (the point evaluator starts
+/// its clock at its first deadline test, after 1,024 steps, so this one reaches it); within
+/// them the same Check is answered.
+#[test]
+fn the_evaluation_limits_hold_on_the_fast_path() {
+    use pemba::engine::{EvalError, Limits as EvalLimits};
+    let schema = "definition user {}\ndefinition group {\n  relation member: user\n}\n\
+                  definition doc {\n  relation viewer: group#member\n  permission view = viewer\n}";
+    let limits = |evaluation: EvalLimits| Limits { evaluation, ..Limits::default() };
+    let cases = [
+        (EvalLimits { max_work: 1000, ..EvalLimits::default() }, Some(EvalError::WorkLimit(1000))),
+        (EvalLimits { deadline: Duration::ZERO, ..EvalLimits::default() }, Some(EvalError::Deadline(Duration::ZERO))),
+        (EvalLimits::default(), None),
+    ];
+    for (evaluation, want) in cases {
+        let (_, db) = open(limits(evaluation));
+        db.create_tenant("t").unwrap();
+        db.write_schema("t", schema).unwrap();
+        for part in 0..3 {
+            let rels = (0..1000).map(|i| {
+                let text = format!("doc:d#viewer@group:g{}#member", part * 1000 + i);
+                Mutation::Touch(Relationship::parse(&text).unwrap())
+            });
+            db.write("t", WriteRequest::new(rels.collect())).unwrap();
+        }
+        db.write(
+            "t",
+            WriteRequest::new(vec![Mutation::Touch(Relationship::parse("group:g2999#member@user:ann").unwrap())]),
+        )
+        .unwrap();
+        let got = db.check("t", Consistency::FullyConsistent, &view("d", "ann"));
+        match want {
+            Some(e) => assert!(matches!(&got, Err(DbError::Eval(x)) if *x == e), "{got:?}"),
+            None => assert_eq!(got.unwrap().0, Decision::Has),
+        }
+    }
+}
+
 /// Every error kind has a stable code, each different, each documented in README.md, with the
 /// class a transport maps to its status.
 #[test]

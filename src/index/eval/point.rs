@@ -101,7 +101,9 @@ pub struct Point<'a> {
     /// The member a subject set names: that node on the subject's object is true.
     subject_member: Option<MemberId>,
     context: &'a Map<String, Value>,
-    started: Instant,
+    /// When this Check's clock started: at its first deadline test (after 1,024 steps of work,
+    /// or before a condition), so a Check that does less never reads the clock.
+    started: std::cell::Cell<Option<Instant>>,
     work: usize,
     frames: usize,
     memo: FastMap<NodeKey, Slot>,
@@ -129,7 +131,7 @@ impl<'a> Point<'a> {
             sid: subject_id(ctx.ix, subject),
             subject_member: subject_member(ctx.schema, subject),
             context,
-            started: Instant::now(),
+            started: std::cell::Cell::new(None),
             work: 0,
             frames: 0,
             memo: FastMap::with_capacity_and_hasher(32, Default::default()),
@@ -209,7 +211,7 @@ impl<'a> Point<'a> {
             let own_set = self.subject.relation.is_some() && self.subject.object == *resource;
             return Ok(if own_set { None } else { Some(Tri::False) });
         };
-        self.started = Instant::now();
+        self.started.set(None);
         self.work = 0;
         self.frames = 0;
         self.expires_at = None;
@@ -234,10 +236,17 @@ impl<'a> Point<'a> {
         if self.work > limits.max_work {
             return Err(EvalError::WorkLimit(limits.max_work).into());
         }
-        if self.work % 1024 < n && self.started.elapsed() > limits.deadline {
+        if self.work % 1024 < n && self.elapsed() > limits.deadline {
             return Err(EvalError::Deadline(limits.deadline).into());
         }
         Ok(())
+    }
+
+    /// Time since this Check's clock started (starting it at the first call).
+    fn elapsed(&self) -> std::time::Duration {
+        let started = self.started.get().unwrap_or_else(Instant::now);
+        self.started.set(Some(started));
+        started.elapsed()
     }
 
     fn enter(&mut self) -> Result<(), Stop> {
@@ -883,7 +892,7 @@ impl<'a> Point<'a> {
     fn caveat(&self, c: &CaveatRef, res_ty: &str, res: u32, k: &EdgeKind, subject: u32) -> Result<Tri, Stop> {
         let ctx = self.ctx;
         // A condition may take up to its own time limit: check the request's deadline first.
-        if self.started.elapsed() > ctx.env.limits.deadline {
+        if self.elapsed() > ctx.env.limits.deadline {
             return Err(EvalError::Deadline(ctx.env.limits.deadline).into());
         }
         let caveat = ctx.schema.caveat(&c.name).ok_or_else(|| EvalError::UnknownCaveat(c.name.clone()))?;
