@@ -51,7 +51,7 @@ fn lines(text: &str) -> Vec<&str> {
 async fn the_client_commands_work_against_a_server() {
     let dir = super::store::temp_dir("cli-client");
     let running = start(&dir.join("data")).await;
-    let cli = Cli { endpoint: running.addr.to_string(), dir: dir.clone() };
+    let cli = Cli { endpoint: running.addr.to_string(), dir: dir.to_path_buf() };
     tokio::task::spawn_blocking(move || script(&cli)).await.unwrap();
     let _ = running.stop.send(());
     running.done.await.unwrap().unwrap();

@@ -389,7 +389,7 @@ fn a_crash_during_garbage_collection_leaves_a_store_that_opens() {
     };
     let before = live(&store);
     let copies = Arc::new(Mutex::new(Vec::<PathBuf>::new()));
-    let (seen, log, root2) = (copies.clone(), dir.join("db"), root.clone());
+    let (seen, log, root2) = (copies.clone(), dir.join("db"), root.to_path_buf());
     let from = dir.clone();
     store.on_sync(Some(Arc::new(move |p: &Path| {
         if p == log {

@@ -658,7 +658,7 @@ async fn health_is_not_serving_until_the_database_is_open() {
     let dir = super::store::temp_dir("serve-opening");
     let config = Config {
         listen: "127.0.0.1:0".into(),
-        data_dir: dir.clone(),
+        data_dir: dir.to_path_buf(),
         keys: vec![("acme".into(), "key-acme".into())],
         admin_key: None,
         tls: None,
