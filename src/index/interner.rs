@@ -103,7 +103,8 @@ impl Interner {
     }
 
     /// The id of `name` (with hash `hash`), or the table and position of the empty slot
-    /// where it would go (`None` when there is no table yet).
+    /// where it would go (`None` when there is no table yet, or, which the load limit rules
+    /// out, a table without an empty slot).
     fn find(&self, name: &[u8], hash: u64) -> Result<u32, Option<(usize, usize)>> {
         let t = self.table_of(hash);
         let Some(table) = self.tables.get(t) else { return Err(None) };
@@ -200,6 +201,9 @@ impl Interner {
             .filter(|s| *s != EMPTY)
             .filter_map(|s| Some((s, self.hash(self.name_bytes(slot_id(s))?))))
             .collect();
+        // Every slot's name is readable (its id is below `len`, its record in place).
+        let held = if split { self.filled.iter().sum::<u32>() } else { self.filled.get(t).copied().unwrap_or(0) };
+        debug_assert_eq!(slots.len(), held as usize, "a slot whose name cannot be read");
         slots.push((new, hash));
         if split {
             let mut parts: Vec<Vec<(u64, u64)>> = vec![Vec::new(); SHARDS];

@@ -608,10 +608,12 @@ impl<'a> Point<'a> {
         }
         for (pos, k) in ri.kinds.iter().enumerate() {
             for e in k.side.of_resource(id) {
+                // Every side edge read is work, expired ones too (the index keeps them until they
+                // are collected), so the limits bound a Check that skips many.
+                self.step(1)?;
                 if !self.live(e) {
                     continue;
                 }
-                self.step(1)?;
                 let reach = match &k.subject_relation {
                     Some(_) if e.subject != WILDCARD => match plan.kind_member(slot, pos) {
                         Some(m) => self.node(m, e.subject)?,
@@ -673,10 +675,12 @@ impl<'a> Point<'a> {
             let Some(resources) = k.side.naming(who) else { continue };
             for res in resources.iter().filter(|x| reaches(*x)) {
                 for e in k.side.of_resource(res).iter().filter(|e| e.subject == who) {
+                    // Every side edge read is work, expired ones too (the index keeps them until they
+                    // are collected), so the limits bound a Check that skips many.
+                    self.step(1)?;
                     if !self.live(e) {
                         continue;
                     }
-                    self.step(1)?;
                     let c = match &e.caveat {
                         Some(c) => self.caveat(c, ty, res, k, e.subject)?,
                         None => Tri::True,
@@ -867,10 +871,12 @@ impl<'a> Point<'a> {
                 }
             }
             for e in k.side.of_resource(id) {
+                // Every side edge read is work, expired ones too (the index keeps them until they
+                // are collected), so the limits bound a Check that skips many.
+                self.step(1)?;
                 if !self.live(e) {
                     continue;
                 }
-                self.step(1)?;
                 terms += 1;
                 let reach = match target {
                     Some(t) if e.subject != WILDCARD => self.node(t, e.subject)?,
