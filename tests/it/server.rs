@@ -594,15 +594,17 @@ fn the_official_python_client_works_against_pemba_serve() {
     use std::io::BufRead;
     let Some(py) = python() else { return };
     let dir = super::store::temp_dir("serve-python");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pemba"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .args(["--tenant", "acme=key-acme", "--tenant", "globex=key-globex", "--slow-request-ms", "0"])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = super::store::Reaped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_pemba"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .args(["--tenant", "acme=key-acme", "--tenant", "globex=key-globex", "--slow-request-ms", "0"])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // The log line `... serving addr=127.0.0.1:PORT tls=false` says where it serves, once open.
     let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();

@@ -46,6 +46,30 @@ impl AsRef<std::ffi::OsStr> for TempDir {
     }
 }
 
+/// A child process a test started, killed and reaped when the test ends (a failing test would
+/// otherwise leave it running).
+pub(crate) struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         // Some tests use the path for a file.
@@ -404,13 +428,15 @@ fn acknowledged_writes_survive_kill_9() {
     let mut acked: u64 = 0;
     let mut seed: u64 = 0x5eed;
     for round in 0..20 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pemba"))
-            .args(["debug", "crash-writer", "--data-dir"])
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Reaped(
+            Command::new(env!("CARGO_BIN_EXE_pemba"))
+                .args(["debug", "crash-writer", "--data-dir"])
+                .arg(&dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         // Kill after a pseudo-random number of acknowledgements (1 to 40).
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
