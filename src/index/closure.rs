@@ -6,17 +6,17 @@
 
 use std::collections::VecDeque;
 
+use super::edges::DenseSets;
 use super::idset::IdSet;
-use super::shared::ShardMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct Closure {
     /// Direct nesting: parent → children.
-    children: ShardMap<IdSet>,
+    children: DenseSets,
     /// Transitive: object → every object nested below it (itself excluded unless in a cycle).
-    descendants: ShardMap<IdSet>,
+    descendants: DenseSets,
     /// Transitive: object → every object it is nested below.
-    ancestors: ShardMap<IdSet>,
+    ancestors: DenseSets,
     /// Set insertions and removals made so far (the cost of keeping the closure current).
     pub updates: u64,
     /// Entries of `descendants` (each pair is also one entry of `ancestors`).
@@ -46,7 +46,7 @@ impl Closure {
         if self.children.get(parent).is_some_and(|c| c.contains(child)) {
             return 0;
         }
-        self.children.entry_or_default(parent).insert(child);
+        self.children.slot(parent).insert(child);
         let mut above: Vec<u32> = self.ancestors.get(parent).map(|a| a.iter().collect()).unwrap_or_default();
         above.push(parent);
         let mut below: Vec<u32> = self.descendants.get(child).map(|d| d.iter().collect()).unwrap_or_default();
@@ -56,12 +56,12 @@ impl Closure {
         for &a in &above {
             for &d in &below {
                 if !self.descendants.get(a).is_some_and(|x| x.contains(d))
-                    && self.descendants.entry_or_default(a).insert(d)
+                    && self.descendants.slot(a).insert(d)
                 {
                     n += 1;
                     self.pairs += 1;
                 }
-                if !self.ancestors.get(d).is_some_and(|x| x.contains(a)) && self.ancestors.entry_or_default(d).insert(a)
+                if !self.ancestors.get(d).is_some_and(|x| x.contains(a)) && self.ancestors.slot(d).insert(a)
                 {
                     n += 1;
                 }
@@ -78,29 +78,33 @@ impl Closure {
         if !removed {
             return 0;
         }
+        self.children.tidy(parent);
         let mut affected: Vec<u32> = self.ancestors.get(parent).map(|a| a.iter().collect()).unwrap_or_default();
         affected.push(parent);
         let mut n = 0;
         for a in affected {
             let fresh = self.walk(a);
-            let old = self.descendants.remove(a).unwrap_or_default();
+            let old = self.descendants.get_mut(a).map(std::mem::take).unwrap_or_default();
             self.pairs = self.pairs - old.len() + fresh.len();
             for d in old.iter() {
                 if !fresh.contains(d) {
                     if let Some(anc) = self.ancestors.get_mut(d) {
                         anc.remove(a);
                     }
+                    self.ancestors.tidy(d);
                     n += 2;
                 }
             }
             for d in fresh.iter() {
                 if !old.contains(d) {
-                    self.ancestors.entry_or_default(d).insert(a);
+                    self.ancestors.slot(d).insert(a);
                     n += 2;
                 }
             }
-            if !fresh.is_empty() {
-                self.descendants.insert(a, fresh);
+            if fresh.is_empty() {
+                self.descendants.tidy(a);
+            } else {
+                *self.descendants.slot(a) = fresh;
             }
         }
         self.updates += n;
@@ -135,12 +139,7 @@ impl Closure {
 
     /// Heap bytes held by the closure's tables and sets.
     pub fn heap_bytes(&self) -> usize {
-        [&self.children, &self.descendants, &self.ancestors]
-            .iter()
-            .map(|m| {
-                m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>()
-            })
-            .sum()
+        [&self.children, &self.descendants, &self.ancestors].iter().map(|m| m.heap_bytes()).sum()
     }
 }
 
