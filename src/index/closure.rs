@@ -55,14 +55,11 @@ impl Closure {
         // Only sets that change are touched (and so copied, when a snapshot shares them).
         for &a in &above {
             for &d in &below {
-                if !self.descendants.get(a).is_some_and(|x| x.contains(d))
-                    && self.descendants.slot(a).insert(d)
-                {
+                if !self.descendants.get(a).is_some_and(|x| x.contains(d)) && self.descendants.slot(a).insert(d) {
                     n += 1;
                     self.pairs += 1;
                 }
-                if !self.ancestors.get(d).is_some_and(|x| x.contains(a)) && self.ancestors.slot(d).insert(a)
-                {
+                if !self.ancestors.get(d).is_some_and(|x| x.contains(a)) && self.ancestors.slot(d).insert(a) {
                     n += 1;
                 }
             }
