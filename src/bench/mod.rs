@@ -468,6 +468,7 @@ pub fn embedded(
             json!({
                 "store_cache_mb": v.get("store_cache_mb"),
                 "rss_mb": v.get("rss_mb"),
+                "rss_mb_settled": v.get("rss_mb_settled"),
                 "index_mb": v.get("index_mb"),
                 "open_ms": v.get("open_ms"),
                 "close_ms": v.get("close_ms"),

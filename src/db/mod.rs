@@ -108,12 +108,20 @@ pub struct Limits {
     pub durability: store::Durability,
     /// Bytes of sled's page cache (the store's rows in memory besides the index, which serves
     /// reads). sled's own default is 1 GiB; Pemba's is 64 MiB, since Checks and lookups read
-    /// the index, not the store.
+    /// the index, not the store. sled counts a page at its size on disk; held in memory the
+    /// same pages take about twice that and more (at M, a full 16 MiB cache held about 40 MB).
+    /// The pages read while [`Database::open`] loads the tenants are let go once they are
+    /// loaded (sled is opened again), so the cache then fills only with what later writes and
+    /// reads of the store touch.
     pub store_cache_bytes: u64,
 }
 
 /// The default [`Limits::import_chunk`].
 pub const DEFAULT_IMPORT_CHUNK: usize = 10_000;
+
+/// Relationships loaded at open past which sled is opened again to empty its cache (about
+/// 160 bytes each in sled: some megabytes of pages).
+const REOPEN_AFTER_ROWS: usize = 10_000;
 
 /// The default size of sled's page cache ([`Limits::store_cache_bytes`]).
 pub const DEFAULT_STORE_CACHE_BYTES: u64 = store::DEFAULT_CACHE_BYTES;
@@ -226,19 +234,34 @@ impl Database {
 
     pub fn open_with(dir: &Path, limits: Limits) -> Result<Database, DbError> {
         let options = store::SledOptions { durability: limits.durability, cache_bytes: limits.store_cache_bytes };
-        let store = Arc::new(SledStore::open_with_options(dir, options)?);
+        let sled = Arc::new(SledStore::open_with_options(dir, options)?);
         // Loading reads every row: a panic inside sled on a damaged directory is damage, not a
         // crash of the caller.
         let loaded = crate::store::sled_store::quiet_panics(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::with_store(store, limits)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::with_store(sled.clone(), limits)))
         });
-        loaded.unwrap_or_else(|_| {
+        let mut db = loaded.unwrap_or_else(|_| {
             Err(StoreError::Damaged {
                 dir: dir.display().to_string(),
                 detail: "sled failed while its rows were loaded".into(),
             }
             .into())
-        })
+        })?;
+        // The load filled sled's cache with every row's pages, which the index now answers for:
+        // past a few megabytes of rows, sled is opened again, empty (an empty in-memory store
+        // stands in for the moment).
+        let mut loaded_rows = 0;
+        for t in db.tenants.read().map_err(poisoned)?.values() {
+            loaded_rows += t.head()?.index().relationship_count();
+        }
+        if loaded_rows >= REOPEN_AFTER_ROWS {
+            drop(std::mem::replace(&mut db.store, Arc::new(MemoryStore::new())));
+            db.store = match Arc::try_unwrap(sled) {
+                Ok(sled) => Arc::new(sled.reopened()?),
+                Err(shared) => shared,
+            };
+        }
+        Ok(db)
     }
 
     /// A database that lives only in memory (tests, ephemeral uses).
