@@ -14,12 +14,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `libmimalloc-sys` names no constant for it).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
-/// Freed memory goes back to the system 10 ms after it is freed (mimalloc 2's default) instead
-/// of mimalloc 3's 1 s. An open frees about 70 MB at M (the pages sled read to build the index,
-/// the build's buffers); with a 1 s delay they stayed resident until some page was freed a
-/// second later, which a quiet server may not do for long (BENCHMARKS.md, "Memory after an open").
-#[allow(unsafe_code)]
+/// Freed memory becomes eligible to go back to the system 10 ms after it is freed (mimalloc 2's
+/// default) instead of mimalloc 3's 1 s; mimalloc returns it at its next purge (when a later
+/// page is freed). An open frees about 70 MB at M (the pages sled read to build the index, the
+/// build's buffers); with a 1 s delay they stayed resident until some page was freed a second
+/// later, which a quiet server may not do for long (BENCHMARKS.md, "Memory after an open").
+/// `MIMALLOC_PURGE_DELAY` in the environment, which mimalloc reads itself, is left to rule.
+#[expect(unsafe_code, reason = "mimalloc's options are set through its C API only")]
 fn purge_freed_memory_sooner() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: `mi_option_set` stores a number in mimalloc's table of options; it is called
     // before any other thread exists (its documentation asks for no concurrent calls), and the
     // option is one mimalloc reads whenever it decides what to purge.

@@ -308,7 +308,8 @@ enum DebugCommand {
     },
     /// Opens a database (loading every tenant and building its index), prints how long that
     /// took as JSON, and exits: start-up to ready, measured in a fresh process. Also prints the
-    /// index's memory and the process's resident memory at open and 1.5 s later (settled).
+    /// index's memory and the process's resident memory at open and 1.5 s later (settled; the
+    /// command waits that long before it closes the database).
     Open {
         #[arg(long)]
         data_dir: PathBuf,

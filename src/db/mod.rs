@@ -110,17 +110,17 @@ pub struct Limits {
     /// reads). sled's own default is 1 GiB; Pemba's is 64 MiB, since Checks and lookups read
     /// the index, not the store. sled counts a page at its size on disk; held in memory the
     /// same pages take about twice that and more (at M, a full 16 MiB cache held about 40 MB).
-    /// The pages read while [`Database::open`] loads the tenants are let go once they are
-    /// loaded (sled is opened again), so the cache then fills only with what later writes and
-    /// reads of the store touch.
+    /// When [`Database::open_with`] has loaded 10,000 relationships or more, the pages it read
+    /// are let go (sled is opened again), so the cache then fills only with what later writes
+    /// and reads of the store touch.
     pub store_cache_bytes: u64,
 }
 
 /// The default [`Limits::import_chunk`].
 pub const DEFAULT_IMPORT_CHUNK: usize = 10_000;
 
-/// Relationships loaded at open past which sled is opened again to empty its cache (about
-/// 160 bytes each in sled: some megabytes of pages).
+/// Relationships loaded at open (live ones, all tenants) from which sled is opened again to
+/// empty its cache (about 160 bytes each in sled: some megabytes of pages).
 const REOPEN_AFTER_ROWS: usize = 10_000;
 
 /// The default size of sled's page cache ([`Limits::store_cache_bytes`]).
@@ -248,14 +248,17 @@ impl Database {
             .into())
         })?;
         // The load filled sled's cache with every row's pages, which the index now answers for:
-        // past a few megabytes of rows, sled is opened again, empty (an empty in-memory store
-        // stands in for the moment).
+        // from 10,000 relationships loaded (a few megabytes of pages), sled is opened again,
+        // empty (an empty in-memory store stands in for the moment).
         let mut loaded_rows = 0;
         for t in db.tenants.read().map_err(poisoned)?.values() {
             loaded_rows += t.head()?.index().relationship_count();
         }
         if loaded_rows >= REOPEN_AFTER_ROWS {
             drop(std::mem::replace(&mut db.store, Arc::new(MemoryStore::new())));
+            // Nothing else holds the store after the load (its threads are scoped); were that to
+            // change, the cache would only stay full: tests (debug builds) say so.
+            debug_assert_eq!(Arc::strong_count(&sled), 1, "the store is still shared after the load");
             db.store = match Arc::try_unwrap(sled) {
                 Ok(sled) => Arc::new(sled.reopened()?),
                 Err(shared) => shared,

@@ -192,29 +192,14 @@ impl SledStore {
         let opened = quiet_panics(|| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_checked(dir, options)))
         });
-        match opened {
-            Ok(r) => r,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(damaged(dir, format!("sled failed while reading it ({what})")))
-            }
-        }
+        opened
+            .unwrap_or_else(|panic| Err(damaged(dir, format!("sled failed while reading it ({})", panic_text(&panic)))))
     }
 
     fn open_checked(dir: &Path, options: SledOptions) -> Result<SledStore, StoreError> {
         let durability = options.durability;
         let found = integrity::inspect(dir)?;
-        let at_open = |e: sled::Error| match e {
-            sled::Error::Corruption { .. } => damaged(dir, e),
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => StoreError::Unavailable(
-                format!("cannot open `{}`: {io}; the store needs to read and write in it", dir.display()),
-            ),
-            e => StoreError::Unavailable(format!("cannot open `{}`: {e}", dir.display())),
-        };
+        let at_open = |e: sled::Error| open_error(dir, e);
         let db = open_sled(dir, options.cache_bytes).map_err(at_open)?;
         let meta = db.open_tree(META_TREE).map_err(at_open)?;
         match (meta.get(FORMAT_KEY).map_err(at_open)?, &found) {
@@ -378,15 +363,24 @@ impl SledStore {
         }
     }
 
-    /// Maps sled's errors naming this store's directory.
     /// The same store with sled's page cache empty: sled is flushed, closed and opened again
     /// (no rows are read: sled reads its snapshot and the log written since). Loading every
     /// tenant at open reads every row through the cache once, and the index answers reads after
-    /// that, so [`crate::db::Database::open`] calls this once it has loaded them: the process
+    /// that, so [`crate::db::Database::open`] calls this once it has loaded many: the process
     /// then keeps the index, not the pages (at M, about 40 MB resident with a 16 MiB cache;
     /// sled cannot be told to empty its cache otherwise). Each tenant keeps its state (head, row
-    /// count). Nothing else may hold the store: it is taken by value.
+    /// count). Nothing else may hold the store: it is taken by value. As at the first open, a
+    /// panic inside sled (a directory damaged meanwhile) is reported as damage.
     pub fn reopened(self) -> Result<SledStore, StoreError> {
+        let dir = self.dir.clone();
+        let reopened =
+            quiet_panics(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reopen_checked())));
+        reopened.unwrap_or_else(|panic| {
+            Err(damaged(&dir, format!("sled failed while it was opened again ({})", panic_text(&panic))))
+        })
+    }
+
+    fn reopen_checked(self) -> Result<SledStore, StoreError> {
         let SledStore {
             db,
             meta,
@@ -408,7 +402,7 @@ impl SledStore {
         // Every handle goes before sled is opened again (its lock and its pages with them).
         drop(meta);
         drop(db);
-        let reopen = |e: sled::Error| StoreError::Unavailable(format!("cannot open `{}` again: {e}", dir.display()));
+        let reopen = |e: sled::Error| open_error(&dir, e);
         let db = open_sled(&dir, cache_bytes).map_err(reopen)?;
         let meta = db.open_tree(META_TREE).map_err(reopen)?;
         let mut tenants = HashMap::new();
@@ -431,6 +425,7 @@ impl SledStore {
         })
     }
 
+    /// Maps sled's errors naming this store's directory.
     fn io(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
         |e| io_in(&self.dir, e)
     }
@@ -915,6 +910,28 @@ pub(crate) fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
     let out = f();
     QUIET.with(|q| q.set(false));
     out
+}
+
+/// What a failure to open sled in `dir` is: damage, a permission the store lacks, or sled's
+/// own words.
+fn open_error(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => damaged(dir, e),
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => StoreError::Unavailable(format!(
+            "cannot open `{}`: {io}; the store needs to read and write in it",
+            dir.display()
+        )),
+        e => StoreError::Unavailable(format!("cannot open `{}`: {e}", dir.display())),
+    }
+}
+
+/// A caught panic's message (empty when it is not text).
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// Opens sled in `dir`. sled's I/O threads may hold the directory's lock a moment after a
