@@ -102,6 +102,11 @@ pub struct Limits {
     /// that add relationships or attributes are refused with `QUOTA_EXCEEDED`; deletes still
     /// succeed. Unlimited by default.
     pub max_index_bytes_per_tenant: usize,
+    /// Objects of one type a tenant's index may name (its ids are 32-bit, one value marks the
+    /// wildcard): [`MAX_OBJECTS_PER_TYPE`], the default, is also the most it may be set to.
+    /// A write whose relationships would name more is refused with `QUOTA_EXCEEDED`. Names stay
+    /// in the index until the next open, their relationships deleted or not.
+    pub max_objects_per_type: usize,
     /// What an acknowledged write survives on the sled store (`Database::open_with`): a power
     /// loss (the default: files and directories `fsync`ed before the acknowledgement) or only a
     /// crash of the process.
@@ -123,6 +128,10 @@ pub const DEFAULT_IMPORT_CHUNK: usize = 10_000;
 /// empty its cache (about 160 bytes each in sled: some megabytes of pages).
 const REOPEN_AFTER_ROWS: usize = 10_000;
 
+/// The most objects of one type a tenant's index can name ([`Limits::max_objects_per_type`]):
+/// ids are `u32` and `u32::MAX` marks the wildcard (4,294,967,294).
+pub const MAX_OBJECTS_PER_TYPE: usize = u32::MAX as usize - 1;
+
 /// The default size of sled's page cache ([`Limits::store_cache_bytes`]).
 pub const DEFAULT_STORE_CACHE_BYTES: u64 = store::DEFAULT_CACHE_BYTES;
 
@@ -142,6 +151,7 @@ impl Default for Limits {
             older_view_bytes: 256 << 20,
             max_relationships_per_tenant: usize::MAX,
             max_index_bytes_per_tenant: usize::MAX,
+            max_objects_per_type: MAX_OBJECTS_PER_TYPE,
             durability: store::Durability::PowerLoss,
             store_cache_bytes: DEFAULT_STORE_CACHE_BYTES,
         }

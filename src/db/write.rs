@@ -189,6 +189,7 @@ impl Database {
         mutations: &[Mutation],
         index: &crate::index::IndexGraph,
     ) -> Result<(), DbError> {
+        self.check_names(tenant, mutations, index)?;
         let (max_rels, max_bytes) = (self.limits.max_relationships_per_tenant, self.limits.max_index_bytes_per_tenant);
         if max_rels == usize::MAX && max_bytes == usize::MAX {
             return Ok(());
@@ -217,6 +218,47 @@ impl Database {
             return quota(format!(
                 "its index holds {bytes} bytes, past the quota of {max_bytes}; only deletes are accepted (raise `--max-index-bytes-per-tenant`)"
             ));
+        }
+        Ok(())
+    }
+
+    /// [`super::Limits::max_objects_per_type`] against the objects a write's creates and touches
+    /// name: a bound first (each names at most two objects), the objects themselves only for a
+    /// type the bound puts past the limit.
+    fn check_names(&self, tenant: &str, mutations: &[Mutation], index: &IndexGraph) -> Result<(), DbError> {
+        let limit = self.limits.max_objects_per_type.min(super::MAX_OBJECTS_PER_TYPE);
+        let named = || {
+            mutations.iter().flat_map(|m| match m {
+                Mutation::Create(r) | Mutation::Touch(r) => {
+                    [Some(&r.resource), (!r.subject.is_wildcard()).then_some(&r.subject.object)]
+                }
+                _ => [None, None],
+            })
+        };
+        let mut bound: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for o in named().flatten() {
+            *bound.entry(o.ty.as_str()).or_default() += 1;
+        }
+        for (ty, adds) in bound {
+            let interner = index.types.get(ty);
+            let held = interner.map_or(0, |i| i.len());
+            if held.saturating_add(adds) <= limit {
+                continue;
+            }
+            let new: std::collections::HashSet<&str> = named()
+                .flatten()
+                .filter(|o| o.ty == ty && interner.and_then(|i| i.get(&o.id)).is_none())
+                .map(|o| o.id.as_str())
+                .collect();
+            if held.saturating_add(new.len()) > limit {
+                return Err(DbError::QuotaExceeded {
+                    tenant: tenant.to_string(),
+                    reason: format!(
+                        "its index names {held} objects of type `{ty}` and this write names {} more; one type may have at most {limit}",
+                        new.len()
+                    ),
+                });
+            }
         }
         Ok(())
     }

@@ -306,6 +306,33 @@ fn touch(texts: &[&str]) -> WriteRequest {
     WriteRequest::new(texts.iter().map(|t| Mutation::Touch(Relationship::parse(t).unwrap())).collect())
 }
 
+/// Ids are 32-bit (one value marks the wildcard): the limit on objects per type, lowered here,
+/// refuses a write that would name one more, and nothing of it is written.
+#[test]
+fn a_write_naming_more_objects_of_a_type_than_the_index_can_is_refused() {
+    let limits = Limits { max_objects_per_type: 3, ..Limits::default() };
+    let db = Database::with_store(std::sync::Arc::new(MemoryStore::new()), limits).unwrap();
+    db.create_tenant("acme").unwrap();
+    db.write_schema("acme", SCHEMA).unwrap();
+    db.write("acme", touch(&["doc:1#viewer@user:a", "doc:1#viewer@user:b", "doc:2#viewer@user:c"])).unwrap();
+    let before = db.revision("acme").unwrap();
+    let err = db.write("acme", touch(&["doc:3#viewer@user:a", "doc:3#viewer@user:d"])).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::QuotaExceeded);
+    assert!(
+        err.to_string()
+            .contains("names 3 objects of type `user` and this write names 1 more; one type may have at most 3"),
+        "{err}"
+    );
+    assert_eq!(db.revision("acme").unwrap(), before);
+    assert_eq!(check(&db, "acme", "doc:3#view@user:a"), Decision::No);
+    // Objects already named, and one more document (three in all), fit.
+    db.write("acme", touch(&["doc:3#viewer@user:a", "doc:3#viewer@user:c", "doc:2#parent@doc:1"])).unwrap();
+    assert_eq!(check(&db, "acme", "doc:3#view@user:a"), Decision::Has);
+    // The same through an import, chunk by chunk.
+    let err = db.import("acme", &mut "doc:4#viewer@user:a\n".as_bytes()).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::QuotaExceeded, "{err}");
+}
+
 #[test]
 fn an_open_that_empties_the_cache_keeps_every_tenant_and_takes_writes() {
     let dir = temp_dir("reopened");
