@@ -481,7 +481,15 @@ fn a_backup_taken_during_writes_restores_a_damaged_store() {
     for b in 0..20 {
         db.write("t", batch(b)).unwrap();
     }
+    /// Stops the writer when the test ends, passed or failed.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let writer = {
         let (db, stop) = (db.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -493,6 +501,7 @@ fn a_backup_taken_during_writes_restores_a_damaged_store() {
         })
     };
     while db.revision("t").unwrap().0 < 25 {
+        assert!(!writer.is_finished(), "the writer stopped (a write failed)");
         std::thread::yield_now();
     }
     let mut backup = Vec::new();
@@ -512,6 +521,7 @@ fn a_backup_taken_during_writes_restores_a_damaged_store() {
         want.extend(page.iter().map(ToString::to_string));
     }
     while db.revision("t").unwrap() <= at {
+        assert!(!writer.is_finished(), "the writer stopped (a write failed)");
         std::thread::yield_now();
     }
     stop.store(true, Ordering::Relaxed);
