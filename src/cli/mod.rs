@@ -458,10 +458,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let index_bytes: usize = tenants.iter().map(|t| db.index_bytes(t)).sum::<Result<usize, _>>()?;
             // The process's resident memory once open (Linux; absent elsewhere), and settled:
             // mimalloc gives memory freed by the load (sled's pages, the build's buffers) back
-            // to the system once its purge delay has passed (10 ms as `main` sets it, 1 s by
-            // mimalloc 3's default), when a later page of its own is freed (as a serving
-            // process's requests do; see BENCHMARKS.md). Here one buffer, allocated and freed
-            // 1.5 s after the open, stands in for them.
+            // to the system once its purge delay (1 s) has passed, when a later page of its own
+            // is freed (as a serving process's requests do; see BENCHMARKS.md). Here one buffer,
+            // allocated and freed 1.5 s after the open, stands in for them.
             let rss_kb = || {
                 std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
                     s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
