@@ -381,20 +381,9 @@ impl SledStore {
     }
 
     fn reopen_checked(self) -> Result<SledStore, StoreError> {
-        let SledStore {
-            db,
-            meta,
-            tenants,
-            admin,
-            flush,
-            dir,
-            record_io,
-            durability,
-            synced_blobs,
-            on_sync,
-            cache_bytes,
-        } = self;
-        db.flush().map_err(|e| io_in(&dir, e))?;
+        self.db.flush().map_err(self.io())?;
+        // The handles move out (the rest of the store stays, and goes into the new one).
+        let SledStore { db, meta, tenants, .. } = self;
         let mut states = Vec::new();
         for (name, t) in tenants.into_inner().map_err(poisoned)? {
             states.push((name, *t.state.lock().map_err(poisoned)?));
@@ -402,27 +391,15 @@ impl SledStore {
         // Every handle goes before sled is opened again (its lock and its pages with them).
         drop(meta);
         drop(db);
-        let reopen = |e: sled::Error| open_error(&dir, e);
-        let db = open_sled(&dir, cache_bytes).map_err(reopen)?;
+        let reopen = |e: sled::Error| open_error(&self.dir, e);
+        let db = open_sled(&self.dir, self.cache_bytes).map_err(reopen)?;
         let meta = db.open_tree(META_TREE).map_err(reopen)?;
         let mut tenants = HashMap::new();
         for (name, state) in states {
             let tree = db.open_tree(format!("{TENANT_PREFIX}{name}")).map_err(reopen)?;
             tenants.insert(name, Arc::new(TenantTree::new(tree, state)));
         }
-        Ok(SledStore {
-            db,
-            meta,
-            tenants: RwLock::new(tenants),
-            admin,
-            flush,
-            dir,
-            record_io,
-            durability,
-            synced_blobs,
-            on_sync,
-            cache_bytes,
-        })
+        Ok(SledStore { db, meta, tenants: RwLock::new(tenants), ..self })
     }
 
     /// Maps sled's errors naming this store's directory.
