@@ -4,23 +4,27 @@
 
 use std::sync::Arc;
 
-use super::idset::IdSet;
-use super::shared::{ChunkVec, ShardMap};
+use super::idset::{IdSet, WILDCARD};
+use super::shared::{Bits, ChunkVec, ShardMap};
 use crate::model::{CaveatRef, Timestamp};
 
 /// Sets by dense id: a map while few ids have a set, a vector indexed by id once most do (16
 /// bytes a slot, no hashing). A sparse edge kind (`banned`, say) over 240k documents would
-/// otherwise pay 16 bytes for every document.
+/// otherwise pay 16 bytes for every document. The map keeps a bit per id saying which ids may
+/// have a set, so asking about an id without one (most ids, in a sparse kind) does not read
+/// the map.
 #[derive(Debug, Clone)]
 pub enum DenseSets {
-    /// The map and the largest id it has held.
-    Sparse(ShardMap<IdSet>, u32),
+    /// The map, the largest id it has held, and its keys as bits (every id whose set is not
+    /// empty, and possibly some whose set was emptied but not yet tidied: sets grow only
+    /// through [`DenseSets::slot`], which sets the bit).
+    Sparse(ShardMap<IdSet>, u32, Bits),
     Dense(ChunkVec<IdSet>),
 }
 
 impl Default for DenseSets {
     fn default() -> Self {
-        DenseSets::Sparse(ShardMap::default(), 0)
+        DenseSets::Sparse(ShardMap::default(), 0, Bits::default())
     }
 }
 
@@ -30,30 +34,35 @@ const SPARSE_ENTRY: usize = 28;
 impl DenseSets {
     pub fn get(&self, id: u32) -> Option<&IdSet> {
         match self {
-            DenseSets::Sparse(m, _) => m.get(id),
+            DenseSets::Sparse(m, _, present) => present.contains(id).then(|| m.get(id)).flatten(),
             DenseSets::Dense(v) => v.get(id as usize),
         }
         .filter(|s| !s.is_empty())
     }
 
+    /// `id`'s set to shrink (`None` when it is empty): a set grows only through
+    /// [`DenseSets::slot`].
     pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut IdSet> {
         match self {
-            DenseSets::Sparse(m, _) => m.get_mut(id),
+            DenseSets::Sparse(m, _, present) => present.contains(id).then(|| m.get_mut(id)).flatten(),
             DenseSets::Dense(v) => v.get_mut(id as usize),
         }
     }
 
     /// Removes `id`'s set if it became empty (sparse form only; dense slots stay).
     pub(super) fn tidy(&mut self, id: u32) {
-        if let DenseSets::Sparse(m, _) = self
-            && m.get(id).is_some_and(IdSet::is_empty)
+        if let DenseSets::Sparse(m, _, present) = self
+            && m.get(id).is_none_or(IdSet::is_empty)
         {
             m.remove(id);
+            present.remove(id);
         }
     }
 
+    /// `id`'s set to change or grow (created empty if it has none).
     pub(super) fn slot(&mut self, id: u32) -> &mut IdSet {
-        if let DenseSets::Sparse(m, largest) = self {
+        if let DenseSets::Sparse(m, largest, present) = self {
+            present.insert(id);
             *largest = (*largest).max(id);
             let max = *largest as usize;
             // Switch to the vector once it costs less than the map would.
@@ -70,7 +79,7 @@ impl DenseSets {
             }
         }
         match self {
-            DenseSets::Sparse(m, _) => m.entry_or_default(id),
+            DenseSets::Sparse(m, _, _) => m.entry_or_default(id),
             DenseSets::Dense(v) => v.slot(id as usize, IdSet::default),
         }
     }
@@ -78,7 +87,7 @@ impl DenseSets {
     /// (id, set) for every non-empty set (in id order for the vector, any order for the map).
     pub fn iter(&self) -> Box<dyn Iterator<Item = (u32, &IdSet)> + '_> {
         match self {
-            DenseSets::Sparse(m, _) => Box::new(m.iter().filter(|(_, s)| !s.is_empty())),
+            DenseSets::Sparse(m, _, _) => Box::new(m.iter().filter(|(_, s)| !s.is_empty())),
             DenseSets::Dense(v) => {
                 Box::new(v.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i as u32, s)))
             }
@@ -87,8 +96,10 @@ impl DenseSets {
 
     pub(super) fn heap_bytes(&self) -> usize {
         match self {
-            DenseSets::Sparse(m, _) => {
-                m.table_bytes(std::mem::size_of::<(u32, IdSet)>()) + m.values().map(IdSet::heap_bytes).sum::<usize>()
+            DenseSets::Sparse(m, _, present) => {
+                m.table_bytes(std::mem::size_of::<(u32, IdSet)>())
+                    + m.values().map(IdSet::heap_bytes).sum::<usize>()
+                    + present.heap_bytes()
             }
             DenseSets::Dense(v) => v.slot_bytes() + v.iter().map(IdSet::heap_bytes).sum::<usize>(),
         }
@@ -154,17 +165,27 @@ pub struct SideEdges {
     by_resource: ShardMap<Vec<SideEdge>>,
     /// Subject id (or [`WILDCARD`]) → resources with a side edge naming it.
     by_subject: ShardMap<IdSet>,
+    /// The keys of `by_resource`, and of `by_subject` but the wildcard: most objects have no
+    /// side edge, and asking these costs no read of the maps.
+    resources: Bits,
+    subjects: Bits,
     len: usize,
 }
 
 impl SideEdges {
     /// The side edges of one resource.
     pub fn of_resource(&self, resource: u32) -> &[SideEdge] {
+        if !self.resources.contains(resource) {
+            return &[];
+        }
         self.by_resource.get(resource).map_or(&[], Vec::as_slice)
     }
 
     /// Resources with a side edge naming `subject` (or [`WILDCARD`]).
     pub fn naming(&self, subject: u32) -> Option<&IdSet> {
+        if subject != WILDCARD && !self.subjects.contains(subject) {
+            return None;
+        }
         self.by_subject.get(subject)
     }
 
@@ -181,6 +202,10 @@ impl SideEdges {
     }
 
     pub(super) fn insert(&mut self, e: SideEdge) {
+        self.resources.insert(e.resource);
+        if e.subject != WILDCARD {
+            self.subjects.insert(e.subject);
+        }
         self.by_subject.entry_or_default(e.subject).insert(e.resource);
         self.by_resource.entry_or_default(e.resource).push(e);
         self.len += 1;
@@ -196,12 +221,14 @@ impl SideEdges {
         let removed = before - list.len();
         if list.is_empty() {
             self.by_resource.remove(resource);
+            self.resources.remove(resource);
         }
         self.len -= removed;
         if let Some(s) = self.by_subject.get_mut(subject) {
             s.remove(resource);
             if s.is_empty() {
                 self.by_subject.remove(subject);
+                self.subjects.remove(subject);
             }
         }
         true
@@ -223,6 +250,8 @@ impl SideEdges {
             })
             .sum();
         edges
+            + self.resources.heap_bytes()
+            + self.subjects.heap_bytes()
             + self.by_resource.table_bytes(std::mem::size_of::<(u32, Vec<SideEdge>)>())
             + self.by_subject.table_bytes(std::mem::size_of::<(u32, IdSet)>())
             + self.by_subject.values().map(IdSet::heap_bytes).sum::<usize>()
@@ -250,5 +279,80 @@ impl EdgeKind {
             + self.edges.heap_bytes()
             + self.wildcards.heap_bytes()
             + self.side.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    /// Sets by id against a BTreeMap model, through inserts and removals that empty sets, the
+    /// switch from the map to the vector, and a clone taken midway that must keep its values.
+    #[test]
+    fn dense_sets_match_a_btreemap() {
+        let mut d = DenseSets::default();
+        let mut model: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        let mut x: u64 = 11;
+        let mut saved = None;
+        for step in 0..40_000u32 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            // Ids spread thin first (the map, bits in many chunks), then packed (the vector).
+            let id = if step < 20_000 { ((x >> 33) as u32 % 400) * 37 } else { (step - 20_000) * 7 % 15_000 };
+            let member = (x >> 20) as u32 % 5;
+            if (x >> 12).is_multiple_of(3) {
+                let had = model.get_mut(&id).is_some_and(|s| s.remove(&member));
+                let removed = d.get_mut(id).is_some_and(|s| s.remove(member));
+                d.tidy(id);
+                assert_eq!(removed, had, "remove {member} from {id}");
+                if model.get(&id).is_some_and(BTreeSet::is_empty) {
+                    model.remove(&id);
+                }
+            } else {
+                assert_eq!(d.slot(id).insert(member), model.entry(id).or_default().insert(member));
+            }
+            if step == 10_000 {
+                saved = Some((d.clone(), model.clone()));
+            }
+            let got = d.get(id).map(|s| s.iter().collect::<BTreeSet<u32>>());
+            assert_eq!(got.as_ref(), model.get(&id), "step {step}, id {id}");
+        }
+        assert!(matches!(d, DenseSets::Dense(_)));
+        let all = |d: &DenseSets| {
+            let mut v: Vec<(u32, Vec<u32>)> = d.iter().map(|(k, s)| (k, s.iter().collect())).collect();
+            v.sort_unstable();
+            v
+        };
+        let want = |m: &BTreeMap<u32, BTreeSet<u32>>| -> Vec<(u32, Vec<u32>)> {
+            m.iter().map(|(k, s)| (*k, s.iter().copied().collect())).collect()
+        };
+        assert_eq!(all(&d), want(&model));
+        let (old, old_model) = saved.unwrap();
+        assert!(matches!(old, DenseSets::Sparse(..)));
+        assert_eq!(all(&old), want(&old_model));
+        for id in 0..16_000 {
+            assert_eq!(old.get(id).is_some(), old_model.contains_key(&id), "{id}");
+        }
+    }
+
+    /// Side edges are found by resource and by subject (the wildcard too) while they exist,
+    /// and not once removed.
+    #[test]
+    fn side_edges_are_found_both_ways_until_removed() {
+        let mut side = SideEdges::default();
+        let edge = |resource, subject| SideEdge { resource, subject, caveat: None, expiration: None };
+        side.insert(edge(40_000, 7));
+        side.insert(edge(40_000, WILDCARD));
+        side.insert(edge(3, 7));
+        assert_eq!(side.of_resource(40_000).len(), 2);
+        assert_eq!(side.naming(7).map(|s| s.iter().collect::<Vec<_>>()), Some(vec![3, 40_000]));
+        assert_eq!(side.naming(WILDCARD).map(|s| s.iter().collect::<Vec<_>>()), Some(vec![40_000]));
+        assert!(side.of_resource(4).is_empty() && side.naming(8).is_none());
+        assert!(side.remove(40_000, 7) && side.remove(40_000, WILDCARD));
+        assert!(side.of_resource(40_000).is_empty() && side.naming(WILDCARD).is_none());
+        assert_eq!(side.naming(7).map(|s| s.iter().collect::<Vec<_>>()), Some(vec![3]));
+        assert!(side.remove(3, 7));
+        assert!(side.naming(7).is_none() && side.is_empty());
     }
 }

@@ -43,8 +43,7 @@ pub struct IndexGraph {
 /// Tables of objects' attributes.
 const ATTRIBUTE_TABLES: usize = 64;
 
-/// The subject id used for wildcard edges in the side table.
-pub const WILDCARD: u32 = u32::MAX;
+pub use super::idset::WILDCARD;
 
 impl IndexGraph {
     pub fn new() -> IndexGraph {

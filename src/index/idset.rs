@@ -4,6 +4,10 @@
 
 use roaring::RoaringBitmap;
 
+/// The subject id used for wildcard edges in the side table: no object gets it (an interner
+/// stops one short of it).
+pub const WILDCARD: u32 = u32::MAX;
+
 /// A set grows from a sorted vector into a bitmap when it reaches this many ids, and shrinks
 /// back when it falls to a quarter of it.
 pub const PROMOTE_AT: usize = 32;
