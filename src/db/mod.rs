@@ -128,6 +128,20 @@ pub const DEFAULT_IMPORT_CHUNK: usize = 10_000;
 /// empty its cache (about 160 bytes each in sled: some megabytes of pages).
 const REOPEN_AFTER_ROWS: usize = 10_000;
 
+/// What the process runs after an open has freed much memory ([`set_release_hook`]).
+static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Registers `f` to run at the end of an open that loaded [`REOPEN_AFTER_ROWS`] relationships or
+/// more, once the load's buffers and the store's cache have been freed (tens of megabytes at 1M
+/// relationships). An allocator that keeps freed memory for reuse can give it back to the
+/// system there: mimalloc holds it for its purge delay, and longer while nothing else is freed,
+/// so a process just opened would otherwise hold the load's memory as well as the index. The
+/// `pemba` binary forces a mimalloc collection. One hook per process: returns `false` (and keeps
+/// the first) when one is already set.
+pub fn set_release_hook(f: fn()) -> bool {
+    RELEASE_HOOK.set(f).is_ok()
+}
+
 /// The most objects of one type a tenant's index can name ([`Limits::max_objects_per_type`]):
 /// ids are `u32` and `u32::MAX` marks the wildcard (4,294,967,294).
 pub const MAX_OBJECTS_PER_TYPE: usize = u32::MAX as usize - 1;
@@ -273,6 +287,9 @@ impl Database {
                 Ok(sled) => Arc::new(sled.reopened()?),
                 Err(shared) => shared,
             };
+            if let Some(release) = RELEASE_HOOK.get() {
+                release();
+            }
         }
         Ok(db)
     }

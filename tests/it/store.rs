@@ -335,6 +335,14 @@ fn a_write_naming_more_objects_of_a_type_than_the_index_can_is_refused() {
 
 #[test]
 fn an_open_that_empties_the_cache_keeps_every_tenant_and_takes_writes() {
+    // The process's release hook runs at the end of such an open (the binary's gives mimalloc's
+    // freed memory back); no other test sets one.
+    static RELEASED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    fn count_release() {
+        RELEASED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    assert!(pemba::db::set_release_hook(count_release));
+    assert!(!pemba::db::set_release_hook(count_release), "one hook per process");
     let dir = temp_dir("reopened");
     let db = Database::open(&dir).unwrap();
     db.create_tenant("acme").unwrap();
@@ -346,8 +354,10 @@ fn an_open_that_empties_the_cache_keeps_every_tenant_and_takes_writes() {
     let head = db.import("acme", &mut text.as_bytes()).unwrap();
     db.write("other", touch(&["doc:1#viewer@user:ann"])).unwrap();
     db.close().unwrap();
+    let released = RELEASED.load(std::sync::atomic::Ordering::SeqCst);
 
     let db = Database::open(&dir).unwrap();
+    assert!(RELEASED.load(std::sync::atomic::Ordering::SeqCst) > released, "the release hook ran");
     assert_eq!(db.revision("acme").unwrap(), head);
     assert_eq!(check(&db, "acme", "doc:11999#view@user:u68"), Decision::Has);
     assert_eq!(check(&db, "acme", "doc:11999#view@user:u1"), Decision::No);
