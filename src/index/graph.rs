@@ -350,7 +350,7 @@ impl IndexGraph {
                             let mut v: Vec<u32> = k
                                 .edges
                                 .forward
-                                .iter()
+                                .pairs()
                                 .map(|(r, _)| r)
                                 .chain(k.wildcards.iter())
                                 .chain(k.side.iter().map(|e| e.resource))
@@ -426,7 +426,7 @@ impl IndexGraph {
         relation: &str,
         subject_type: &str,
         subject_relation: Option<&str>,
-    ) -> Option<&IdSet> {
+    ) -> Option<std::borrow::Cow<'_, IdSet>> {
         let res = self.id(resource)?;
         self.kind(&resource.ty, relation, subject_type, subject_relation)?.edges.forward.get(res)
     }

@@ -46,6 +46,11 @@ impl IdSet {
         }
     }
 
+    /// The set of one id.
+    pub fn one(id: u32) -> IdSet {
+        IdSet::Few(1, [id, 0, 0])
+    }
+
     /// The ids of a set held as a sorted slice (not a bitmap).
     fn slice(&self) -> Option<&[u32]> {
         match self {

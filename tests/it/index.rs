@@ -290,6 +290,41 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    /// Past 64 resources with one subject each, a kind keeps those subjects in a column by
+    /// resource id (`ForwardSets`); writes that give them a second subject or take them away
+    /// keep the fast path equal to the reference.
+    #[test]
+    fn single_subject_columns_equal_the_reference(ops in prop::collection::vec((any::<bool>(), any_relationship()), 1..16)) {
+        use pemba::db::{Database, WriteRequest};
+        use pemba::store::Mutation;
+        let db = Database::in_memory();
+        db.create_tenant("t").unwrap();
+        db.write_schema("t", DB_SCHEMA).unwrap();
+        let mut tuples = Tuples::new();
+        let mut seed = Vec::new();
+        for d in 0..80 {
+            seed.push(format!("doc:d{d}#parent@doc:d{}", d + 1));
+            seed.push(format!("doc:d{d}#banned@user:u{}", d % 5 + 4));
+            seed.push(format!("doc:d{d}#viewer@group:g{}#member", d % 4));
+        }
+        let seed: Vec<Relationship> = seed.iter().map(|t| Relationship::parse(t).unwrap()).collect();
+        db.write("t", WriteRequest::new(seed.iter().cloned().map(Mutation::Touch).collect())).unwrap();
+        for r in seed {
+            tuples.insert(r);
+        }
+        assert_database_equals_reference(&db, &tuples)?;
+        for (insert, r) in ops {
+            let m = if insert { Mutation::Touch(r.clone()) } else { Mutation::Delete(r.clone()) };
+            db.write("t", WriteRequest::new(vec![m])).unwrap();
+            apply(&mut tuples, insert, r);
+            assert_database_equals_reference(&db, &tuples)?;
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
     /// After a restart the index is rebuilt from the store: the fast path still equals the
