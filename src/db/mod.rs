@@ -131,8 +131,7 @@ const REOPEN_AFTER_ROWS: usize = 10_000;
 /// What the process runs after an open has freed much memory ([`set_release_hook`]).
 static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
-/// Registers `f` to run at the end of an open that loaded [`REOPEN_AFTER_ROWS`] relationships or
-/// more, once the load's buffers and the store's cache have been freed (tens of megabytes at 1M
+/// Registers `f` to run at the end of an open that loaded 10,000 relationships or more, once the load's buffers and the store's cache have been freed (tens of megabytes at 1M
 /// relationships). An allocator that keeps freed memory for reuse can give it back to the
 /// system there: mimalloc holds it for its purge delay, and longer while nothing else is freed,
 /// so a process just opened would otherwise hold the load's memory as well as the index. The

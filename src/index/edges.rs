@@ -41,7 +41,7 @@ impl DenseSets {
         .filter(|s| !s.is_empty())
     }
 
-    /// `id`'s set to shrink (`None` when it is empty): a set grows only through
+    /// `id`'s set to shrink (`None` when `id` has no entry): a set grows only through
     /// [`DenseSets::slot`].
     pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut IdSet> {
         match self {
@@ -119,7 +119,9 @@ const SINGLES_FROM: usize = 64;
 /// pages.
 #[derive(Debug, Clone, Default)]
 pub struct ForwardSets {
-    /// Resource id → its one subject + 1 (0: none here, see `many`); `None` until it pays.
+    /// Resource id → its one subject + 1 (0: none here, see `many`); `None` until it pays, and
+    /// kept from then on. A resource whose id would grow it past what a map of sets would cost
+    /// goes to `many` instead.
     singles: Option<ChunkVec<u32>>,
     /// The other resources' sets (every resource's while there is no column).
     many: DenseSets,
@@ -167,8 +169,11 @@ impl ForwardSets {
         }
         self.resources += 1;
         self.largest = self.largest.max(res);
+        let affordable = (res as usize + 1) * std::mem::size_of::<u32>() <= self.resources * SPARSE_ENTRY;
         match (self.singles.as_mut(), subj.checked_add(1)) {
-            (Some(column), Some(slot)) => *column.slot(res as usize, || 0) = slot,
+            (Some(column), Some(slot)) if affordable || (res as usize) < column.len() => {
+                *column.slot(res as usize, || 0) = slot;
+            }
             _ => {
                 self.many.slot(res).insert(subj);
             }
@@ -214,6 +219,15 @@ impl ForwardSets {
         }
         self.singles = Some(column);
         self.many = many;
+    }
+
+    /// Every resource with a subject, once each (in no particular order).
+    pub fn resources(&self) -> impl Iterator<Item = u32> + '_ {
+        let singles = self
+            .singles
+            .iter()
+            .flat_map(|c| c.iter().enumerate().filter(|(_, slot)| **slot != 0).map(|(res, _)| res as u32));
+        singles.chain(self.many.iter().map(|(res, _)| res))
     }
 
     /// Every (resource, subject) pair.
@@ -421,7 +435,7 @@ mod tests {
         let mut saved = None;
         for step in 0..40_000u32 {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            // Ids spread thin first (the map, bits in many chunks), then packed (the vector).
+            // Ids spread thin first (the map, bits in several chunks), then packed (the vector).
             let id = if step < 20_000 { ((x >> 33) as u32 % 400) * 37 } else { (step - 20_000) * 7 % 15_000 };
             let member = (x >> 20) as u32 % 5;
             if (x >> 12).is_multiple_of(3) {
@@ -467,7 +481,8 @@ mod tests {
         let mut f = ForwardSets::default();
         let mut model: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
         let mut x: u64 = 5;
-        let mut saved = None;
+        // Clones before the column and just after it: later writes must not change them.
+        let (mut saved, mut saved_column) = (None, None);
         for step in 0..30_000u32 {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             let res = (x >> 33) as u32 % 5_000;
@@ -484,6 +499,9 @@ mod tests {
             }
             if step == 100 {
                 saved = Some((f.clone(), model.clone()));
+            }
+            if saved_column.is_none() && f.singles.is_some() {
+                saved_column = Some((f.clone(), model.clone()));
             }
             let got = f.get(res).map(|s| s.iter().collect::<BTreeSet<u32>>());
             assert_eq!(got.as_ref(), model.get(&res), "step {step}, resource {res}");
@@ -502,6 +520,21 @@ mod tests {
         let (old, old_model) = saved.unwrap();
         assert!(old.singles.is_none());
         assert_eq!(pairs(&old), want(&old_model));
+        let (old, old_model) = saved_column.unwrap();
+        assert_eq!(pairs(&old), want(&old_model));
+        for res in 0..5_000 {
+            let got = old.get(res).map(|s| s.iter().collect::<BTreeSet<u32>>());
+            assert_eq!(got.as_ref(), old_model.get(&res), "resource {res}");
+        }
+        let mut resources: Vec<u32> = f.resources().collect();
+        resources.sort_unstable();
+        assert_eq!(resources, model.keys().copied().collect::<Vec<_>>());
+        // A resource far past the column goes to a set (the column does not grow to it), and a
+        // subject id with no room for the column's +1 too.
+        assert!(f.insert(4_000_000, 3) && f.insert(7, u32::MAX));
+        assert_eq!(f.singles.as_ref().map(ChunkVec::len), Some(5_000));
+        assert_eq!(f.get(4_000_000).map(|s| s.iter().collect::<Vec<_>>()), Some(vec![3]));
+        assert!(f.get(7).is_some_and(|s| s.contains(u32::MAX)));
     }
 
     /// Side edges are found by resource and by subject (the wildcard too) while they exist,

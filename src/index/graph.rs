@@ -350,8 +350,7 @@ impl IndexGraph {
                             let mut v: Vec<u32> = k
                                 .edges
                                 .forward
-                                .pairs()
-                                .map(|(r, _)| r)
+                                .resources()
                                 .chain(k.wildcards.iter())
                                 .chain(k.side.iter().map(|e| e.resource))
                                 .collect();

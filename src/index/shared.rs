@@ -131,10 +131,14 @@ impl<V: Clone> ShardMap<V> {
 /// Slots of one [`ChunkVec`] chunk.
 pub const CHUNK: usize = 256;
 
-/// A vector whose chunks of [`CHUNK`] slots snapshots share. Every chunk holds all its slots
-/// (the last is filled out with defaults past `len`) behind one `Arc<[T]>`, whose address and
-/// length sit in `chunks` itself: reading a slot reads the chunk's pointer (in `chunks`, which
-/// stays in cache) and the slot, not a vector header in between.
+/// Slots of a vector's first chunk: it doubles up to [`CHUNK`] as the vector grows.
+const FIRST_CHUNK: usize = 4;
+
+/// A vector whose chunks of [`CHUNK`] slots snapshots share. Each chunk is one `Arc<[T]>`,
+/// whose address and length sit in `chunks` itself: reading a slot reads the chunk's pointer
+/// (in `chunks`, which stays in cache) and the slot, not a vector header in between. Every
+/// chunk but the last holds [`CHUNK`] slots; the last holds a power of two of them (from
+/// [`FIRST_CHUNK`], so a small vector stays small), filled out with defaults past `len`.
 #[derive(Debug)]
 pub struct ChunkVec<T> {
     chunks: Vec<Arc<[T]>>,
@@ -190,10 +194,22 @@ impl<T: Clone + Default> ChunkVec<T> {
     }
 
     pub fn push(&mut self, v: T) {
-        if self.len.is_multiple_of(CHUNK) {
-            self.chunks.push((0..CHUNK).map(|_| T::default()).collect());
-        }
         let i = self.len;
+        let room = self.chunks.len() * CHUNK > i && self.chunks.last().is_some_and(|c| i % CHUNK < c.len());
+        if !room {
+            match self.chunks.last_mut() {
+                // The last chunk is short of CHUNK slots: it doubles (copied once).
+                Some(c) if c.len() < CHUNK => {
+                    let grown = (c.len() * 2).min(CHUNK);
+                    *c = c.iter().cloned().chain(std::iter::repeat_with(T::default)).take(grown).collect();
+                }
+                // A new chunk: whole, unless it is the first.
+                _ => {
+                    let n = if self.chunks.is_empty() { FIRST_CHUNK } else { CHUNK };
+                    self.chunks.push(std::iter::repeat_with(T::default).take(n).collect());
+                }
+            }
+        }
         self.len += 1;
         if let Some(slot) = self.get_mut(i) {
             *slot = v;
@@ -204,7 +220,7 @@ impl<T: Clone + Default> ChunkVec<T> {
     #[expect(clippy::indexing_slicing, reason = "the vector is grown to hold slot i first")]
     pub fn slot(&mut self, i: usize, f: impl FnMut() -> T) -> &mut T {
         self.grow_to(i + 1, f);
-        // INVARIANT: every chunk holds CHUNK slots, and len > i.
+        // INVARIANT: len > i, and every chunk holds at least its share of the first len slots.
         &mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK]
     }
 
@@ -216,8 +232,8 @@ impl<T: Clone + Default> ChunkVec<T> {
     }
 }
 
-/// Ids one [`Bits`] chunk covers.
-const BITS_CHUNK: usize = 1 << 14;
+/// Ids one [`Bits`] chunk covers (512 bytes).
+const BITS_CHUNK: usize = 1 << 12;
 /// Words of one [`Bits`] chunk.
 const BITS_WORDS: usize = BITS_CHUNK / 64;
 
@@ -265,10 +281,12 @@ impl Bits {
         if let Some(chunk) = self.chunks.get_mut(i / BITS_CHUNK) {
             let emptied = chunk.as_mut().is_some_and(|c| {
                 let words = Arc::make_mut(c);
-                if let Some(w) = words.get_mut(i % BITS_CHUNK / 64) {
+                let word = words.get_mut(i % BITS_CHUNK / 64).map(|w| {
                     *w &= !(1 << (i % 64));
-                }
-                words.iter().all(|w| *w == 0)
+                    *w
+                });
+                // The whole chunk is read only when this word emptied.
+                word == Some(0) && words.iter().all(|w| *w == 0)
             });
             if emptied {
                 *chunk = None;
