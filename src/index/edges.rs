@@ -129,8 +129,11 @@ pub struct ForwardSets {
     resources: usize,
     /// The largest resource id given a subject.
     largest: u32,
-    /// `resources` when the column was last considered (it is considered again at twice as many).
+    /// `resources` when the column was last considered or folded (it is considered again at
+    /// twice as many).
     considered_at: usize,
+    /// Resources whose subject is in the column.
+    in_column: usize,
 }
 
 impl ForwardSets {
@@ -160,9 +163,12 @@ impl ForwardSets {
             }
             // A second subject: the resource moves to a set.
             self.set_single(res, 0);
+            self.in_column -= 1;
             let set = self.many.slot(res);
             set.insert(one);
-            return set.insert(subj);
+            let new = set.insert(subj);
+            self.fold_if_sparse();
+            return new;
         }
         if self.many.get(res).is_some() {
             return self.many.slot(res).insert(subj);
@@ -173,6 +179,7 @@ impl ForwardSets {
         match (self.singles.as_mut(), subj.checked_add(1)) {
             (Some(column), Some(slot)) if affordable || (res as usize) < column.len() => {
                 *column.slot(res as usize, || 0) = slot;
+                self.in_column += 1;
             }
             _ => {
                 self.many.slot(res).insert(subj);
@@ -189,6 +196,8 @@ impl ForwardSets {
         if self.single(res) == Some(subj) {
             self.set_single(res, 0);
             self.resources -= 1;
+            self.in_column -= 1;
+            self.fold_if_sparse();
             return true;
         }
         let removed = self.many.get_mut(res).is_some_and(|s| s.remove(subj));
@@ -211,14 +220,35 @@ impl ForwardSets {
         let mut column: ChunkVec<u32> = ChunkVec::default();
         column.grow_to(self.largest as usize + 1, || 0);
         let mut many = DenseSets::default();
+        self.in_column = 0;
         for (res, set) in self.many.iter() {
             match set.iter().next().and_then(|one| one.checked_add(1)) {
-                Some(slot) if set.len() == 1 => *column.slot(res as usize, || 0) = slot,
+                Some(slot) if set.len() == 1 => {
+                    *column.slot(res as usize, || 0) = slot;
+                    self.in_column += 1;
+                }
                 _ => *many.slot(res) = set.clone(),
             }
         }
         self.singles = Some(column);
         self.many = many;
+    }
+
+    /// Moves the column's subjects back into sets once fewer than a quarter of the resources
+    /// are in it (resources given more subjects over time, say): a read of the column would
+    /// then mostly find nothing and cost a miss before the set's.
+    fn fold_if_sparse(&mut self) {
+        if self.in_column * 4 >= self.resources {
+            return;
+        }
+        let Some(column) = self.singles.take() else { return };
+        for (res, slot) in column.iter().enumerate() {
+            if let Some(one) = slot.checked_sub(1) {
+                self.many.slot(res as u32).insert(one);
+            }
+        }
+        self.in_column = 0;
+        self.considered_at = self.resources;
     }
 
     /// Every resource with a subject, once each (in no particular order).
@@ -508,6 +538,8 @@ mod tests {
             assert_eq!(f.resources, model.len());
         }
         assert!(f.singles.is_some(), "the column was taken up");
+        let filled = f.singles.as_ref().map_or(0, |c| c.iter().filter(|x| **x != 0).count());
+        assert_eq!(f.in_column, filled);
         let pairs = |f: &ForwardSets| {
             let mut v: Vec<(u32, u32)> = f.pairs().collect();
             v.sort_unstable();
@@ -535,6 +567,39 @@ mod tests {
         assert_eq!(f.singles.as_ref().map(ChunkVec::len), Some(5_000));
         assert_eq!(f.get(4_000_000).map(|s| s.iter().collect::<Vec<_>>()), Some(vec![3]));
         assert!(f.get(7).is_some_and(|s| s.contains(u32::MAX)));
+    }
+
+    /// A column most of whose resources gained a second subject goes back to sets, with every
+    /// subject kept; it is taken up again once enough resources with one subject arrive.
+    #[test]
+    fn a_column_left_mostly_empty_goes_back_to_sets() {
+        let mut f = ForwardSets::default();
+        let mut model: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        fn add(f: &mut ForwardSets, model: &mut BTreeMap<u32, BTreeSet<u32>>, res: u32, subj: u32) {
+            assert!(f.insert(res, subj));
+            model.entry(res).or_default().insert(subj);
+        }
+        for res in 0..100 {
+            add(&mut f, &mut model, res, res % 9);
+        }
+        assert!(f.singles.is_some() && f.in_column == 100);
+        for res in 0..80 {
+            add(&mut f, &mut model, res, 50);
+        }
+        assert!(f.singles.is_none(), "folded once fewer than a quarter were single");
+        assert_eq!(f.in_column, 0);
+        for res in 0..100 {
+            let got = f.get(res).map(|s| s.iter().collect::<BTreeSet<u32>>());
+            assert_eq!(got.as_ref(), model.get(&res), "resource {res}");
+        }
+        for res in 100..300 {
+            add(&mut f, &mut model, res, 1);
+        }
+        assert!(f.singles.is_some(), "taken up again at twice the resources");
+        let mut pairs: Vec<(u32, u32)> = f.pairs().collect();
+        pairs.sort_unstable();
+        let want: Vec<(u32, u32)> = model.iter().flat_map(|(r, s)| s.iter().map(move |x| (*r, *x))).collect();
+        assert_eq!(pairs, want);
     }
 
     /// Side edges are found by resource and by subject (the wildcard too) while they exist,
