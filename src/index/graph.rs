@@ -71,6 +71,16 @@ impl IndexGraph {
         self.types.get(&o.ty).and_then(|i| i.get(&o.id))
     }
 
+    /// The ids of two objects, looked up together: the first read of each (a slot of its
+    /// type's table, usually a cache miss) is issued before either is waited for. `b` is not
+    /// looked up further when `a` has no id (`(None, None)`).
+    pub fn id_pair(&self, a: &ObjectRef, b: &ObjectRef) -> (Option<u32>, Option<u32>) {
+        let (ia, ib) = (self.types.get(&a.ty), self.types.get(&b.ty));
+        let (la, lb) = (ia.map(|i| i.begin(&a.id)), ib.map(|i| i.begin(&b.id)));
+        let Some(ida) = ia.zip(la).and_then(|(i, l)| i.finish(&a.id, l)) else { return (None, None) };
+        (Some(ida), ib.zip(lb).and_then(|(i, l)| i.finish(&b.id, l)))
+    }
+
     /// The id of `id` in type `ty`, if interned.
     pub fn id_of(&self, ty: &str, id: &str) -> Option<u32> {
         self.types.get(ty).and_then(|i| i.get(id))

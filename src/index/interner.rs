@@ -47,6 +47,13 @@ pub struct Interner {
     hash_mask: Option<u64>,
 }
 
+/// A lookup begun by [`Interner::begin`]: the name's hash and the first slot its probe reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    hash: u64,
+    first: u64,
+}
+
 /// The names of the segment being filled.
 #[derive(Debug, Clone, Default)]
 struct Tail {
@@ -100,6 +107,32 @@ impl Interner {
 
     pub fn get(&self, name: &str) -> Option<u32> {
         self.find(name.as_bytes(), self.hash(name.as_bytes())).ok()
+    }
+
+    /// Begins looking up `name`: hashes it and reads the first slot its probe visits. Lookups
+    /// begun one after the other wait for their first slots together; [`Interner::finish`]
+    /// ends each.
+    pub fn begin(&self, name: &str) -> Lookup {
+        let hash = self.hash(name.as_bytes());
+        let first = self
+            .tables
+            .get(self.table_of(hash))
+            .and_then(|t| t.get(home(hash, t.len().wrapping_sub(1))).copied())
+            .unwrap_or(EMPTY);
+        Lookup { hash, first }
+    }
+
+    /// The id of `name`, from its lookup begun with [`Interner::begin`] on this interner.
+    pub fn finish(&self, name: &str, lookup: Lookup) -> Option<u32> {
+        let Lookup { hash, first } = lookup;
+        if first == EMPTY {
+            // The probe's first slot is empty (or there is no table): the name is not here.
+            return None;
+        }
+        if first >> 52 == hash >> 52 && self.bytes_of(first) == Some(name.as_bytes()) {
+            return Some(slot_id(first));
+        }
+        self.find(name.as_bytes(), hash).ok()
     }
 
     /// The id of `name` (with hash `hash`), or the table and position of the empty slot
@@ -306,8 +339,13 @@ mod tests {
             assert_eq!(i.intern(name), n as u32);
             assert_eq!(i.get(name), Some(n as u32));
             assert_eq!(i.name(n as u32), Some(name.as_str()));
+            // A lookup in two steps finds the same, past names that share its first slot.
+            assert_eq!(i.finish(name, i.begin(name)), Some(n as u32));
         }
         assert_eq!(i.get("doc-5000"), None);
+        assert_eq!(i.finish("doc-5000", i.begin("doc-5000")), None);
+        let empty = Interner::default();
+        assert_eq!(empty.finish("doc-1", empty.begin("doc-1")), None);
         assert_eq!(i.get("doc-50"), Some(50));
         assert_eq!(i.get("doc-5"), Some(5));
         assert_eq!(i.name(names.len() as u32), None);

@@ -21,12 +21,16 @@ impl Snapshot {
         // A resource the index has never seen has no relationships: no, at once (the point
         // evaluator answers the same; this spares building it), unless the subject is a set
         // on that very object.
-        let id = self.index().id(&req.resource);
+        // Both ids at once: their first reads overlap.
+        let (id, sid) = match self.index().id_pair(&req.resource, &req.subject.object) {
+            (id, _) if req.subject.is_wildcard() => (id, None),
+            ids => ids,
+        };
         let own_set = req.subject.relation.is_some() && req.subject.object == req.resource;
         if id.is_none() && !own_set {
             return Ok((Decision::No, None));
         }
-        let mut point = Point::new(self.fast(), &req.subject, &req.context);
+        let mut point = Point::with_subject_id(self.fast(), &req.subject, sid, &req.context);
         match point.check_id(&req.resource, id, &req.permission)? {
             Some(v) => Ok((Decision::from_tri(&v), point.expires_at())),
             None => engine::check_until(&self.reference(), req),

@@ -125,10 +125,20 @@ pub struct Point<'a> {
 
 impl<'a> Point<'a> {
     pub fn new(ctx: Ctx<'a>, subject: &'a SubjectRef, context: &'a Map<String, Value>) -> Point<'a> {
+        Point::with_subject_id(ctx, subject, subject_id(ctx.ix, subject), context)
+    }
+
+    /// [`Point::new`] with the subject's id already looked up ([`subject_id`]).
+    pub fn with_subject_id(
+        ctx: Ctx<'a>,
+        subject: &'a SubjectRef,
+        sid: Option<u32>,
+        context: &'a Map<String, Value>,
+    ) -> Point<'a> {
         Point {
             ctx,
             subject,
-            sid: subject_id(ctx.ix, subject),
+            sid,
             subject_member: subject_member(ctx.schema, subject),
             context,
             started: std::cell::Cell::new(None),
