@@ -1,6 +1,7 @@
 //! The edges of one edge kind (resource type and relation, to one subject type and subject
-//! relation): unconditional edges as id sets in both directions (`DenseSets`), wildcards, and a
-//! side table of conditional and expiring edges indexed both ways.
+//! relation): unconditional edges by resource (`ForwardSets`: a column for resources with one
+//! subject, sets for the rest) and by subject (`DenseSets`), wildcards, and a side table of
+//! conditional and expiring edges indexed both ways.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -120,8 +121,8 @@ const SINGLES_FROM: usize = 64;
 #[derive(Debug, Clone, Default)]
 pub struct ForwardSets {
     /// Resource id → its one subject + 1 (0: none here, see `many`); `None` until it pays, and
-    /// kept from then on. A resource whose id would grow it past what a map of sets would cost
-    /// goes to `many` instead.
+    /// again once fewer than a quarter of the resources are in it. A resource whose id would
+    /// grow it past what a map of sets would cost goes to `many` instead.
     singles: Option<ChunkVec<u32>>,
     /// The other resources' sets (every resource's while there is no column).
     many: DenseSets,

@@ -20,6 +20,7 @@ use super::closure::Closure;
 use super::edges::{EdgeKind, SideEdge};
 use super::hash::FastMap;
 use super::idset::IdSet;
+pub use super::idset::WILDCARD;
 use super::interner::Interner;
 use super::relation::RelationIndex;
 use crate::model::{CaveatRef, ObjectRef, Relationship, SubjectRef, Timestamp};
@@ -42,8 +43,6 @@ pub struct IndexGraph {
 
 /// Tables of objects' attributes.
 const ATTRIBUTE_TABLES: usize = 64;
-
-pub use super::idset::WILDCARD;
 
 impl IndexGraph {
     pub fn new() -> IndexGraph {

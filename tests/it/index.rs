@@ -263,6 +263,41 @@ fn apply(tuples: &mut Tuples, insert: bool, r: Relationship) {
     }
 }
 
+/// A database in memory with tenant `t` on [`DB_SCHEMA`] and `seed` written in one batch, and
+/// the same relationships for the reference.
+fn seeded_database(seed: &[String]) -> (pemba::db::Database, Tuples) {
+    use pemba::db::{Database, WriteRequest};
+    use pemba::store::Mutation;
+    let db = Database::in_memory();
+    db.create_tenant("t").unwrap();
+    db.write_schema("t", DB_SCHEMA).unwrap();
+    let seed: Vec<Relationship> = seed.iter().map(|t| Relationship::parse(t).unwrap()).collect();
+    db.write("t", WriteRequest::new(seed.iter().cloned().map(Mutation::Touch).collect())).unwrap();
+    let mut tuples = Tuples::new();
+    for r in seed {
+        tuples.insert(r);
+    }
+    (db, tuples)
+}
+
+/// Writes each op on its own (a touch or a delete) and compares the database with the reference
+/// after each.
+fn write_each_and_compare(
+    db: &pemba::db::Database,
+    tuples: &mut Tuples,
+    ops: Vec<(bool, Relationship)>,
+) -> Result<(), TestCaseError> {
+    use pemba::db::WriteRequest;
+    use pemba::store::Mutation;
+    for (insert, r) in ops {
+        let m = if insert { Mutation::Touch(r.clone()) } else { Mutation::Delete(r.clone()) };
+        db.write("t", WriteRequest::new(vec![m])).unwrap();
+        apply(tuples, insert, r);
+        assert_database_equals_reference(db, tuples)?;
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -271,21 +306,8 @@ proptest! {
     /// on the same relationships.
     #[test]
     fn database_answers_equal_the_reference_after_every_write(ops in prop::collection::vec((any::<bool>(), any_relationship()), 1..30)) {
-        use pemba::db::{Database, WriteRequest};
-        use pemba::store::Mutation;
-        let db = Database::in_memory();
-        db.create_tenant("t").unwrap();
-        db.write_schema("t", DB_SCHEMA).unwrap();
-        let mut tuples = Tuples::new();
-        let seed = Relationship::parse("doc:d0#viewer@group:g0#member").unwrap();
-        db.write("t", WriteRequest::new(vec![Mutation::Touch(seed.clone())])).unwrap();
-        tuples.insert(seed);
-        for (insert, r) in ops {
-            let m = if insert { Mutation::Touch(r.clone()) } else { Mutation::Delete(r.clone()) };
-            db.write("t", WriteRequest::new(vec![m])).unwrap();
-            apply(&mut tuples, insert, r);
-            assert_database_equals_reference(&db, &tuples)?;
-        }
+        let (db, mut tuples) = seeded_database(&["doc:d0#viewer@group:g0#member".to_string()]);
+        write_each_and_compare(&db, &mut tuples, ops)?;
     }
 }
 
@@ -297,30 +319,15 @@ proptest! {
     /// keep the fast path equal to the reference.
     #[test]
     fn single_subject_columns_equal_the_reference(ops in prop::collection::vec((any::<bool>(), any_relationship()), 1..16)) {
-        use pemba::db::{Database, WriteRequest};
-        use pemba::store::Mutation;
-        let db = Database::in_memory();
-        db.create_tenant("t").unwrap();
-        db.write_schema("t", DB_SCHEMA).unwrap();
-        let mut tuples = Tuples::new();
         let mut seed = Vec::new();
         for d in 0..80 {
             seed.push(format!("doc:d{d}#parent@doc:d{}", d + 1));
             seed.push(format!("doc:d{d}#banned@user:u{}", d % 5 + 4));
             seed.push(format!("doc:d{d}#viewer@group:g{}#member", d % 4));
         }
-        let seed: Vec<Relationship> = seed.iter().map(|t| Relationship::parse(t).unwrap()).collect();
-        db.write("t", WriteRequest::new(seed.iter().cloned().map(Mutation::Touch).collect())).unwrap();
-        for r in seed {
-            tuples.insert(r);
-        }
+        let (db, mut tuples) = seeded_database(&seed);
         assert_database_equals_reference(&db, &tuples)?;
-        for (insert, r) in ops {
-            let m = if insert { Mutation::Touch(r.clone()) } else { Mutation::Delete(r.clone()) };
-            db.write("t", WriteRequest::new(vec![m])).unwrap();
-            apply(&mut tuples, insert, r);
-            assert_database_equals_reference(&db, &tuples)?;
-        }
+        write_each_and_compare(&db, &mut tuples, ops)?;
     }
 }
 
