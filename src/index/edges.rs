@@ -42,6 +42,15 @@ impl DenseSets {
         .filter(|s| !s.is_empty())
     }
 
+    /// Reads the memory `get(id)` first waits for (the slot, or the bit that guards the map)
+    /// and returns a word of it: see [`RelationIndex::read_ahead`](super::relation::RelationIndex::read_ahead).
+    pub fn read_ahead(&self, id: u32) -> u64 {
+        match self {
+            DenseSets::Sparse(_, _, present) => present.word(id),
+            DenseSets::Dense(v) => v.get(id as usize).map_or(0, |s| u64::from(matches!(s, IdSet::Empty))),
+        }
+    }
+
     /// `id`'s set to shrink (`None` when `id` has no entry): a set grows only through
     /// [`DenseSets::slot`].
     pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut IdSet> {
@@ -144,6 +153,13 @@ impl ForwardSets {
             Some(one) => Some(Cow::Owned(IdSet::one(one))),
             None => self.many.get(res).map(Cow::Borrowed),
         }
+    }
+
+    /// Reads the memory `get(res)` first waits for (the column's slot and the sets' first
+    /// read) and returns a word of it: see [`RelationIndex::read_ahead`](super::relation::RelationIndex::read_ahead).
+    pub fn read_ahead(&self, res: u32) -> u64 {
+        let one = self.singles.as_ref().and_then(|c| c.get(res as usize)).copied().unwrap_or(0);
+        u64::from(one) ^ self.many.read_ahead(res)
     }
 
     fn single(&self, res: u32) -> Option<u32> {
@@ -347,6 +363,12 @@ impl SideEdges {
             return &[];
         }
         self.by_resource.get(resource).map_or(&[], Vec::as_slice)
+    }
+
+    /// Reads the word `of_resource(resource)` first waits for and returns it: see
+    /// [`RelationIndex::read_ahead`](super::relation::RelationIndex::read_ahead).
+    pub fn read_ahead(&self, resource: u32) -> u64 {
+        self.resources.word(resource)
     }
 
     /// Resources with a side edge naming `subject` (or [`WILDCARD`]).

@@ -247,13 +247,19 @@ pub struct Bits {
 }
 
 impl Bits {
-    pub fn contains(&self, id: u32) -> bool {
+    /// The word holding `id`'s bit (0 when its chunk is absent).
+    pub fn word(&self, id: u32) -> u64 {
         let i = id as usize;
         self.chunks
             .get(i / BITS_CHUNK)
             .and_then(Option::as_ref)
             .and_then(|c| c.get(i % BITS_CHUNK / 64))
-            .is_some_and(|w| (w >> (i % 64)) & 1 == 1)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        (self.word(id) >> (id % 64)) & 1 == 1
     }
 
     pub fn insert(&mut self, id: u32) {
@@ -399,6 +405,8 @@ mod tests {
         }
         for id in 0..70_000 {
             assert_eq!(b.contains(id), model.contains(&id), "{id}");
+            // The word read ahead is the one holding the id's bit.
+            assert_eq!((b.word(id) >> (id % 64)) & 1 == 1, model.contains(&id), "{id}");
         }
         let (old, old_model) = saved.unwrap();
         for id in 0..70_000 {

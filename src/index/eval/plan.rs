@@ -12,7 +12,8 @@ use crate::index::graph::IndexGraph;
 use crate::index::relation::RelationIndex;
 use crate::schema::ast::ArrowKind;
 use crate::schema::{
-    AllowedKind, ArrowId, CompiledSchema, Definition, MemberId, Permission, PermissionId, Relation, RelationId, Rewrite,
+    AllowedKind, ArrowId, CompiledSchema, Definition, DefinitionId, MemberId, Permission, PermissionId, Relation,
+    RelationId, Rewrite,
 };
 
 /// See the module documentation.
@@ -23,6 +24,8 @@ pub struct Plan {
     arrows: Vec<ArrowPlan>,
     /// By [`PermissionId`], for those with a summary.
     summaries: Vec<Option<Arc<TreeSummary>>>,
+    /// By [`DefinitionId`]: the index slots of the definition's relations that have one.
+    rows: Vec<Vec<u32>>,
     /// By index slot, then by edge kind position: the member a kind's subject sets name
     /// (`group#member` edges name `group`'s `member`), when the schema has it.
     kind_members: Vec<Vec<Option<MemberId>>>,
@@ -155,11 +158,20 @@ impl Plan {
                 }
             }
         }
-        Plan { relations, arrows, summaries, kind_members }
+        let rows = schema
+            .definitions()
+            .map(|def| schema.relations_of(def).filter_map(|r| ix.relation_slot(&def.name, &r.name)).collect())
+            .collect();
+        Plan { relations, arrows, summaries, rows, kind_members }
     }
 
     pub(super) fn relation(&self, id: RelationId) -> RelPlan {
         self.relations.get(id.index()).copied().unwrap_or_default()
+    }
+
+    /// The index slots of a definition's relations (those with edges).
+    pub(super) fn row(&self, def: DefinitionId) -> &[u32] {
+        self.rows.get(def.index()).map_or(&[], Vec::as_slice)
     }
 
     pub(super) fn arrow(&self, id: ArrowId) -> Option<&ArrowPlan> {
