@@ -29,6 +29,31 @@ pub enum IdSet {
     Bitmap(Box<RoaringBitmap>),
 }
 
+/// The ids of an [`IdSet`] in increasing order (not boxed: a Check iterates sets without
+/// allocating).
+pub enum Iter<'a> {
+    Ids(std::slice::Iter<'a, u32>),
+    Bitmap(roaring::bitmap::Iter<'a>),
+}
+
+impl Iterator for Iter<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Iter::Ids(i) => i.next().copied(),
+            Iter::Bitmap(i) => i.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Iter::Ids(i) => i.size_hint(),
+            Iter::Bitmap(i) => i.size_hint(),
+        }
+    }
+}
+
 impl IdSet {
     /// The set of sorted, distinct `ids`, in the representation its size calls for.
     pub fn from_sorted(ids: Vec<u32>) -> IdSet {
@@ -168,11 +193,11 @@ impl IdSet {
     }
 
     /// Ids in increasing order.
-    pub fn iter(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+    pub fn iter(&self) -> Iter<'_> {
         match (self, self.slice()) {
-            (_, Some(ids)) => Box::new(ids.iter().copied()),
-            (IdSet::Bitmap(b), None) => Box::new(b.iter()),
-            _ => Box::new(std::iter::empty()),
+            (_, Some(ids)) => Iter::Ids(ids.iter()),
+            (IdSet::Bitmap(b), None) => Iter::Bitmap(b.iter()),
+            _ => Iter::Ids([].iter()),
         }
     }
 
