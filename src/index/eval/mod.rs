@@ -78,3 +78,34 @@ fn meets(set: &IdSet, id: u32, up: Option<&IdSet>) -> bool {
 fn direct_member(ri: &RelationIndex, direct: Option<&IdSet>, g: u32) -> bool {
     direct.is_some_and(|d| meets(d, g, ri.closure().and_then(|c| c.descendants(g))))
 }
+
+/// A schema, an index of some relationships and its plan, for the evaluators' unit tests.
+#[cfg(test)]
+pub(super) struct Fixture {
+    pub conditions: Conditions,
+    pub schema: CompiledSchema,
+    pub ix: IndexGraph,
+    pub plan: Plan,
+}
+
+#[cfg(test)]
+impl Fixture {
+    pub fn new(schema: &str, rels: &[crate::model::Relationship]) -> Fixture {
+        let conditions = Conditions::new();
+        let schema = crate::schema::compile_text(schema, &conditions).unwrap();
+        let ix = IndexGraph::build(rels);
+        let plan = Plan::build(&schema, &ix);
+        Fixture { conditions, schema, ix, plan }
+    }
+
+    /// Its context, with `now` for the clock.
+    pub fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            schema: &self.schema,
+            ix: &self.ix,
+            plan: &self.plan,
+            conditions: &self.conditions,
+            env: Env::new(crate::model::Timestamp::now()),
+        }
+    }
+}

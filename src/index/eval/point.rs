@@ -1016,10 +1016,7 @@ impl<'a> Point<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::Conditions;
-    use crate::engine::Env;
-    use crate::index::IndexGraph;
-    use crate::index::eval::Plan;
+    use crate::index::eval::Fixture;
     use crate::model::Relationship;
 
     fn spare_memo() -> Option<(usize, usize)> {
@@ -1031,20 +1028,15 @@ mod tests {
     /// past [`KEEP_ROOM`] are not kept.
     #[test]
     fn a_thread_reuses_an_evaluators_maps_emptied() {
-        let conditions = Conditions::new();
-        let schema = crate::schema::compile_text(
-            "definition user {}\ndefinition doc {\n  relation parent: doc\n  relation viewer: user\n  permission view = viewer + parent->view\n}",
-            &conditions,
-        )
-        .unwrap();
         // A chain of 3,000 documents: a Check at its end memoizes a node per document.
         let mut rels: Vec<Relationship> =
             (1..3000).map(|i| Relationship::parse(&format!("doc:d{i}#parent@doc:d{}", i - 1)).unwrap()).collect();
         rels.push(Relationship::parse("doc:d0#viewer@user:ann").unwrap());
-        let ix = IndexGraph::build(&rels);
-        let plan = Plan::build(&schema, &ix);
-        let ctx =
-            Ctx { schema: &schema, ix: &ix, plan: &plan, conditions: &conditions, env: Env::new(Timestamp::now()) };
+        let fixture = Fixture::new(
+            "definition user {}\ndefinition doc {\n  relation parent: doc\n  relation viewer: user\n  permission view = viewer + parent->view\n}",
+            &rels,
+        );
+        let ctx = fixture.ctx();
         let context = Map::new();
         let ask = |doc: &str, who: &str| {
             let subject = SubjectRef::parse(who).unwrap();

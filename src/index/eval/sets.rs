@@ -393,22 +393,13 @@ impl Dense {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::Conditions;
-    use crate::engine::Env;
-    use crate::index::IndexGraph;
-    use crate::index::eval::Plan;
+    use crate::index::eval::Fixture;
     use crate::model::Relationship;
 
     /// Candidates come out in id order, including ids that share their first 16 bytes (the
     /// integer sort key) and ids that are prefixes of others.
     #[test]
     fn lookup_candidates_are_in_id_order() {
-        let conditions = Conditions::new();
-        let schema = crate::schema::compile_text(
-            "definition user {}\ndefinition doc {\n  relation viewer: user\n  permission view = viewer\n}",
-            &conditions,
-        )
-        .unwrap();
         let ids = [
             "document-0000000000-b",
             "document-0000000000-a",
@@ -422,17 +413,12 @@ mod tests {
         ];
         let rels: Vec<Relationship> =
             ids.iter().map(|id| Relationship::parse(&format!("doc:{id}#viewer@user:ann")).unwrap()).collect();
-        let ix = IndexGraph::build(&rels);
+        let fixture = Fixture::new(
+            "definition user {}\ndefinition doc {\n  relation viewer: user\n  permission view = viewer\n}",
+            &rels,
+        );
         let subject = SubjectRef::parse("user:ann").unwrap();
-        let plan = Plan::build(&schema, &ix);
-        let ctx = Ctx {
-            schema: &schema,
-            ix: &ix,
-            plan: &plan,
-            conditions: &conditions,
-            env: Env::new(crate::model::Timestamp::now()),
-        };
-        let c = resource_sets(&ctx, "doc", "view", &subject).unwrap().unwrap();
+        let c = resource_sets(&fixture.ctx(), "doc", "view", &subject).unwrap().unwrap();
         let got: Vec<&str> = (0..c.len())
             .filter_map(|i| c.get(i))
             .map(|(id, sure)| {
